@@ -1,0 +1,36 @@
+// Small helpers shared by the HTTP routes: typed JSON bodies and the hono
+// context type carrying the verified identity.
+import type { Context } from "hono";
+import type { z } from "zod";
+import { AppError } from "./errors";
+import { MAX_JSON_BODY_BYTES } from "./limits";
+import { describeIssues } from "./protocol";
+import type { Env } from "./env";
+import type { Identity } from "./auth";
+
+export type AppEnv = { Bindings: Env; Variables: { identity: Identity } };
+export type AppContext = Context<AppEnv>;
+
+/** Parses the request body as JSON against `schema`; bad_json / bad_frame / too_large otherwise. */
+export async function readJson<S extends z.ZodType>(c: AppContext, schema: S): Promise<z.infer<S>> {
+  const declared = Number(c.req.header("Content-Length") ?? "0");
+  if (declared > MAX_JSON_BODY_BYTES) throw new AppError("too_large", `body over ${MAX_JSON_BODY_BYTES} bytes`);
+  const text = await c.req.text();
+  if (text.length > MAX_JSON_BODY_BYTES) throw new AppError("too_large", `body over ${MAX_JSON_BODY_BYTES} bytes`);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    throw new AppError("bad_json", "body is not valid JSON");
+  }
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) throw new AppError("bad_frame", describeIssues(parsed.error));
+  return parsed.data;
+}
+
+/** Validates a path parameter against a schema, as bad_frame naming the parameter. */
+export function param<S extends z.ZodType>(c: AppContext, name: string, schema: S): z.infer<S> {
+  const parsed = schema.safeParse(c.req.param(name));
+  if (!parsed.success) throw new AppError("bad_frame", `${name}: ${parsed.error.issues[0]?.message ?? "invalid"}`);
+  return parsed.data;
+}

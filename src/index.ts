@@ -1,0 +1,40 @@
+// The Worker: a stateless hono app that verifies the token, validates input and
+// hands each request to the Durable Object that owns the state.
+import { Hono } from "hono";
+import { tokenOf, verifyToken } from "./auth";
+import { AppError, errorBody, type ErrorCode } from "./errors";
+import type { AppEnv } from "./http";
+import { connectRoutes } from "./routes/connect";
+import { devRoutes } from "./routes/dev";
+import { meRoutes, userRoutes } from "./routes/users";
+
+export { UserObject } from "./objects/UserObject";
+export { GroupObject } from "./objects/GroupObject";
+
+const app = new Hono<AppEnv>();
+
+app.get("/v1/health", (c) => c.json({ ok: true }));
+app.route("/v1/dev", devRoutes);
+
+// Everything below needs a verified token; nothing past this point runs without one.
+app.use("/v1/*", async (c, next) => {
+  const token = tokenOf(c.req.raw);
+  if (!token) throw new AppError("unauthorized", "missing token");
+  c.set("identity", await verifyToken(c.env, token));
+  await next();
+});
+
+app.route("/v1/me", meRoutes);
+app.route("/v1/users", userRoutes);
+app.route("/v1/connect", connectRoutes);
+
+app.notFound((c) => c.json(errorBody("not_found", "no such route"), 404));
+app.onError((err, c) => {
+  if (err instanceof AppError) {
+    return c.json(errorBody(err.code, err.message), err.status as 400);
+  }
+  console.error("unhandled", c.req.method, new URL(c.req.url).pathname, err);
+  return c.json(errorBody("internal" satisfies ErrorCode, "internal error"), 500);
+});
+
+export default app;

@@ -1,0 +1,246 @@
+// What a user's object does with chat frames and hand-offs: send (idempotent on
+// the client id), deliver (idempotent on msg), ack (moves the device's
+// position, emits delivered receipts), read (emits read receipts) and incoming
+// receipts. Every state change and the outbox rows it causes are written in
+// one synchronous transaction before anything is acknowledged.
+import { AppError } from "../errors";
+import { digest, newMsgId } from "../ids";
+import { RETENTION_MS } from "../limits";
+import type { HandoffResult, Outbox, OutboxItem } from "../outbox";
+import { chatKey, type ClientFrame, type SendFrame } from "../protocol";
+import type { Inbox } from "./inbox";
+import { errorFrame, safeSend } from "./sockets";
+
+export interface ChatDeps {
+  sql: SqlStorage;
+  /** ctx.storage.transactionSync: all of fn is durable, or none of it. */
+  transaction<T>(fn: () => T): T;
+  inbox: Inbox;
+  outbox: Outbox;
+  self(): string;
+  /** Sends to every connected device but `except`. */
+  push(json: string, except?: string): void;
+  sendTo(device: string, json: string): void;
+  /** Something was queued in the outbox: drain it. */
+  wake(): void;
+}
+
+/** A message as it travels between objects. */
+export interface Envelope {
+  msg: string;
+  id: string;
+  from: string;
+  ts: number;
+  text?: string;
+  media?: unknown;
+  replyTo?: string;
+  expiresAt?: number;
+}
+
+export interface ReceiptPayload {
+  msgs: string[];
+  status: "delivered" | "read";
+  by: string;
+  ts: number;
+}
+
+/** Most msgs in one receipt frame. */
+const RECEIPT_CHUNK = 500;
+
+export class ChatService {
+  constructor(private readonly d: ChatDeps) {}
+
+  async handle(frame: ClientFrame, device: string, ws: WebSocket, now: number): Promise<void> {
+    switch (frame.type) {
+      case "send":
+        return this.send(frame, device, ws, now);
+      case "ack":
+        return this.ack(frame.seq, device, now);
+      case "read":
+        return this.read(chatKey(frame.chat), frame.upTo, now);
+      default:
+        throw new AppError("bad_frame", `type: "${frame.type}" is not supported by this server yet`);
+    }
+  }
+
+  // ---- send ----------------------------------------------------------------
+
+  private send(frame: SendFrame, device: string, ws: WebSocket, now: number): void {
+    const { sql, inbox, outbox } = this.d;
+    const self = this.d.self();
+    if ("user" in frame.to && frame.to.user === self) throw new AppError("bad_frame", "to: cannot send a message to yourself");
+    const content = digest(JSON.stringify([frame.to, frame.text ?? null, frame.media ?? null, frame.replyTo ?? null]));
+    const existing = sql.exec<{ msg: string; ts: number; digest: string }>("SELECT msg, ts, digest FROM sent_ids WHERE id = ?", frame.id).toArray()[0];
+    if (existing) {
+      if (existing.digest !== content) throw new AppError("id_conflict", `id ${frame.id} was already used for another message`);
+      safeSend(ws, JSON.stringify({ type: "sent", id: frame.id, msg: existing.msg, ts: existing.ts }));
+      return;
+    }
+    const msg = newMsgId(now);
+    const envelope: Envelope = { msg, id: frame.id, from: self, ts: now };
+    if (frame.text !== undefined) envelope.text = frame.text;
+    if (frame.media !== undefined) envelope.media = frame.media;
+    if (frame.replyTo !== undefined) envelope.replyTo = frame.replyTo;
+    const key = chatKey(frame.to);
+    let ownCopy: string | null = null;
+    this.d.transaction(() => {
+      sql.exec("INSERT INTO sent_ids (id, msg, ts, digest) VALUES (?, ?, ?, ?)", frame.id, msg, now, content);
+      sql.exec("INSERT INTO outgoing (msg, chat, ts) VALUES (?, ?, ?)", msg, key, now);
+      if ("user" in frame.to) {
+        // The sender's other devices see the message as an entry of their own inbox.
+        ownCopy = inbox.append("message", key, messageFrame(envelope, frame.to), { msg, origin: device, ts: now }).json;
+        outbox.enqueue(key, "deliver", envelope, now);
+      } else {
+        // The group decides membership and fans out, the sender's other devices included.
+        outbox.enqueue(key, "post", { ...envelope, device }, now);
+      }
+    });
+    // The output gate holds these frames until the transaction above is durable.
+    safeSend(ws, JSON.stringify({ type: "sent", id: frame.id, msg, ts: now }));
+    if (ownCopy !== null) this.d.push(ownCopy, device);
+    this.d.wake();
+  }
+
+  // ---- ack and read ----------------------------------------------------------
+
+  private ack(seq: number, device: string, now: number): void {
+    const { sql, inbox } = this.d;
+    if (seq > inbox.head) throw new AppError("bad_ack", `seq ${seq} is past the head ${inbox.head}`);
+    let queued = false;
+    this.d.transaction(() => {
+      const prev = inbox.ack(device, seq, now);
+      if (prev === null) return;
+      const rows = sql
+        .exec<{ msg: string; chat: string }>(
+          "SELECT msg, chat FROM received WHERE seq > ? AND seq <= ? AND delivered = 0 ORDER BY seq",
+          prev,
+          seq,
+        )
+        .toArray();
+      if (rows.length > 0) {
+        sql.exec("UPDATE received SET delivered = 1 WHERE seq > ? AND seq <= ? AND delivered = 0", prev, seq);
+        queued = this.queueReceipts(rows, "delivered", now);
+      }
+      inbox.purgeAcknowledged(seq, now);
+    });
+    if (queued) this.d.wake();
+  }
+
+  private read(key: string, upTo: string, now: number): void {
+    const { sql } = this.d;
+    let queued = false;
+    this.d.transaction(() => {
+      // msg ids sort by time of acceptance, so "up to" is a string comparison.
+      const rows = sql
+        .exec<{ msg: string; chat: string }>("SELECT msg, chat FROM received WHERE chat = ? AND msg <= ? AND read = 0 ORDER BY msg", key, upTo)
+        .toArray();
+      if (rows.length === 0) return;
+      // A read implies delivered: no separate delivered receipt follows.
+      sql.exec("UPDATE received SET read = 1, delivered = 1 WHERE chat = ? AND msg <= ? AND read = 0", key, upTo);
+      queued = this.queueReceipts(rows, "read", now);
+    });
+    if (queued) this.d.wake();
+  }
+
+  /** Queues receipts to each chat's sender side (the peer's object, or the group's). */
+  private queueReceipts(rows: Array<{ msg: string; chat: string }>, status: "delivered" | "read", now: number): boolean {
+    const byChat = new Map<string, string[]>();
+    for (const r of rows) {
+      const list = byChat.get(r.chat) ?? [];
+      list.push(r.msg);
+      byChat.set(r.chat, list);
+    }
+    const by = this.d.self();
+    for (const [chat, msgs] of byChat) {
+      for (let i = 0; i < msgs.length; i += RECEIPT_CHUNK) {
+        const payload: ReceiptPayload = { msgs: msgs.slice(i, i + RECEIPT_CHUNK), status, by, ts: now };
+        this.d.outbox.enqueue(chat, "receipt", payload, now);
+      }
+    }
+    return byChat.size > 0;
+  }
+
+  // ---- hand-offs from other objects ---------------------------------------------
+
+  accept(from: string, items: OutboxItem[], now: number): HandoffResult[] {
+    const pushes: string[] = [];
+    const results = this.d.transaction(() =>
+      items.map((item) => {
+        if (from.startsWith("user:") && item.op === "deliver") return this.deliver(from, item.payload as Envelope, now, pushes);
+        if (from.startsWith("user:") && item.op === "receipt") return this.receipt(from, item.payload as ReceiptPayload, now, pushes);
+        return { ok: false as const, code: "bad_frame", message: `unknown hand-off ${item.op} from ${from}` };
+      }),
+    );
+    for (const json of pushes) this.d.push(json);
+    return results;
+  }
+
+  private deliver(from: string, e: Envelope, now: number, pushes: string[]): HandoffResult {
+    const { sql, inbox } = this.d;
+    const seen = sql.exec("SELECT 1 FROM received WHERE msg = ?", e.msg).toArray().length > 0;
+    if (seen) return { ok: true }; // a retried hand-off: stored once
+    const chat = { user: e.from };
+    const appended = inbox.append("message", from, messageFrame(e, chat), { msg: e.msg, ts: now });
+    sql.exec("INSERT INTO received (msg, chat, sender, seq, ts) VALUES (?, ?, ?, ?, ?)", e.msg, from, e.from, appended.seq, now);
+    pushes.push(appended.json);
+    return { ok: true };
+  }
+
+  private receipt(from: string, r: ReceiptPayload, now: number, pushes: string[]): HandoffResult {
+    const { sql, inbox } = this.d;
+    const column = r.status === "read" ? "read_at" : "delivered_at";
+    const fresh: string[] = [];
+    for (const msg of r.msgs) {
+      // Only messages this user sent into that very chat: a peer cannot tick someone else's.
+      const row = sql.exec<{ delivered_at: number | null; read_at: number | null }>(
+        "SELECT delivered_at, read_at FROM outgoing WHERE msg = ? AND chat = ?",
+        msg,
+        from,
+      ).toArray()[0];
+      if (!row || row[column] !== null) continue;
+      if (r.status === "read") sql.exec("UPDATE outgoing SET read_at = ?, delivered_at = COALESCE(delivered_at, ?) WHERE msg = ?", r.ts, r.ts, msg);
+      else sql.exec("UPDATE outgoing SET delivered_at = ? WHERE msg = ?", r.ts, msg);
+      fresh.push(msg);
+    }
+    if (fresh.length === 0) return { ok: true };
+    const frame = { type: "receipt", chat: { user: r.by }, msgs: fresh, status: r.status, by: r.by, ts: r.ts };
+    pushes.push(inbox.append("receipt", from, frame, { ts: now }).json);
+    return { ok: true };
+  }
+
+  /** A hand-off the callee refused for good (e.g. a post to a group the sender is not in). */
+  refused(target: string, item: OutboxItem, result: { code: string; message: string }): void {
+    const payload = item.payload as Partial<Envelope & { device: string }>;
+    console.warn("hand-off refused", target, item.op, result.code);
+    if (item.op === "post" && typeof payload.device === "string") {
+      this.d.sendTo(payload.device, errorFrame(result.code, result.message, payload.id));
+    }
+  }
+
+  // ---- housekeeping ------------------------------------------------------------
+
+  purgeExpired(now: number): void {
+    const cutoff = now - RETENTION_MS;
+    this.d.sql.exec("DELETE FROM sent_ids WHERE ts < ?", cutoff);
+    this.d.sql.exec("DELETE FROM outgoing WHERE ts < ?", cutoff);
+    this.d.sql.exec("DELETE FROM received WHERE ts < ?", cutoff);
+  }
+
+  hasState(): boolean {
+    return (
+      this.d.sql.exec<{ n: number }>(
+        "SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM sent_ids LIMIT 1)) + (SELECT COUNT(*) FROM (SELECT 1 FROM received LIMIT 1)) AS n",
+      ).one().n > 0
+    );
+  }
+}
+
+/** The `message` frame (without seq) for a chat as the reader names it. */
+export function messageFrame(e: Envelope, chat: { user: string } | { group: string }): Record<string, unknown> {
+  const f: Record<string, unknown> = { type: "message", msg: e.msg, id: e.id, from: e.from, chat, ts: e.ts };
+  if (e.text !== undefined) f.text = e.text;
+  if (e.media !== undefined) f.media = e.media;
+  if (e.replyTo !== undefined) f.replyTo = e.replyTo;
+  if (e.expiresAt !== undefined) f.expiresAt = e.expiresAt;
+  return f;
+}
