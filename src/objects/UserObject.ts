@@ -6,7 +6,7 @@
 import { DurableObject } from "cloudflare:workers";
 import { ensureUser } from "../directory";
 import { AppError } from "../errors";
-import { HOUSEKEEPING_INTERVAL_MS, MAX_DEVICES_PER_USER, MAX_FRAME_BYTES, REPLAY_CHUNK } from "../limits";
+import { HOUSEKEEPING_INTERVAL_MS, MAX_DEVICES_PER_USER, OUTBOX_RETRY_BASE_MS, MAX_FRAME_BYTES, REPLAY_CHUNK } from "../limits";
 import { Outbox, type HandoffResult, type OutboxItem } from "../outbox";
 import { CLIENT_FRAME_TYPES, ClientFrame, PROTOCOL_VERSION, describeIssues, type Chat } from "../protocol";
 import { CONNECT_HEADERS } from "../routes/connect";
@@ -167,9 +167,28 @@ export class UserObject extends DurableObject<Env> {
       this.setMeta("user", to);
       this.userId = to;
     }
+    this.injectFault();
     const results = this.chat.accept(from, items, Date.now());
     this.scheduleAlarm();
     return results;
+  }
+
+  /**
+   * Test-only: the next `n` hand-offs to this object fail as if it were
+   * unreachable. Stored, so it survives eviction; refused unless DEV_AUTH is on.
+   */
+  async failNextHandoffs(n: number): Promise<void> {
+    if (this.env.DEV_AUTH !== "true") throw new Error("fault injection is for tests only");
+    this.setMeta("fail_handoffs", String(n));
+  }
+
+  private injectFault(): void {
+    if (this.env.DEV_AUTH !== "true") return;
+    const left = Number(this.meta("fail_handoffs") ?? "0");
+    if (left > 0) {
+      this.setMeta("fail_handoffs", String(left - 1));
+      throw new Error("injected hand-off failure");
+    }
   }
 
   // ---- alarm ---------------------------------------------------------------
@@ -197,7 +216,9 @@ export class UserObject extends DurableObject<Env> {
   private scheduleAlarm(): void {
     const candidates: number[] = [];
     const outboxDue = this.outbox.nextDueAt();
-    if (outboxDue !== null) candidates.push(outboxDue);
+    // A fresh row is drained at once by wake(); the alarm is only the backstop
+    // for an eviction in the middle of that drain.
+    if (outboxDue !== null) candidates.push(Math.max(outboxDue, Date.now() + OUTBOX_RETRY_BASE_MS));
     for (const ws of this.ctx.getWebSockets()) {
       const a = attachmentOf(ws);
       if (a) candidates.push(a.expiresAt);

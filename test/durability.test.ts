@@ -1,0 +1,144 @@
+// Nothing is lost or duplicated across evictions, resets, failures and expiry.
+import { abortAllDurableObjects, evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import { RETENTION_MS } from "../src/limits";
+import { connect, open, sleep, token, uid, type TestSocket } from "./helpers";
+
+const stub = (user: string) => env.USERS.getByName(user);
+
+async function drainMessages(s: TestSocket, n: number): Promise<string[]> {
+  const out: string[] = [];
+  for (let i = 0; i < n; i++) out.push((await s.next("message")).text ?? "");
+  return out;
+}
+
+describe("durability", () => {
+  it("evicting both user objects mid-conversation loses and duplicates nothing", async () => {
+    const alice = uid("alice");
+    const bob = uid("bob");
+    const a = await connect(alice);
+    const b = await connect(bob);
+    for (let i = 0; i < 10; i++) {
+      a.send({ type: "send", id: `m${i}`, to: { user: bob }, text: `t${i}` });
+      await a.next("sent", (f) => f.id === `m${i}`);
+      if (i % 3 === 0) await evictDurableObject(stub(bob));
+      if (i % 3 === 1) await evictDurableObject(stub(alice));
+    }
+    // Hibernated sockets survive eviction: Bob keeps receiving on the same socket.
+    expect(await drainMessages(b, 10)).toEqual(Array.from({ length: 10 }, (_, i) => `t${i}`));
+    await sleep(300);
+    expect(b.all("message")).toHaveLength(0);
+  });
+
+  it("a hard reset of every object mid-conversation loses and duplicates nothing", async () => {
+    const alice = uid("alice");
+    const bob = uid("bob");
+    const tokA = await token(alice);
+    let a = await connect(alice, "phone", tokA);
+    const unacked = new Map<string, string>();
+    for (let i = 0; i < 12; i++) {
+      const id = `m${i}`;
+      unacked.set(id, `t${i}`);
+      a.send({ type: "send", id, to: { user: bob }, text: `t${i}` });
+      if (i % 4 === 3) {
+        // Reset at the worst moment: right after sending, before `sent` is read.
+        await abortAllDurableObjects();
+        a = await connect(alice, "phone", tokA);
+        // The client resends everything that never got `sent`, with the same id.
+        for (const [rid, text] of unacked) a.send({ type: "send", id: rid, to: { user: bob }, text });
+      }
+      for (const f of a.all("sent")) unacked.delete(f.id);
+    }
+    while (unacked.size > 0) {
+      const f = await a.next("sent");
+      unacked.delete(f.id);
+    }
+    const b = await open(bob, "phone");
+    await b.next("hello");
+    const got = await drainMessages(b, 12);
+    expect(got).toEqual(Array.from({ length: 12 }, (_, i) => `t${i}`));
+    await b.next("synced");
+    await sleep(300);
+    expect(b.all("message")).toHaveLength(0);
+  });
+
+  it("a hand-off that fails is retried with backoff and delivered once", async () => {
+    const alice = uid("alice");
+    const bob = uid("bob");
+    const b = await connect(bob);
+    await stub(bob).failNextHandoffs(2);
+    const a = await connect(alice);
+    a.send({ type: "send", id: "r1", to: { user: bob }, text: "eventually" });
+    await a.next("sent");
+    const pending = await runInDurableObject(stub(alice), (_o, state) =>
+      state.storage.sql.exec<{ attempts: number }>("SELECT attempts FROM outbox").toArray(),
+    );
+    expect(pending.length).toBe(1);
+    // Two failures: retried after ~1 s and ~2 s by the alarm.
+    const m = await b.next("message", () => true, 10_000);
+    expect(m.text).toBe("eventually");
+    await sleep(300);
+    expect(b.all("message")).toHaveLength(0);
+    const left = await runInDurableObject(stub(alice), (_o, state) => state.storage.sql.exec("SELECT 1 FROM outbox").toArray().length);
+    expect(left).toBe(0);
+  });
+
+  it("a temporary chat leaves nothing in the inbox once every device acked", async () => {
+    const alice = uid("alice");
+    const bob = uid("bob");
+    const a = await connect(alice);
+    const p = await connect(bob, "phone");
+    const l = await connect(bob, "laptop");
+    a.send({ type: "send", id: "gone", to: { user: bob }, text: "secret-text-123" });
+    const mp = await p.next("message");
+    const ml = await l.next("message");
+    p.send({ type: "ack", seq: mp.seq });
+    await a.next("receipt");
+    const count = () =>
+      runInDurableObject(stub(bob), (_o, state) => state.storage.sql.exec("SELECT 1 FROM inbox").toArray().length);
+    expect(await count()).toBe(1); // the laptop has not acked yet
+    l.send({ type: "ack", seq: ml.seq });
+    await sleep(100);
+    expect(await count()).toBe(0);
+    const leftovers = await runInDurableObject(stub(bob), (_o, state) =>
+      state.storage.sql.exec<{ frame: string }>("SELECT frame FROM inbox").toArray(),
+    );
+    expect(JSON.stringify(leftovers)).not.toContain("secret-text-123");
+  });
+
+  it("entries nobody acknowledged for 30 days are purged and the device is told with gap", async () => {
+    const alice = uid("alice");
+    const bob = uid("bob");
+    const b0 = await connect(bob, "phone"); // the device exists and holds nothing yet
+    b0.close();
+    await sleep(50);
+    const a = await connect(alice);
+    for (let i = 0; i < 3; i++) {
+      a.send({ type: "send", id: `old${i}`, to: { user: bob }, text: `old ${i}` });
+      await a.next("sent");
+    }
+    await sleep(200);
+    // Age everything by more than the retention period and let housekeeping run.
+    await runInDurableObject(stub(bob), (_o, state) => {
+      state.storage.sql.exec("UPDATE inbox SET ts = ts - ?", RETENTION_MS + 1000);
+      state.storage.sql.exec("UPDATE meta SET value = '0' WHERE key = 'housekeeping_at'");
+    });
+    expect(await runDurableObjectAlarm(stub(bob))).toBe(true);
+    a.send({ type: "send", id: "new", to: { user: bob }, text: "new" });
+    await a.next("sent");
+    await sleep(200);
+    const b = await open(bob, "phone");
+    await b.next("hello");
+    expect(await b.next("gap")).toMatchObject({ from: 1, to: 3, reason: "expired" });
+    expect((await b.next("message")).text).toBe("new");
+    await b.next("synced");
+  });
+
+  it("a socket whose token expires is closed with 4001", async () => {
+    const alice = uid("alice");
+    const s = await connect(alice, "phone", await token(alice, 1));
+    const closed = await s.waitClosed(6000);
+    expect(closed.code).toBe(4001);
+  });
+});

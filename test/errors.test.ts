@@ -1,0 +1,183 @@
+// Bad tokens and bad input: a clear error, nothing stored, the socket still usable.
+import { runInDurableObject } from "cloudflare:test";
+import { env, exports } from "cloudflare:workers";
+import { sign } from "hono/jwt";
+import { describe, expect, it } from "vitest";
+import { MAX_FRAME_BYTES, MAX_TEXT_CHARS } from "../src/limits";
+import { BASE, call, connect, sleep, token, uid } from "./helpers";
+
+const SECRET = "test-secret-do-not-use";
+
+function b64url(s: string): string {
+  return btoa(s).replace(/=+$/, "").replace(/\+/g, "-").replace(/\//g, "_");
+}
+
+async function expectUnauthorized(tok: string | null, how: "header" | "query" = "header") {
+  const url = how === "query" && tok ? `/v1/me?access_token=${tok}` : "/v1/me";
+  const res = await call(url, { token: how === "header" && tok ? tok : undefined });
+  expect(res.status).toBe(401);
+  const body = (await res.json()) as { error: { code: string } };
+  expect(body.error.code).toBe("unauthorized");
+  // The socket upgrade is refused the same way, before any object is touched.
+  const ws = await exports.default.fetch(
+    new Request(`${BASE}/v1/connect?device=d`, { headers: { Upgrade: "websocket", ...(tok ? { Authorization: `Bearer ${tok}` } : {}) } }),
+  );
+  expect(ws.status).toBe(401);
+}
+
+describe("authentication", () => {
+  const exp = () => Math.floor(Date.now() / 1000) + 600;
+
+  it("accepts a valid token by header and by access_token", async () => {
+    const user = uid("auth");
+    const tok = await token(user);
+    expect((await call("/v1/me", { token: tok })).status).toBe(200);
+    expect((await call(`/v1/me?access_token=${tok}`)).status).toBe(200);
+  });
+
+  it("refuses a missing token", async () => expectUnauthorized(null));
+  it("refuses a garbage token", async () => expectUnauthorized("not.a.jwt"));
+  it("refuses a token signed with another secret", async () =>
+    expectUnauthorized(await sign({ sub: "mallory", exp: exp() }, "wrong-secret", "HS256")));
+  it("refuses a token whose signature was tampered with", async () => {
+    const good = await sign({ sub: "alice", exp: exp() }, SECRET, "HS256");
+    const [h, , s] = good.split(".");
+    await expectUnauthorized(`${h}.${b64url(JSON.stringify({ sub: "admin", exp: exp() }))}.${s}`);
+  });
+  it("refuses alg none", async () => {
+    const h = b64url(JSON.stringify({ alg: "none", typ: "JWT" }));
+    const p = b64url(JSON.stringify({ sub: "alice", exp: exp() }));
+    await expectUnauthorized(`${h}.${p}.`);
+  });
+  it("refuses a token of another algorithm signed with the same secret", async () =>
+    expectUnauthorized(await sign({ sub: "alice", exp: exp() }, SECRET, "HS512")));
+  it("refuses an expired token", async () =>
+    expectUnauthorized(await sign({ sub: "alice", exp: Math.floor(Date.now() / 1000) - 10 }, SECRET, "HS256")));
+  it("refuses a token without exp", async () => expectUnauthorized(await sign({ sub: "alice" }, SECRET, "HS256")));
+  it("refuses a token whose sub is not a valid user id", async () =>
+    expectUnauthorized(await sign({ sub: "bad id/..", exp: exp() }, SECRET, "HS256")));
+  it("refuses an expired token in access_token", async () =>
+    expectUnauthorized(await sign({ sub: "alice", exp: Math.floor(Date.now() / 1000) - 10 }, SECRET, "HS256"), "query"));
+
+  it("upgrade without Upgrade header is 426, bad device id is 400", async () => {
+    const tok = await token(uid("u"));
+    expect((await call("/v1/connect?device=d", { token: tok })).status).toBe(426);
+    const res = await exports.default.fetch(
+      new Request(`${BASE}/v1/connect?device=${encodeURIComponent("bad device!")}`, {
+        headers: { Upgrade: "websocket", Authorization: `Bearer ${tok}` },
+      }),
+    );
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe("bad_frame");
+  });
+});
+
+describe("origins", () => {
+  it("with ALLOWED_ORIGINS set, an upgrade from an unlisted origin gets 403 and a listed one connects", async () => {
+    const app = (await import("../src/index")).default;
+    const tok = await token(uid("origin"));
+    const restricted = { ...env, ALLOWED_ORIGINS: "https://chat.example, https://other.example" };
+    const attempt = (origin: string) =>
+      app.fetch(
+        new Request(`${BASE}/v1/connect?device=d`, { headers: { Upgrade: "websocket", Authorization: `Bearer ${tok}`, Origin: origin } }),
+        restricted,
+      );
+    const refused = await attempt("https://evil.example");
+    expect(refused.status).toBe(403);
+    expect(((await refused.json()) as { error: { code: string } }).error.code).toBe("forbidden");
+    const allowed = await attempt("https://other.example");
+    expect(allowed.status).toBe(101);
+    allowed.webSocket?.accept();
+    allowed.webSocket?.close(1000);
+  });
+});
+
+describe("directory", () => {
+  it("a user reads and changes its profile; others can look it up; unknown users are 404", async () => {
+    const user = uid("dir");
+    const tok = await token(user);
+    expect(await (await call("/v1/me", { token: tok })).json()).toEqual({ id: user, displayName: user });
+    const put = await call("/v1/me", { token: tok, method: "PUT", json: { displayName: "Alice A." } });
+    expect(await put.json()).toEqual({ id: user, displayName: "Alice A." });
+    const other = await token(uid("other"));
+    expect(await (await call(`/v1/users/${user}`, { token: other })).json()).toEqual({ id: user, displayName: "Alice A." });
+    const missing = await call(`/v1/users/${uid("nobody")}`, { token: other });
+    expect(missing.status).toBe(404);
+    expect(((await missing.json()) as { error: { code: string } }).error.code).toBe("not_found");
+  });
+
+  it("bad profile bodies get bad_json or bad_frame and change nothing", async () => {
+    const user = uid("dir");
+    const tok = await token(user);
+    await call("/v1/me", { token: tok, method: "PUT", json: { displayName: "Kept" } });
+    const badJson = await call("/v1/me", { token: tok, method: "PUT", body: "{nope", headers: { "Content-Type": "application/json" } });
+    expect(badJson.status).toBe(400);
+    expect(((await badJson.json()) as { error: { code: string } }).error.code).toBe("bad_json");
+    const badType = await call("/v1/me", { token: tok, method: "PUT", json: { displayName: 42 } });
+    const body = (await badType.json()) as { error: { code: string; message: string } };
+    expect(body.error.code).toBe("bad_frame");
+    expect(body.error.message).toContain("displayName");
+    expect(await (await call("/v1/me", { token: tok })).json()).toMatchObject({ displayName: "Kept" });
+  });
+
+  it("dev tokens are refused where DEV_AUTH is not on", async () => {
+    const res = await (await import("../src/index")).default.fetch(
+      new Request(`${BASE}/v1/dev/token`, { method: "POST", body: JSON.stringify({ user: "x" }), headers: { "Content-Type": "application/json" } }),
+      { ...env, DEV_AUTH: "false" },
+    );
+    expect(res.status).toBe(404);
+  });
+});
+
+describe("bad frames on a socket", () => {
+  it("every bad frame gets its error code, the socket stays usable and nothing is stored", async () => {
+    const alice = uid("alice");
+    const bob = uid("bob");
+    const a = await connect(alice);
+    const b = await connect(bob);
+    const cases: Array<[unknown, string, string?]> = [
+      ["{not json", "bad_json"],
+      ["[1,2,3]", "bad_frame"],
+      ['"just a string"', "bad_frame"],
+      [{ type: "nope" }, "bad_frame", "type"],
+      [{ noType: true }, "bad_frame", "type"],
+      [{ type: "send", id: "a1", to: { user: bob } }, "bad_frame", "text"],
+      [{ type: "send", id: "a2", to: { user: bob }, text: 5 }, "bad_frame", "text"],
+      [{ type: "send", id: "bad id!", to: { user: bob }, text: "x" }, "bad_frame", "id"],
+      [{ type: "send", id: "a3", to: { user: "not a user!" }, text: "x" }, "bad_frame", "to"],
+      [{ type: "send", id: "a4", to: { user: bob, group: "g" }, text: "x" }, "bad_frame", "to"],
+      [{ type: "send", id: "a5", to: { user: alice }, text: "me" }, "bad_frame", "to"],
+      [{ type: "send", id: "a6", to: { user: bob }, text: "x".repeat(MAX_TEXT_CHARS + 1) }, "bad_frame", "text"],
+      [{ type: "send", id: "a7", to: { user: bob }, text: "x".repeat(MAX_FRAME_BYTES) }, "too_large"],
+      [{ type: "send", id: "a8", to: { user: bob }, text: "é".repeat(MAX_FRAME_BYTES / 2 - 10) }, "too_large"],
+      [{ type: "ack", seq: 999 }, "bad_ack"],
+      [{ type: "ack", seq: -1 }, "bad_frame", "seq"],
+      [{ type: "ack", seq: "1" }, "bad_frame", "seq"],
+      [{ type: "read", chat: { user: bob } }, "bad_frame", "upTo"],
+    ];
+    for (const [frame, code, field] of cases) {
+      a.send(frame);
+      const err = await a.next("error");
+      expect(err.code, JSON.stringify(frame).slice(0, 80)).toBe(code);
+      if (field) expect(err.message).toContain(field);
+      expect(err.message).not.toMatch(/at .*\.ts:\d+/); // no stack trace
+    }
+    a.ws.send(new Uint8Array([1, 2, 3]));
+    expect((await a.next("error")).code).toBe("unsupported_frame");
+    // The error names the offending frame by its id.
+    a.send({ type: "send", id: "refme", to: { user: bob }, text: 1 });
+    expect((await a.next("error")).ref).toBe("refme");
+    // Still usable, and nothing of the bad frames was stored or delivered.
+    a.send({ type: "send", id: "ok", to: { user: bob }, text: "fine" });
+    await a.next("sent");
+    const m = await b.next("message");
+    expect(m.text).toBe("fine");
+    expect(m.seq).toBe(1);
+    expect(a.closed).toBeNull();
+    const stored = await runInDurableObject(env.USERS.getByName(alice), (_o, state) =>
+      state.storage.sql.exec<{ id: string }>("SELECT id FROM sent_ids").toArray().map((r) => r.id),
+    );
+    expect(stored).toEqual(["ok"]);
+    await sleep(50);
+  });
+});
