@@ -3,6 +3,10 @@ import type { Env as ServerEnv } from "../src/env";
 
 declare global {
   namespace Cloudflare {
+    interface GlobalProps {
+      mainModule: typeof import("../src/index");
+      durableNamespaces: "UserObject" | "GroupObject";
+    }
     interface Env extends ServerEnv {
       TEST_MIGRATIONS: D1Migration[];
     }
