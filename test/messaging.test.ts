@@ -161,6 +161,22 @@ describe("one-to-one chat", () => {
     expect(a2.all("receipt")).toHaveLength(0);
   });
 
+  it("reading on one device tells the user's other devices", async () => {
+    const alice = uid("alice");
+    const bob = uid("bob");
+    const a = await connect(alice);
+    const phone = await connect(bob, "phone");
+    const laptop = await connect(bob, "laptop");
+    a.send({ type: "send", id: "m", to: { user: bob }, text: "x" });
+    const m = await phone.next("message");
+    await laptop.next("message");
+    phone.send({ type: "read", chat: { user: alice }, upTo: m.msg });
+    const ev = await laptop.next("event");
+    expect(ev).toMatchObject({ chat: { user: alice }, event: { kind: "read", upTo: m.msg } });
+    await sleep(200);
+    expect(phone.all("event")).toHaveLength(0);
+  });
+
   it("ping is answered with pong", async () => {
     const s = await connect(uid("pinger"));
     s.send("ping");

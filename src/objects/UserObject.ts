@@ -63,7 +63,7 @@ export class UserObject extends DurableObject<Env> {
     const device = request.headers.get(CONNECT_HEADERS.device);
     const expiresAt = Number(request.headers.get(CONNECT_HEADERS.expiresAt));
     if (!user || !device || !Number.isFinite(expiresAt)) return new Response("bad connect", { status: 400 });
-    if (this.userId === null) await this.register(user);
+    if (this.meta("registered") === null) await this.register(user);
 
     const now = Date.now();
     const pair = new WebSocketPair();
@@ -109,6 +109,7 @@ export class UserObject extends DurableObject<Env> {
     // The directory learns of users who only ever connect (tokens minted elsewhere).
     await ensureUser(this.env.DB, user);
     this.setMeta("user", user);
+    this.setMeta("registered", "1");
     this.userId = user;
   }
 

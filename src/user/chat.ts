@@ -7,7 +7,7 @@ import { AppError } from "../errors";
 import { digest, newMsgId } from "../ids";
 import { RETENTION_MS } from "../limits";
 import type { HandoffResult, Outbox, OutboxItem } from "../outbox";
-import { chatKey, type ClientFrame, type SendFrame } from "../protocol";
+import { chatKey, type Chat, type ClientFrame, type SendFrame } from "../protocol";
 import type { Inbox } from "./inbox";
 import { errorFrame, safeSend } from "./sockets";
 
@@ -57,7 +57,7 @@ export class ChatService {
       case "ack":
         return this.ack(frame.seq, device, now);
       case "read":
-        return this.read(chatKey(frame.chat), frame.upTo, now);
+        return this.read(frame.chat, frame.upTo, device, now);
       default:
         throw new AppError("bad_frame", `type: "${frame.type}" is not supported by this server yet`);
     }
@@ -126,9 +126,11 @@ export class ChatService {
     if (queued) this.d.wake();
   }
 
-  private read(key: string, upTo: string, now: number): void {
-    const { sql } = this.d;
+  private read(chat: Chat, upTo: string, device: string, now: number): void {
+    const { sql, inbox } = this.d;
+    const key = chatKey(chat);
     let queued = false;
+    let sync: string | null = null;
     this.d.transaction(() => {
       // msg ids sort by time of acceptance, so "up to" is a string comparison.
       const rows = sql
@@ -138,7 +140,11 @@ export class ChatService {
       // A read implies delivered: no separate delivered receipt follows.
       sql.exec("UPDATE received SET read = 1, delivered = 1 WHERE chat = ? AND msg <= ? AND read = 0", key, upTo);
       queued = this.queueReceipts(rows, "read", now);
+      // The user's other devices learn the chat was read (unread counts stay in sync).
+      const event = { type: "event", chat, event: { kind: "read", upTo }, ts: now };
+      sync = inbox.append("event", key, event, { origin: device, ts: now }).json;
     });
+    if (sync !== null) this.d.push(sync, device);
     if (queued) this.d.wake();
   }
 
