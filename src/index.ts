@@ -4,6 +4,7 @@ import { Hono } from "hono";
 import { tokenOf, verifyToken } from "./auth";
 import { AppError, errorBody, type ErrorCode } from "./errors";
 import type { AppEnv } from "./http";
+import { chatRoutes } from "./routes/chats";
 import { connectRoutes } from "./routes/connect";
 import { devRoutes } from "./routes/dev";
 import { meRoutes, userRoutes } from "./routes/users";
@@ -27,6 +28,7 @@ app.use("/v1/*", async (c, next) => {
 app.route("/v1/me", meRoutes);
 app.route("/v1/users", userRoutes);
 app.route("/v1/connect", connectRoutes);
+app.route("/v1/chats", chatRoutes);
 
 app.notFound((c) => c.json(errorBody("not_found", "no such route"), 404));
 app.onError((err, c) => {

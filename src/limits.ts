@@ -33,3 +33,13 @@ export const DEV_TOKEN_TTL_SECONDS = 24 * 60 * 60;
 export const DEV_TOKEN_MAX_TTL_SECONDS = 30 * 24 * 60 * 60;
 /** Display names (characters). */
 export const MAX_DISPLAY_NAME_CHARS = 100;
+
+/** Disappearing-message timers a chat may choose (seconds): 24 h, 7 days, 90 days. */
+export const DISAPPEAR_AFTER_SECONDS = [86_400, 604_800, 7_776_000] as const;
+/** The sender may edit a message this long after sending it. */
+export const EDIT_WINDOW_MS = 15 * 60 * 1000;
+/** The sender may delete a message for everyone this long after sending it. */
+export const DELETE_WINDOW_MS = 48 * 60 * 60 * 1000;
+/** History paging: default and largest page. */
+export const HISTORY_PAGE_DEFAULT = 50;
+export const HISTORY_PAGE_MAX = 100;

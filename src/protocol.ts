@@ -2,7 +2,7 @@
 // The one place the format is defined; the Worker, the objects, the client
 // library and the tests all import it. See docs/PROTOCOL.md.
 import { z } from "zod";
-import { ID_PATTERN, MAX_TEXT_CHARS, MAX_DISPLAY_NAME_CHARS } from "./limits";
+import { DISAPPEAR_AFTER_SECONDS, HISTORY_PAGE_MAX, ID_PATTERN, MAX_TEXT_CHARS, MAX_DISPLAY_NAME_CHARS } from "./limits";
 
 export const PROTOCOL_VERSION = 1;
 
@@ -98,6 +98,8 @@ export const MessageFrame = z.object({
   media: SignedMedia.optional(),
   replyTo: MsgId.optional(),
   expiresAt: z.number().int().optional(),
+  /** Set when the sender edited the message before this copy was delivered or read from history. */
+  editedAt: z.number().int().optional(),
 });
 export const ReceiptStatus = z.enum(["delivered", "read"]);
 export const ReceiptFrame = z.object({
@@ -166,6 +168,32 @@ export const ProfileBody = z.object({
   displayName: z.string().trim().min(1).max(MAX_DISPLAY_NAME_CHARS),
 });
 export const Profile = z.object({ id: UserId, displayName: z.string() });
+
+export const Retention = z.enum(["temporary", "permanent"]);
+export type Retention = z.infer<typeof Retention>;
+/** Off is null or 0; otherwise one of DISAPPEAR_AFTER_SECONDS. Omitted = unchanged. */
+export const DisappearAfter = z
+  .union([z.null(), z.literal(0), ...DISAPPEAR_AFTER_SECONDS.map((s) => z.literal(s))])
+  .transform((v) => (v === 0 ? null : v));
+export const ChatSettingsBody = z
+  .object({ retention: Retention.optional(), disappearAfterSeconds: DisappearAfter.optional() })
+  .refine((b) => b.retention !== undefined || b.disappearAfterSeconds !== undefined, {
+    message: "give retention and/or disappearAfterSeconds",
+    path: ["retention"],
+  });
+export type ChatSettingsBody = z.infer<typeof ChatSettingsBody>;
+export const ChatSettings = z.object({
+  chat: z.string(),
+  retention: Retention,
+  disappearAfterSeconds: z.number().int().nullable(),
+  changedAt: z.number().int().nullable(),
+  changedBy: z.string().nullable(),
+});
+export type ChatSettings = z.infer<typeof ChatSettings>;
+export const HistoryQuery = z.object({
+  before: MsgId.optional(),
+  limit: z.coerce.number().int().min(1).max(HISTORY_PAGE_MAX).optional(),
+});
 
 /** Chats in URLs: `user:bob` or `group:g_1`. */
 export function parseChatParam(value: string): Chat | null {

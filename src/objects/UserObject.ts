@@ -8,12 +8,13 @@ import { ensureUser } from "../directory";
 import { AppError } from "../errors";
 import { HOUSEKEEPING_INTERVAL_MS, MAX_DEVICES_PER_USER, OUTBOX_RETRY_BASE_MS, MAX_FRAME_BYTES, REPLAY_CHUNK } from "../limits";
 import { Outbox, type HandoffResult, type OutboxItem } from "../outbox";
-import { CLIENT_FRAME_TYPES, ClientFrame, PROTOCOL_VERSION, describeIssues, type Chat } from "../protocol";
+import { CLIENT_FRAME_TYPES, ClientFrame, PROTOCOL_VERSION, describeIssues, type Chat, type ChatSettings, type ChatSettingsBody } from "../protocol";
 import { CONNECT_HEADERS } from "../routes/connect";
 import { migrate } from "../sqlite";
 import type { Env } from "../env";
 import { ChatService } from "../user/chat";
 import { Inbox } from "../user/inbox";
+import { Retention, type HistoryPage } from "../user/retention";
 import { USER_MIGRATIONS } from "../user/schema";
 import { attachmentOf, errorFrame, safeClose, safeSend, type DeviceAttachment } from "../user/sockets";
 
@@ -24,6 +25,7 @@ export class UserObject extends DurableObject<Env> {
   private readonly inbox: Inbox;
   private readonly outbox: Outbox;
   private readonly chat: ChatService;
+  private readonly retention: Retention;
   /** Cached alarm time; null when none is set (loaded in the constructor). */
   private alarmAt: number | null = null;
   private userId: string | null;
@@ -39,11 +41,13 @@ export class UserObject extends DurableObject<Env> {
       (target, items) => this.handoffTo(target, items),
       (target, item, result) => this.chat.refused(target, item, result),
     );
+    this.retention = new Retention({ sql: this.sql, inbox: this.inbox, outbox: this.outbox, self: () => this.self() });
     this.chat = new ChatService({
       sql: this.sql,
       transaction: (fn) => ctx.storage.transactionSync(fn),
       inbox: this.inbox,
       outbox: this.outbox,
+      retention: this.retention,
       self: () => this.self(),
       push: (json, except) => this.push(json, except),
       sendTo: (device, json) => this.sendTo(device, json),
@@ -163,11 +167,7 @@ export class UserObject extends DurableObject<Env> {
 
   /** Items from another object's outbox, in order. Idempotent per item. */
   async handoff(to: string, from: string, items: OutboxItem[]): Promise<HandoffResult[]> {
-    // An object may be addressed before its user ever connected: learn who it is.
-    if (this.userId === null) {
-      this.setMeta("user", to);
-      this.userId = to;
-    }
+    this.learn(to);
     this.injectFault();
     const results = this.chat.accept(from, items, Date.now());
     this.scheduleAlarm();
@@ -192,6 +192,25 @@ export class UserObject extends DurableObject<Env> {
     }
   }
 
+  // ---- RPC: the Worker's chat routes (one-to-one chats; the caller is this user) ----
+
+  async chatSettings(self: string, chat: string): Promise<ChatSettings> {
+    this.learn(self);
+    return this.retention.settings(chat);
+  }
+
+  async changeChatSettings(self: string, chat: string, body: ChatSettingsBody): Promise<ChatSettings> {
+    this.learn(self);
+    const settings = this.chat.changeSettings(chat, body, Date.now());
+    this.scheduleAlarm();
+    return settings;
+  }
+
+  async chatHistory(self: string, chat: string, before?: string, limit?: number): Promise<HistoryPage> {
+    this.learn(self);
+    return this.retention.history(chat, before, limit);
+  }
+
   // ---- alarm ---------------------------------------------------------------
 
   override async alarm(): Promise<void> {
@@ -209,6 +228,8 @@ export class UserObject extends DurableObject<Env> {
         this.setMeta("housekeeping_at", String(now + HOUSEKEEPING_INTERVAL_MS));
       });
     }
+    const expiry = this.retention.nextExpiry();
+    if (expiry !== null && expiry <= now) this.ctx.storage.transactionSync(() => this.retention.purgeDisappeared(now));
     await this.outbox.drain();
     this.scheduleAlarm();
   }
@@ -224,6 +245,8 @@ export class UserObject extends DurableObject<Env> {
       const a = attachmentOf(ws);
       if (a) candidates.push(a.expiresAt);
     }
+    const expiry = this.retention.nextExpiry();
+    if (expiry !== null) candidates.push(expiry);
     if (!this.inbox.isEmpty() || this.chat.hasState()) {
       const due = this.meta("housekeeping_at");
       if (due === null) this.setMeta("housekeeping_at", String(Date.now() + HOUSEKEEPING_INTERVAL_MS));
@@ -264,6 +287,13 @@ export class UserObject extends DurableObject<Env> {
 
   private sendTo(device: string, json: string): void {
     for (const ws of this.ctx.getWebSockets(device)) safeSend(ws, json);
+  }
+
+  /** An object may be addressed before its user ever connected: learn who it is. */
+  private learn(user: string): void {
+    if (this.userId !== null) return;
+    this.setMeta("user", user);
+    this.userId = user;
   }
 
   private self(): string {

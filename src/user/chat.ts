@@ -7,8 +7,9 @@ import { AppError } from "../errors";
 import { digest, newMsgId } from "../ids";
 import { RETENTION_MS } from "../limits";
 import type { HandoffResult, Outbox, OutboxItem } from "../outbox";
-import { chatKey, type Chat, type ClientFrame, type SendFrame } from "../protocol";
+import { chatFromKey, chatKey, type Chat, type ChatSettings, type ChatSettingsBody, type ClientFrame, type SendFrame } from "../protocol";
 import type { Inbox } from "./inbox";
+import type { Amendment, Retention, RetentionFields, SettingsChange } from "./retention";
 import { errorFrame, safeSend } from "./sockets";
 
 export interface ChatDeps {
@@ -17,6 +18,7 @@ export interface ChatDeps {
   transaction<T>(fn: () => T): T;
   inbox: Inbox;
   outbox: Outbox;
+  retention: Retention;
   self(): string;
   /** Sends to every connected device but `except`. */
   push(json: string, except?: string): void;
@@ -26,7 +28,7 @@ export interface ChatDeps {
 }
 
 /** A message as it travels between objects. */
-export interface Envelope {
+export interface Envelope extends RetentionFields {
   msg: string;
   id: string;
   from: string;
@@ -34,7 +36,6 @@ export interface Envelope {
   text?: string;
   media?: unknown;
   replyTo?: string;
-  expiresAt?: number;
 }
 
 export interface ReceiptPayload {
@@ -58,6 +59,10 @@ export class ChatService {
         return this.ack(frame.seq, device, now);
       case "read":
         return this.read(frame.chat, frame.upTo, device, now);
+      case "edit":
+        return this.amendOwn({ kind: "edited", msg: frame.msg, text: frame.text }, now);
+      case "delete":
+        return this.amendOwn({ kind: "deleted", msg: frame.msg }, now);
       default:
         throw new AppError("bad_frame", `type: "${frame.type}" is not supported by this server yet`);
     }
@@ -82,13 +87,19 @@ export class ChatService {
     if (frame.media !== undefined) envelope.media = frame.media;
     if (frame.replyTo !== undefined) envelope.replyTo = frame.replyTo;
     const key = chatKey(frame.to);
+    Object.assign(envelope, this.d.retention.forNewMessage(key, now));
     let ownCopy: string | null = null;
     this.d.transaction(() => {
       sql.exec("INSERT INTO sent_ids (id, msg, ts, digest) VALUES (?, ?, ?, ?)", frame.id, msg, now, content);
       sql.exec("INSERT INTO outgoing (msg, chat, ts) VALUES (?, ?, ?)", msg, key, now);
       if ("user" in frame.to) {
         // The sender's other devices see the message as an entry of their own inbox.
-        ownCopy = inbox.append("message", key, messageFrame(envelope, frame.to), { msg, origin: device, ts: now }).json;
+        const own = messageFrame(envelope, frame.to);
+        const appended = inbox.append("message", key, own, { msg, origin: device, ts: now, expiresAt: envelope.expiresAt });
+        ownCopy = appended.json;
+        // With no other device to hold it for, the copy goes at once (temporary chats keep nothing).
+        inbox.purgeAcknowledged(appended.seq, now);
+        this.d.retention.keep(key, msg, own, now, envelope);
         outbox.enqueue(key, "deliver", envelope, now);
       } else {
         // The group decides membership and fans out, the sender's other devices included.
@@ -174,6 +185,8 @@ export class ChatService {
       items.map((item) => {
         if (from.startsWith("user:") && item.op === "deliver") return this.deliver(from, item.payload as Envelope, now, pushes);
         if (from.startsWith("user:") && item.op === "receipt") return this.receipt(from, item.payload as ReceiptPayload, now, pushes);
+        if (from.startsWith("user:") && item.op === "settings") return this.settingsFromPeer(from, item.payload as SettingsChange, now, pushes);
+        if (from.startsWith("user:") && item.op === "amend") return this.amendFromPeer(from, item.payload as Amendment, now, pushes);
         return { ok: false as const, code: "bad_frame", message: `unknown hand-off ${item.op} from ${from}` };
       }),
     );
@@ -186,7 +199,9 @@ export class ChatService {
     const seen = sql.exec("SELECT 1 FROM received WHERE msg = ?", e.msg).toArray().length > 0;
     if (seen) return { ok: true }; // a retried hand-off: stored once
     const chat = { user: e.from };
-    const appended = inbox.append("message", from, messageFrame(e, chat), { msg: e.msg, ts: now });
+    const frame = messageFrame(e, chat);
+    const appended = inbox.append("message", from, frame, { msg: e.msg, ts: now, expiresAt: e.expiresAt });
+    this.d.retention.keep(from, e.msg, frame, now, e);
     sql.exec("INSERT INTO received (msg, chat, sender, seq, ts) VALUES (?, ?, ?, ?, ?)", e.msg, from, e.from, appended.seq, now);
     pushes.push(appended.json);
     return { ok: true };
@@ -211,6 +226,56 @@ export class ChatService {
     if (fresh.length === 0) return { ok: true };
     const frame = { type: "receipt", chat: { user: r.by }, msgs: fresh, status: r.status, by: r.by, ts: r.ts };
     pushes.push(inbox.append("receipt", from, frame, { ts: now }).json);
+    return { ok: true };
+  }
+
+  // ---- retention, edit and delete -------------------------------------------------
+
+  /** The user changes a chat's settings (HTTP): recorded, told to its devices and to the peer. */
+  changeSettings(key: string, body: ChatSettingsBody, now: number): ChatSettings {
+    const { retention, inbox, outbox } = this.d;
+    const change = retention.changeFor(key, body, now);
+    let json = "";
+    this.d.transaction(() => {
+      retention.apply(key, change);
+      json = inbox.append("event", key, settingsEvent(key, change), { ts: now }).json;
+      if (key.startsWith("user:")) outbox.enqueue(key, "settings", change, now);
+    });
+    this.d.push(json);
+    this.d.wake();
+    return retention.settings(key);
+  }
+
+  private settingsFromPeer(from: string, change: SettingsChange, now: number, pushes: string[]): HandoffResult {
+    // An older change that lost to a newer one is not shown: both sides end on the newest.
+    if (this.d.retention.apply(from, change)) pushes.push(this.d.inbox.append("event", from, settingsEvent(from, change), { ts: now }).json);
+    return { ok: true };
+  }
+
+  /**
+   * The sender edits or deletes its own message. The event is appended for all
+   * the sender's devices, the one that asked included: it is the confirmation.
+   */
+  private amendOwn(change: { kind: "edited" | "deleted"; msg: string; text?: string }, now: number): void {
+    const { retention, inbox, outbox } = this.d;
+    const key = retention.checkOwn(change.msg, change.kind, now);
+    const amendment: Amendment = { ...change, by: this.d.self(), ts: now };
+    let json = "";
+    this.d.transaction(() => {
+      const { event } = retention.amend(key, amendment);
+      json = inbox.append("event", key, event, { ts: now }).json;
+      outbox.enqueue(key, "amend", amendment, now);
+    });
+    this.d.push(json);
+    this.d.wake();
+  }
+
+  private amendFromPeer(from: string, a: Amendment, now: number, pushes: string[]): HandoffResult {
+    // Only the message's own sender may change it, in the chat it was sent to.
+    const own = this.d.sql.exec("SELECT 1 FROM received WHERE msg = ? AND chat = ? AND sender = ?", a.msg, from, a.by).toArray();
+    if (own.length === 0 || from !== `user:${a.by}`) return { ok: true };
+    const { event } = this.d.retention.amend(from, a);
+    pushes.push(this.d.inbox.append("event", from, event, { ts: now }).json);
     return { ok: true };
   }
 
@@ -239,6 +304,11 @@ export class ChatService {
       ).one().n > 0
     );
   }
+}
+
+function settingsEvent(key: string, c: SettingsChange): Record<string, unknown> {
+  const event = { kind: "retention_changed", retention: c.retention, disappearAfterSeconds: c.disappearAfterSeconds, by: c.changedBy };
+  return { type: "event", chat: chatFromKey(key), event, ts: c.changedAt };
 }
 
 /** The `message` frame (without seq) for a chat as the reader names it. */

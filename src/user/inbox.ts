@@ -33,13 +33,13 @@ export class Inbox {
     kind: "message" | "receipt" | "event",
     chat: string,
     frame: Record<string, unknown>,
-    opts: { msg?: string; origin?: string; ts: number },
+    opts: { msg?: string; origin?: string; ts: number; expiresAt?: number },
   ): Appended {
     const seq = this.headSeq + 1;
     // seq goes first so the frame reads naturally; JSON.stringify keeps insertion order.
     const json = JSON.stringify({ type: frame.type, seq, ...frame });
     this.sql.exec(
-      "INSERT INTO inbox (seq, kind, chat, msg, origin, ts, frame) VALUES (?, ?, ?, ?, ?, ?, ?)",
+      "INSERT INTO inbox (seq, kind, chat, msg, origin, ts, frame, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
       seq,
       kind,
       chat,
@@ -47,6 +47,7 @@ export class Inbox {
       opts.origin ?? null,
       opts.ts,
       json,
+      opts.expiresAt ?? null,
     );
     this.sql.exec("INSERT INTO meta (key, value) VALUES ('head', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", String(seq));
     this.headSeq = seq;
@@ -138,6 +139,36 @@ export class Inbox {
     this.sql.exec("DELETE FROM devices WHERE last_seen < ?", now - 2 * RETENTION_MS);
     const minAcked = this.sql.exec<{ m: number | null }>("SELECT MIN(acked) AS m FROM devices").one().m;
     if (minAcked !== null) this.sql.exec("DELETE FROM gaps WHERE to_seq <= ?", minAcked);
+  }
+
+  /** Rewrites the retained entries of a message (an edit replaces the stored text). */
+  rewriteMessage(msg: string, change: (frame: Record<string, unknown>) => void): void {
+    for (const row of this.sql.exec<{ seq: number; frame: string }>("SELECT seq, frame FROM inbox WHERE msg = ? AND kind = 'message'", msg).toArray()) {
+      const frame = JSON.parse(row.frame) as Record<string, unknown>;
+      change(frame);
+      this.sql.exec("UPDATE inbox SET frame = ? WHERE seq = ?", JSON.stringify(frame), row.seq);
+    }
+  }
+
+  /** Removes a message's entries (delete for everyone); returns their frames. */
+  removeMessage(msg: string): string[] {
+    const rows = this.sql.exec<{ frame: string }>("SELECT frame FROM inbox WHERE msg = ? AND kind = 'message'", msg).toArray();
+    this.sql.exec("DELETE FROM inbox WHERE msg = ? AND kind = 'message'", msg);
+    return rows.map((r) => r.frame);
+  }
+
+  /** Deletes entries whose disappearing time has come; they reach lagging devices as gaps. */
+  purgeDisappeared(now: number): string[] {
+    const rows = this.sql
+      .exec<{ seq: number; frame: string }>("SELECT seq, frame FROM inbox WHERE expires_at IS NOT NULL AND expires_at <= ?", now)
+      .toArray();
+    for (const r of rows) this.sql.exec("INSERT INTO gaps (from_seq, to_seq) VALUES (?, ?)", r.seq, r.seq);
+    this.sql.exec("DELETE FROM inbox WHERE expires_at IS NOT NULL AND expires_at <= ?", now);
+    return rows.map((r) => r.frame);
+  }
+
+  nextExpiry(): number | null {
+    return this.sql.exec<{ t: number | null }>("SELECT MIN(expires_at) AS t FROM inbox WHERE expires_at IS NOT NULL").one().t;
   }
 
   isEmpty(): boolean {

@@ -59,4 +59,28 @@ export const USER_MIGRATIONS: readonly string[] = [
   CREATE TABLE gaps (from_seq INTEGER NOT NULL, to_seq INTEGER NOT NULL);
   ${OUTBOX_SCHEMA}
   `,
+  `
+  -- Retention: per-chat settings (this user's copy; a one-to-one chat's two
+  -- copies converge on the newest change), the history of permanent chats,
+  -- and expiry times of disappearing messages.
+  CREATE TABLE chat_settings (
+    chat TEXT PRIMARY KEY,
+    retention TEXT NOT NULL,
+    disappear_s INTEGER,
+    changed_at INTEGER NOT NULL,
+    changed_by TEXT NOT NULL
+  );
+  CREATE TABLE history (
+    msg TEXT PRIMARY KEY,
+    chat TEXT NOT NULL,
+    frame TEXT NOT NULL,
+    ts INTEGER NOT NULL,
+    expires_at INTEGER
+  );
+  CREATE INDEX history_chat ON history(chat, msg);
+  CREATE INDEX history_expires ON history(expires_at) WHERE expires_at IS NOT NULL;
+  ALTER TABLE inbox ADD COLUMN expires_at INTEGER;
+  CREATE INDEX inbox_expires ON inbox(expires_at) WHERE expires_at IS NOT NULL;
+  CREATE INDEX inbox_msg ON inbox(msg) WHERE msg IS NOT NULL;
+  `,
 ];

@@ -1,0 +1,208 @@
+// Temporary and permanent chats, disappearing messages, edit and delete for
+// everyone, as a user's object keeps them. Called by ChatService (send,
+// deliver, edit, delete and their hand-offs) and by the UserObject (settings
+// and history over RPC, expiry from the alarm).
+//
+// A one-to-one chat's settings live in both users' objects. A change travels
+// through the same ordered outbox as the messages, so the peer applies it before
+// any message sent after it; concurrent changes converge on the newest
+// (changedAt, then user id).
+import { AppError } from "../errors";
+import { DELETE_WINDOW_MS, EDIT_WINDOW_MS, HISTORY_PAGE_DEFAULT } from "../limits";
+import type { Outbox } from "../outbox";
+import { chatFromKey, type ChatSettings, type ChatSettingsBody, type Retention as RetentionKind } from "../protocol";
+import type { Inbox } from "./inbox";
+
+export interface RetentionDeps {
+  sql: SqlStorage;
+  inbox: Inbox;
+  outbox: Outbox;
+  self(): string;
+}
+
+/** What a message carries between objects about its retention. */
+export interface RetentionFields {
+  permanent?: boolean;
+  expiresAt?: number;
+}
+
+export interface SettingsChange {
+  retention: RetentionKind;
+  disappearAfterSeconds: number | null;
+  changedAt: number;
+  changedBy: string;
+}
+
+/** A change of a message after it was sent. */
+export interface Amendment {
+  msg: string;
+  kind: "edited" | "deleted";
+  text?: string;
+  /** Replaces the end-to-end encrypted content on edit (opaque to the server). */
+  e2ee?: unknown;
+  by: string;
+  ts: number;
+}
+
+export interface HistoryPage {
+  frames: string[];
+  nextBefore: string | null;
+}
+
+const DEFAULT: Omit<ChatSettings, "chat"> = { retention: "temporary", disappearAfterSeconds: null, changedAt: null, changedBy: null };
+
+export class Retention {
+  constructor(private readonly d: RetentionDeps) {}
+
+  settings(chat: string): ChatSettings {
+    const row = this.d.sql
+      .exec<{ retention: string; disappear_s: number | null; changed_at: number; changed_by: string }>(
+        "SELECT retention, disappear_s, changed_at, changed_by FROM chat_settings WHERE chat = ?",
+        chat,
+      )
+      .toArray()[0];
+    if (!row) return { chat, ...DEFAULT };
+    return {
+      chat,
+      retention: row.retention === "permanent" ? "permanent" : "temporary",
+      disappearAfterSeconds: row.disappear_s,
+      changedAt: row.changed_at,
+      changedBy: row.changed_by,
+    };
+  }
+
+  /** The retention fields a new message in this chat gets. */
+  forNewMessage(chat: string, ts: number): RetentionFields {
+    const s = this.settings(chat);
+    const f: RetentionFields = {};
+    if (s.retention === "permanent") f.permanent = true;
+    if (s.disappearAfterSeconds) f.expiresAt = ts + s.disappearAfterSeconds * 1000;
+    return f;
+  }
+
+  /** Keeps a message in this user's history when it was sent while the chat was permanent. */
+  keep(chat: string, msg: string, frame: Record<string, unknown>, ts: number, fields: RetentionFields): void {
+    if (!fields.permanent) return;
+    this.d.sql.exec(
+      "INSERT INTO history (msg, chat, frame, ts, expires_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT(msg) DO NOTHING",
+      msg,
+      chat,
+      JSON.stringify(frame),
+      ts,
+      fields.expiresAt ?? null,
+    );
+  }
+
+  /**
+   * Applies a settings change (made here or handed over by the peer). Returns
+   * false when a newer change already won; call inside a transaction.
+   */
+  apply(chat: string, change: SettingsChange): boolean {
+    const current = this.settings(chat);
+    if (current.changedAt !== null) {
+      const newer = change.changedAt > current.changedAt || (change.changedAt === current.changedAt && change.changedBy > (current.changedBy ?? ""));
+      if (!newer) return false;
+    }
+    this.d.sql.exec(
+      `INSERT INTO chat_settings (chat, retention, disappear_s, changed_at, changed_by) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT(chat) DO UPDATE SET retention = excluded.retention, disappear_s = excluded.disappear_s,
+         changed_at = excluded.changed_at, changed_by = excluded.changed_by`,
+      chat,
+      change.retention,
+      change.disappearAfterSeconds,
+      change.changedAt,
+      change.changedBy,
+    );
+    return true;
+  }
+
+  /** A change the user asked for: the new settings, merged over the current ones. */
+  changeFor(chat: string, body: ChatSettingsBody, now: number): SettingsChange {
+    const current = this.settings(chat);
+    // Never at or before the current change, so a change made here always wins locally.
+    const changedAt = Math.max(now, (current.changedAt ?? 0) + 1);
+    return {
+      retention: body.retention ?? current.retention,
+      disappearAfterSeconds: body.disappearAfterSeconds !== undefined ? body.disappearAfterSeconds : current.disappearAfterSeconds,
+      changedAt,
+      changedBy: this.d.self(),
+    };
+  }
+
+  /** A page of history, newest first, as stored frames (JSON), and where the next page starts. */
+  history(chat: string, before: string | undefined, limit: number | undefined): HistoryPage {
+    const n = limit ?? HISTORY_PAGE_DEFAULT;
+    // msg ids sort by acceptance time: paging by msg is stable under inserts.
+    const rows = (
+      before
+        ? this.d.sql.exec<{ msg: string; frame: string }>("SELECT msg, frame FROM history WHERE chat = ? AND msg < ? ORDER BY msg DESC LIMIT ?", chat, before, n)
+        : this.d.sql.exec<{ msg: string; frame: string }>("SELECT msg, frame FROM history WHERE chat = ? ORDER BY msg DESC LIMIT ?", chat, n)
+    ).toArray();
+    const last = rows[rows.length - 1];
+    return { frames: rows.map((r) => r.frame), nextBefore: rows.length === n && last ? last.msg : null };
+  }
+
+  /** The sender's own checks before an edit or delete; returns the message's chat. */
+  checkOwn(msg: string, kind: "edited" | "deleted", now: number): string {
+    const row = this.d.sql.exec<{ chat: string; ts: number }>("SELECT chat, ts FROM outgoing WHERE msg = ?", msg).toArray()[0];
+    if (!row) {
+      const received = this.d.sql.exec("SELECT 1 FROM received WHERE msg = ?", msg).toArray().length > 0;
+      if (received) throw new AppError("forbidden", "only the sender can change a message");
+      throw new AppError("not_found", `no message ${msg} sent by you`);
+    }
+    const window = kind === "edited" ? EDIT_WINDOW_MS : DELETE_WINDOW_MS;
+    if (now - row.ts > window) {
+      throw new AppError("forbidden", kind === "edited" ? "messages can be edited for 15 minutes" : "messages can be deleted for everyone for 48 hours");
+    }
+    return row.chat;
+  }
+
+  /**
+   * Applies an edit or delete to what this object stores (history and retained
+   * inbox entries) and returns the event frame to append. Deleting removes the
+   * content entirely: pending entries then deliver only the deletion.
+   */
+  amend(chat: string, a: Amendment): { event: Record<string, unknown>; removed: string[] } {
+    const { sql, inbox } = this.d;
+    let removed: string[] = [];
+    if (a.kind === "edited") {
+      const change = (f: Record<string, unknown>) => {
+        if (a.text !== undefined) f.text = a.text;
+        if (a.e2ee !== undefined) f.e2ee = a.e2ee;
+        f.editedAt = a.ts;
+      };
+      inbox.rewriteMessage(a.msg, change);
+      const row = sql.exec<{ frame: string }>("SELECT frame FROM history WHERE msg = ?", a.msg).toArray()[0];
+      if (row) {
+        const f = JSON.parse(row.frame) as Record<string, unknown>;
+        change(f);
+        sql.exec("UPDATE history SET frame = ? WHERE msg = ?", JSON.stringify(f), a.msg);
+      }
+    } else {
+      removed = inbox.removeMessage(a.msg);
+      const row = sql.exec<{ frame: string }>("SELECT frame FROM history WHERE msg = ?", a.msg).toArray()[0];
+      if (row) removed.push(row.frame);
+      sql.exec("DELETE FROM history WHERE msg = ?", a.msg);
+    }
+    const event: Record<string, unknown> = { kind: a.kind, msg: a.msg, by: a.by };
+    if (a.kind === "edited" && a.text !== undefined) event.text = a.text;
+    if (a.kind === "edited" && a.e2ee !== undefined) event.e2ee = a.e2ee;
+    return { event: { type: "event", chat: chatFromKey(chat), event, ts: a.ts }, removed };
+  }
+
+  /** Deletes disappearing messages whose time has come; returns the removed frames. */
+  purgeDisappeared(now: number): string[] {
+    const removed = this.d.inbox.purgeDisappeared(now);
+    const rows = this.d.sql.exec<{ frame: string }>("SELECT frame FROM history WHERE expires_at IS NOT NULL AND expires_at <= ?", now).toArray();
+    this.d.sql.exec("DELETE FROM history WHERE expires_at IS NOT NULL AND expires_at <= ?", now);
+    return removed.concat(rows.map((r) => r.frame));
+  }
+
+  nextExpiry(): number | null {
+    const h = this.d.sql.exec<{ t: number | null }>("SELECT MIN(expires_at) AS t FROM history WHERE expires_at IS NOT NULL").one().t;
+    const i = this.d.inbox.nextExpiry();
+    if (h === null) return i;
+    if (i === null) return h;
+    return Math.min(h, i);
+  }
+}

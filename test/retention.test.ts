@@ -1,0 +1,258 @@
+// Temporary and permanent chats, disappearing messages, edit and delete for everyone.
+import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import { EDIT_WINDOW_MS } from "../src/limits";
+import { call, connect, open, sleep, token, uid, type TestSocket } from "./helpers";
+
+const stub = (user: string) => env.USERS.getByName(user);
+
+/** Every row of every table of a user's object, as one string. */
+async function everything(user: string): Promise<string> {
+  return runInDurableObject(stub(user), (_o, state) => {
+    const sql = state.storage.sql;
+    const tables = sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_cf_%'").toArray();
+    return JSON.stringify(tables.map((t) => sql.exec(`SELECT * FROM "${t.name}"`).toArray()));
+  });
+}
+
+async function settings(tok: string, chat: string, body: unknown) {
+  return call(`/v1/chats/${chat}/settings`, { token: tok, method: "PUT", json: body });
+}
+
+async function history(tok: string, chat: string, query = "") {
+  const res = await call(`/v1/chats/${chat}/messages${query}`, { token: tok });
+  expect(res.status).toBe(200);
+  return (await res.json()) as { messages: Array<{ msg: string; text?: string; from: string }>; nextBefore: string | null };
+}
+
+async function send(s: TestSocket, to: string, id: string, text: string) {
+  s.send({ type: "send", id, to: { user: to }, text });
+  return s.next("sent", (f) => f.id === id);
+}
+
+describe("temporary chats", () => {
+  it("a temporary chat leaves no trace after both devices ack", async () => {
+    const alice = uid("alice");
+    const bob = uid("bob");
+    const a = await connect(alice);
+    const p = await connect(bob, "phone");
+    const l = await connect(bob, "laptop");
+    const secret = `secret-${crypto.randomUUID()}`;
+    await send(a, bob, "t1", secret);
+    for (const dev of [p, l]) dev.send({ type: "ack", seq: (await dev.next("message")).seq });
+    const receipt = await a.next("receipt");
+    a.send({ type: "ack", seq: receipt.seq });
+    await sleep(200);
+    expect(await everything(bob)).not.toContain(secret);
+    expect(await everything(alice)).not.toContain(secret);
+    const tok = await token(bob);
+    expect((await history(tok, `user:${alice}`)).messages).toEqual([]);
+  });
+});
+
+describe("permanent chats", () => {
+  it("a permanent chat's history pages correctly and shows only messages from while it was permanent", async () => {
+    const alice = uid("alice");
+    const bob = uid("bob");
+    const tokA = await token(alice);
+    const tokB = await token(bob);
+    const a = await connect(alice, "phone", tokA);
+    const b = await connect(bob, "phone", tokB);
+    await send(a, bob, "before", "before");
+    const put = await settings(tokA, `user:${bob}`, { retention: "permanent" });
+    expect(put.status).toBe(200);
+    expect(await put.json()).toMatchObject({ retention: "permanent", disappearAfterSeconds: null, changedBy: alice });
+    const kept: string[] = [];
+    for (let i = 0; i < 5; i++) kept.push((await send(i % 2 ? a : a, bob, `p${i}`, `permanent ${i}`)).msg);
+    b.send({ type: "send", id: "reply", to: { user: alice }, text: "bob's permanent reply" });
+    kept.push((await b.next("sent")).msg);
+    await settings(tokB, `user:${alice}`, { retention: "temporary" });
+    await sleep(100);
+    await send(a, bob, "after", "after");
+    await sleep(200);
+    for (const tok of [tokA, tokB]) {
+      const peer = tok === tokA ? bob : alice;
+      const all = await history(tok, `user:${peer}`, "?limit=100");
+      expect(all.messages.map((m) => m.msg)).toEqual([...kept].reverse());
+      expect(all.nextBefore).toBeNull();
+      // Paging by two, newest first, with no overlap and no hole.
+      const paged: string[] = [];
+      let before: string | null = null;
+      for (let guard = 0; guard < 10; guard++) {
+        const page = await history(tok, `user:${peer}`, `?limit=2${before ? `&before=${before}` : ""}`);
+        paged.push(...page.messages.map((m) => m.msg));
+        before = page.nextBefore;
+        if (!before) break;
+      }
+      expect(paged).toEqual([...kept].reverse());
+    }
+  });
+
+  it("switching retention is seen by both sides as an event, in order with the messages", async () => {
+    const alice = uid("alice");
+    const bob = uid("bob");
+    const tokA = await token(alice);
+    const a = await connect(alice, "phone", tokA);
+    const a2 = await connect(alice, "laptop", tokA);
+    await send(a, bob, "m0", "first");
+    await settings(tokA, `user:${bob}`, { retention: "permanent", disappearAfterSeconds: 86400 });
+    await send(a, bob, "m1", "second");
+    for (const dev of [a, a2]) {
+      const ev = await dev.next("event", (e) => e.event.kind === "retention_changed");
+      expect(ev.event).toMatchObject({ retention: "permanent", disappearAfterSeconds: 86400, by: alice });
+    }
+    const b = await open(bob, "phone");
+    const frames: string[] = [];
+    b.ws.addEventListener("message", (e) => frames.push(JSON.parse(e.data as string).type));
+    await b.next("synced");
+    expect(frames).toEqual(["hello", "message", "event", "message", "synced"]);
+    const ev = (await b.next("event")).event;
+    expect(ev).toMatchObject({ kind: "retention_changed", retention: "permanent", by: alice });
+    const tokB = await token(bob);
+    const got = await (await call(`/v1/chats/user:${alice}/settings`, { token: tokB })).json();
+    expect(got).toMatchObject({ retention: "permanent", disappearAfterSeconds: 86400 });
+  });
+
+  it("a new device reads permanent history", async () => {
+    const alice = uid("alice");
+    const bob = uid("bob");
+    const tokA = await token(alice);
+    const a = await connect(alice, "phone", tokA);
+    await settings(tokA, `user:${bob}`, { retention: "permanent" });
+    await send(a, bob, "h1", "kept for later");
+    await sleep(100);
+    const phone = await connect(bob, "phone");
+    phone.send({ type: "ack", seq: (await phone.next("message")).seq });
+    await sleep(100);
+    // A tablet added afterwards is replayed nothing (the phone acked) but reads the history.
+    const tablet = await connect(bob, "tablet");
+    expect(tablet.all("message")).toHaveLength(0);
+    const h = await history(await token(bob), `user:${alice}`);
+    expect(h.messages.map((m) => m.text)).toEqual(["kept for later"]);
+  });
+
+  it("bad settings and history requests get bad_frame", async () => {
+    const alice = uid("alice");
+    const tok = await token(alice);
+    for (const body of [{ retention: "forever" }, { disappearAfterSeconds: 5 }, {}]) {
+      const res = await settings(tok, `user:${uid("bob")}`, body);
+      expect(res.status).toBe(400);
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe("bad_frame");
+    }
+    expect((await settings(tok, "nonsense", { retention: "permanent" })).status).toBe(400);
+    expect((await settings(tok, `user:${alice}`, { retention: "permanent" })).status).toBe(400);
+    expect((await call(`/v1/chats/user:${uid("bob")}/messages?limit=1000`, { token: tok })).status).toBe(400);
+  });
+});
+
+describe("disappearing messages", () => {
+  it("a disappearing message carries expiresAt and is gone from storage and history after its time", async () => {
+    const alice = uid("alice");
+    const bob = uid("bob");
+    const tokA = await token(alice);
+    const a = await connect(alice, "phone", tokA);
+    await settings(tokA, `user:${bob}`, { retention: "permanent", disappearAfterSeconds: 86400 });
+    const secret = `vanish-${crypto.randomUUID()}`;
+    const sent = await send(a, bob, "d1", secret);
+    await sleep(150);
+    const b = await connect(bob, "laptop");
+    b.close();
+    await sleep(50);
+    expect(await everything(bob)).toContain(secret);
+    const h = await history(tokA, `user:${bob}`);
+    expect(h.messages[0]).toMatchObject({ msg: sent.msg, expiresAt: sent.ts + 86_400_000 });
+    // Bring the expiry forward instead of waiting a day, then let the alarms run.
+    for (const user of [alice, bob]) {
+      await runInDurableObject(stub(user), (_o, state) => {
+        state.storage.sql.exec("UPDATE inbox SET expires_at = ? WHERE expires_at IS NOT NULL", Date.now() - 1);
+        state.storage.sql.exec("UPDATE history SET expires_at = ? WHERE expires_at IS NOT NULL", Date.now() - 1);
+      });
+      await runDurableObjectAlarm(stub(user));
+      expect(await everything(user)).not.toContain(secret);
+    }
+    expect((await history(tokA, `user:${bob}`)).messages).toEqual([]);
+    // Bob's laptop had not acked: it learns of the hole (seq 1 is the settings event, kept).
+    const b2 = await open(bob, "laptop");
+    await b2.next("hello");
+    expect(await b2.next("gap")).toMatchObject({ from: 2, to: 2 });
+    expect((await b2.next("event")).event.kind).toBe("retention_changed");
+    await b2.next("synced");
+    expect(b2.all("message")).toHaveLength(0);
+  });
+});
+
+describe("edit and delete for everyone", () => {
+  it("the sender edits inside the window; an offline recipient and the history get the new text", async () => {
+    const alice = uid("alice");
+    const bob = uid("bob");
+    const tokA = await token(alice);
+    const a = await connect(alice, "phone", tokA);
+    await settings(tokA, `user:${bob}`, { retention: "permanent" });
+    const sent = await send(a, bob, "e1", "helo");
+    a.send({ type: "edit", msg: sent.msg, text: "hello" });
+    const confirm = await a.next("event", (e) => e.event.kind === "edited");
+    expect(confirm.event).toMatchObject({ msg: sent.msg, text: "hello", by: alice });
+    await sleep(150);
+    const b = await open(bob, "phone");
+    await b.next("hello");
+    const m = await b.next("message");
+    expect(m.text).toBe("hello"); // the pending entry carries the new text
+    const ev = await b.next("event", (e) => e.event.kind === "edited");
+    expect(ev.event).toMatchObject({ msg: sent.msg, text: "hello" });
+    expect((await history(tokA, `user:${bob}`)).messages[0]!.text).toBe("hello");
+    expect((await history(await token(bob), `user:${alice}`)).messages[0]!.text).toBe("hello");
+    expect(await everything(bob)).not.toContain("helo\"");
+  });
+
+  it("edits outside the window, of someone else's message or of an unknown message are refused", async () => {
+    const alice = uid("alice");
+    const bob = uid("bob");
+    const a = await connect(alice);
+    const b = await connect(bob);
+    const sent = await send(a, bob, "e2", "original");
+    const m = await b.next("message");
+    b.send({ type: "edit", msg: m.msg, text: "not mine" });
+    expect((await b.next("error")).code).toBe("forbidden");
+    b.send({ type: "delete", msg: m.msg });
+    expect((await b.next("error")).code).toBe("forbidden");
+    a.send({ type: "edit", msg: "00000000000000nosuchmsg", text: "x" });
+    expect((await a.next("error")).code).toBe("not_found");
+    await runInDurableObject(stub(alice), (_o, state) => {
+      state.storage.sql.exec("UPDATE outgoing SET ts = ts - ? WHERE msg = ?", EDIT_WINDOW_MS + 1000, sent.msg);
+    });
+    a.send({ type: "edit", msg: sent.msg, text: "too late" });
+    const err = await a.next("error");
+    expect(err.code).toBe("forbidden");
+    expect(err.ref).toBe(sent.msg);
+    await sleep(150);
+    expect(b.all("event")).toHaveLength(0);
+    // Deleting is still allowed (48 hours).
+    a.send({ type: "delete", msg: sent.msg });
+    expect((await b.next("event")).event).toMatchObject({ kind: "deleted", msg: sent.msg });
+  });
+
+  it("delete for everyone removes the content from every place, including an offline recipient's pending entry", async () => {
+    const alice = uid("alice");
+    const bob = uid("bob");
+    const tokA = await token(alice);
+    const a = await connect(alice, "phone", tokA);
+    const a2 = await connect(alice, "laptop", tokA);
+    await settings(tokA, `user:${bob}`, { retention: "permanent" });
+    const secret = `oops-${crypto.randomUUID()}`;
+    const keep = await send(a, bob, "k", "keep me");
+    const sent = await send(a, bob, "x", secret);
+    await a2.next("message", (m) => m.msg === sent.msg);
+    a.send({ type: "delete", msg: sent.msg });
+    for (const dev of [a, a2]) expect((await dev.next("event", (e) => e.event.kind === "deleted")).event.msg).toBe(sent.msg);
+    await sleep(150);
+    for (const user of [alice, bob]) expect(await everything(user)).not.toContain(secret);
+    const b = await open(bob, "phone");
+    await b.next("hello");
+    expect((await b.next("message")).msg).toBe(keep.msg);
+    expect((await b.next("event", (e) => e.event.kind === "deleted")).event).toMatchObject({ msg: sent.msg });
+    await b.next("synced");
+    expect(b.all("message")).toHaveLength(0);
+    expect((await history(tokA, `user:${bob}`)).messages.map((m) => m.msg)).toEqual([keep.msg]);
+  });
+});
