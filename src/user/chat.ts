@@ -9,6 +9,7 @@ import { RETENTION_MS } from "../limits";
 import type { HandoffResult, Outbox, OutboxItem } from "../outbox";
 import { chatKey, type ClientFrame, type SendFrame } from "../protocol";
 import type { Inbox } from "./inbox";
+import { checkSendable, grantMedia, mediaIdOf, referenceMedia } from "./media";
 import { errorFrame, safeSend } from "./sockets";
 
 export interface ChatDeps {
@@ -76,16 +77,19 @@ export class ChatService {
       safeSend(ws, JSON.stringify({ type: "sent", id: frame.id, msg: existing.msg, ts: existing.ts }));
       return;
     }
+    // Only this user's own complete uploads travel (a synchronous check: no await before the write).
+    const media = frame.media === undefined ? undefined : checkSendable(sql, frame.media);
     const msg = newMsgId(now);
     const envelope: Envelope = { msg, id: frame.id, from: self, ts: now };
     if (frame.text !== undefined) envelope.text = frame.text;
-    if (frame.media !== undefined) envelope.media = frame.media;
+    if (media !== undefined) envelope.media = media;
     if (frame.replyTo !== undefined) envelope.replyTo = frame.replyTo;
     const key = chatKey(frame.to);
     let ownCopy: string | null = null;
     this.d.transaction(() => {
       sql.exec("INSERT INTO sent_ids (id, msg, ts, digest) VALUES (?, ?, ?, ?)", frame.id, msg, now, content);
       sql.exec("INSERT INTO outgoing (msg, chat, ts) VALUES (?, ?, ?)", msg, key, now);
+      if (media !== undefined) referenceMedia(sql, media.id, msg, key, now);
       if ("user" in frame.to) {
         // The sender's other devices see the message as an entry of their own inbox.
         ownCopy = inbox.append("message", key, messageFrame(envelope, frame.to), { msg, origin: device, ts: now }).json;
@@ -180,6 +184,8 @@ export class ChatService {
     const seen = sql.exec("SELECT 1 FROM received WHERE msg = ?", e.msg).toArray().length > 0;
     if (seen) return { ok: true }; // a retried hand-off: stored once
     const chat = { user: e.from };
+    const media = mediaIdOf(e.media);
+    if (media !== null) grantMedia(sql, media, now);
     const appended = inbox.append("message", from, messageFrame(e, chat), { msg: e.msg, ts: now });
     sql.exec("INSERT INTO received (msg, chat, sender, seq, ts) VALUES (?, ?, ?, ?, ?)", e.msg, from, e.from, appended.seq, now);
     pushes.push(appended.json);

@@ -1,6 +1,7 @@
 // The UserObject's SQLite schema: an append-only list of migrations. Never edit
 // an entry once it has shipped; add a new one.
 import { OUTBOX_SCHEMA } from "../outbox";
+import { MEDIA_SCHEMA } from "./media";
 
 export const USER_MIGRATIONS: readonly string[] = [
   `
@@ -59,4 +60,6 @@ export const USER_MIGRATIONS: readonly string[] = [
   CREATE TABLE gaps (from_seq INTEGER NOT NULL, to_seq INTEGER NOT NULL);
   ${OUTBOX_SCHEMA}
   `,
+  // 2: media uploads, their references and grants (src/user/media.ts).
+  MEDIA_SCHEMA,
 ];
