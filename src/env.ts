@@ -11,7 +11,7 @@ export interface Env {
   ASSETS?: Fetcher;
   /** HS256 secret for client tokens (a wrangler secret). */
   AUTH_SECRET?: string;
-  /** HMAC secret for media URLs; falls back to AUTH_SECRET when unset. */
+  /** HMAC secret for media URLs (a wrangler secret); required: media URLs are refused without it. */
   MEDIA_SIGNING_SECRET?: string;
   /** "true" turns on POST /v1/dev/token. */
   DEV_AUTH?: string;

@@ -7,6 +7,7 @@ import type { AppEnv } from "./http";
 import { chatRoutes } from "./routes/chats";
 import { connectRoutes } from "./routes/connect";
 import { devRoutes } from "./routes/dev";
+import { mediaDownload, mediaRoutes } from "./routes/media";
 import { meRoutes, userRoutes } from "./routes/users";
 
 export { UserObject } from "./objects/UserObject";
@@ -16,6 +17,8 @@ const app = new Hono<AppEnv>();
 
 app.get("/v1/health", (c) => c.json({ ok: true }));
 app.route("/v1/dev", devRoutes);
+// Media downloads carry no token: the URL's signature is the grant.
+app.route("/v1/media", mediaDownload);
 
 // Everything below needs a verified token; nothing past this point runs without one.
 app.use("/v1/*", async (c, next) => {
@@ -29,6 +32,7 @@ app.route("/v1/me", meRoutes);
 app.route("/v1/users", userRoutes);
 app.route("/v1/connect", connectRoutes);
 app.route("/v1/chats", chatRoutes);
+app.route("/v1/media", mediaRoutes);
 
 app.notFound((c) => c.json(errorBody("not_found", "no such route"), 404));
 app.onError((err, c) => {

@@ -43,3 +43,51 @@ export const DELETE_WINDOW_MS = 48 * 60 * 60 * 1000;
 /** History paging: default and largest page. */
 export const HISTORY_PAGE_DEFAULT = 50;
 export const HISTORY_PAGE_MAX = 100;
+// ---- media (src/routes/media.ts, src/media/*) --------------------------------
+
+const MiB = 1024 * 1024;
+/** Largest image in one POST /v1/media request (and in a multipart upload). */
+export const MAX_IMAGE_BYTES = 16 * MiB;
+/** Largest video or audio in one POST /v1/media request. */
+export const MAX_AV_BYTES = 64 * MiB;
+/** Largest video through the multipart upload (Worker bodies stop at 100 MB, so big files go in parts). */
+export const MAX_MULTIPART_VIDEO_BYTES = 1024 * MiB;
+
+export type MediaKind = "image" | "video" | "audio";
+/**
+ * The media types the server stores, with their largest size in one request
+ * (`maxBytes`) and through a multipart upload (`maxMultipartBytes`). Anything
+ * else is refused with bad_media (415).
+ */
+export const MEDIA_TYPES: Readonly<Record<string, { kind: MediaKind; maxBytes: number; maxMultipartBytes: number }>> = {
+  "image/jpeg": { kind: "image", maxBytes: MAX_IMAGE_BYTES, maxMultipartBytes: MAX_IMAGE_BYTES },
+  "image/png": { kind: "image", maxBytes: MAX_IMAGE_BYTES, maxMultipartBytes: MAX_IMAGE_BYTES },
+  "image/webp": { kind: "image", maxBytes: MAX_IMAGE_BYTES, maxMultipartBytes: MAX_IMAGE_BYTES },
+  "image/gif": { kind: "image", maxBytes: MAX_IMAGE_BYTES, maxMultipartBytes: MAX_IMAGE_BYTES },
+  "video/mp4": { kind: "video", maxBytes: MAX_AV_BYTES, maxMultipartBytes: MAX_MULTIPART_VIDEO_BYTES },
+  "video/webm": { kind: "video", maxBytes: MAX_AV_BYTES, maxMultipartBytes: MAX_MULTIPART_VIDEO_BYTES },
+  "video/quicktime": { kind: "video", maxBytes: MAX_AV_BYTES, maxMultipartBytes: MAX_MULTIPART_VIDEO_BYTES },
+  "audio/ogg": { kind: "audio", maxBytes: MAX_AV_BYTES, maxMultipartBytes: MAX_AV_BYTES },
+  "audio/mpeg": { kind: "audio", maxBytes: MAX_AV_BYTES, maxMultipartBytes: MAX_AV_BYTES },
+  "audio/mp4": { kind: "audio", maxBytes: MAX_AV_BYTES, maxMultipartBytes: MAX_AV_BYTES },
+  "audio/aac": { kind: "audio", maxBytes: MAX_AV_BYTES, maxMultipartBytes: MAX_AV_BYTES },
+};
+
+/** Multipart parts: R2 wants every part but the last to be at least 5 MiB and all the same size. */
+export const MIN_MEDIA_PART_BYTES = 5 * MiB;
+/** Default part size; a client may ask for any size between the minimum and the maximum. */
+export const DEFAULT_MEDIA_PART_BYTES = 8 * MiB;
+/** Largest part: one part is one Worker request body (100 MB cap on common plans). */
+export const MAX_MEDIA_PART_BYTES = 64 * MiB;
+
+/** A signed media URL is valid for at most this long (ms) ... */
+export const MEDIA_URL_TTL_MS = 24 * 60 * 60 * 1000;
+/** ... and its expiry is rounded down to a multiple of this (ms), so URLs signed
+ * within the same hour are identical and a browser cache keeps hitting. */
+export const MEDIA_URL_GRANULARITY_MS = 60 * 60 * 1000;
+/** Media uploaded but never sent in a message is deleted this long (ms) after the upload finished. */
+export const MEDIA_ORPHAN_TTL_MS = 24 * 60 * 60 * 1000;
+/** A multipart upload not completed this long (ms) after it was created is aborted. */
+export const MEDIA_UPLOAD_TTL_MS = 24 * 60 * 60 * 1000;
+/** A message's media thumbnail (client-made, base64 in the message): decoded bytes. */
+export const MAX_THUMB_BYTES = 8 * 1024;

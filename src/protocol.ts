@@ -2,7 +2,7 @@
 // The one place the format is defined; the Worker, the objects, the client
 // library and the tests all import it. See docs/PROTOCOL.md.
 import { z } from "zod";
-import { DISAPPEAR_AFTER_SECONDS, HISTORY_PAGE_MAX, ID_PATTERN, MAX_TEXT_CHARS, MAX_DISPLAY_NAME_CHARS } from "./limits";
+import { DISAPPEAR_AFTER_SECONDS, HISTORY_PAGE_MAX, ID_PATTERN, MAX_TEXT_CHARS, MAX_DISPLAY_NAME_CHARS, MAX_THUMB_BYTES } from "./limits";
 
 export const PROTOCOL_VERSION = 1;
 
@@ -28,9 +28,19 @@ export const MediaRef = z.object({
   width: z.number().int().positive().max(100_000).optional(),
   height: z.number().int().positive().max(100_000).optional(),
   durationMs: z.number().int().nonnegative().optional(),
-  thumb: z.string().max(Math.ceil((8 * 1024 * 4) / 3) + 4).regex(/^[A-Za-z0-9+/=]*$/, "must be base64").optional(),
+  thumb: z
+    .string()
+    .max(Math.ceil(MAX_THUMB_BYTES / 3) * 4)
+    .regex(/^[A-Za-z0-9+/]*={0,2}$/, "must be base64")
+    .refine((t) => t.length % 4 !== 1 && base64Bytes(t) <= MAX_THUMB_BYTES, `must be base64 of at most ${MAX_THUMB_BYTES} bytes`)
+    .optional(),
 });
 export type MediaRef = z.infer<typeof MediaRef>;
+/** Decoded size of a base64 string (padded or not). */
+function base64Bytes(b64: string): number {
+  const pad = b64.endsWith("==") ? 2 : b64.endsWith("=") ? 1 : 0;
+  return Math.floor(((b64.length - pad) * 3) / 4);
+}
 /** Media as a device receives it: signed for that reader. */
 export const SignedMedia = MediaRef.extend({ url: z.string(), urlExpiresAt: z.number().int() });
 
@@ -194,6 +204,28 @@ export const HistoryQuery = z.object({
   before: MsgId.optional(),
   limit: z.coerce.number().int().min(1).max(HISTORY_PAGE_MAX).optional(),
 });
+/** POST /v1/media (and the multipart complete) answers this; a send's `media` starts from it. */
+export const MediaUploaded = z.object({ id: Id, type: z.string(), size: z.number().int(), sha256: z.string() });
+/** POST /v1/media/uploads: start a multipart upload. */
+export const MediaUploadBody = z.object({
+  type: z.string().max(100),
+  size: z.number().int().positive(),
+  partSize: z.number().int().positive().optional(),
+});
+/** A multipart upload as GET /v1/media/uploads/:uploadId and its creation describe it. */
+export const MediaUploadState = z.object({
+  uploadId: Id,
+  id: Id,
+  type: z.string(),
+  size: z.number().int(),
+  partSize: z.number().int(),
+  parts: z.number().int(),
+  received: z.array(z.number().int()),
+  expiresAt: z.number().int(),
+});
+export type MediaUploadState = z.infer<typeof MediaUploadState>;
+/** GET /v1/media/:id/url */
+export const MediaUrl = z.object({ url: z.string(), urlExpiresAt: z.number().int() });
 
 /** Chats in URLs: `user:bob` or `group:g_1`. */
 export function parseChatParam(value: string): Chat | null {

@@ -10,11 +10,13 @@ import { HOUSEKEEPING_INTERVAL_MS, MAX_DEVICES_PER_USER, OUTBOX_RETRY_BASE_MS, M
 import { Outbox, type HandoffResult, type OutboxItem } from "../outbox";
 import { CLIENT_FRAME_TYPES, ClientFrame, PROTOCOL_VERSION, describeIssues, type Chat, type ChatSettings, type ChatSettingsBody } from "../protocol";
 import { CONNECT_HEADERS } from "../routes/connect";
+import { signFrame } from "../media/url";
 import { migrate } from "../sqlite";
 import type { Env } from "../env";
 import { ChatService } from "../user/chat";
 import { Inbox } from "../user/inbox";
 import { Retention, type HistoryPage } from "../user/retention";
+import { MediaLedger, type MediaBegin, type MediaRecord } from "../user/media";
 import { USER_MIGRATIONS } from "../user/schema";
 import { attachmentOf, errorFrame, safeClose, safeSend, type DeviceAttachment } from "../user/sockets";
 
@@ -26,6 +28,7 @@ export class UserObject extends DurableObject<Env> {
   private readonly outbox: Outbox;
   private readonly chat: ChatService;
   private readonly retention: Retention;
+  private readonly media: MediaLedger;
   /** Cached alarm time; null when none is set (loaded in the constructor). */
   private alarmAt: number | null = null;
   private userId: string | null;
@@ -36,6 +39,7 @@ export class UserObject extends DurableObject<Env> {
     migrate(this.sql, USER_MIGRATIONS);
     this.userId = this.meta("user");
     this.inbox = new Inbox(this.sql);
+    this.media = new MediaLedger(this.sql, (fn) => ctx.storage.transactionSync(fn), env.MEDIA);
     this.outbox = new Outbox(
       this.sql,
       (target, items) => this.handoffTo(target, items),
@@ -97,7 +101,8 @@ export class UserObject extends DurableObject<Env> {
     for (const gap of this.inbox.gapsFor(row, now)) safeSend(server, JSON.stringify({ type: "gap", ...gap, reason: "expired" }));
     let chunk: string[] = [];
     for (const frame of this.inbox.replay(device, row.acked)) {
-      chunk.push(frame);
+      // Stored frames carry no media URL: each replay signs a fresh one.
+      chunk.push(signFrame(frame, this.env, now));
       if (chunk.length >= REPLAY_CHUNK) {
         for (const f of chunk) safeSend(server, f);
         chunk = [];
@@ -211,6 +216,36 @@ export class UserObject extends DurableObject<Env> {
     return this.retention.history(chat, before, limit);
   }
 
+  // ---- RPC: media this user uploads or may fetch (src/routes/media.ts) -------
+
+  mediaBegin(rec: MediaBegin): MediaRecord {
+    this.media.begin(rec, Date.now());
+    this.scheduleAlarm();
+    return this.media.record(rec.id)!;
+  }
+  mediaRecord(id: string): MediaRecord | null {
+    return this.media.record(id);
+  }
+  mediaPart(id: string, n: number, etag: string, size: number): boolean {
+    return this.media.part(id, n, etag, size);
+  }
+  mediaStored(id: string, size: number, sha256: string): boolean {
+    const ok = this.media.stored(id, size, sha256, Date.now());
+    this.scheduleAlarm();
+    return ok;
+  }
+  mediaDrop(id: string): void {
+    this.media.drop(id);
+  }
+  mediaAccess(id: string): boolean {
+    return this.media.access(id);
+  }
+  /** Retention: message `msg` no longer holds `media` (see src/user/media.ts). */
+  releaseMedia(media: string, msg: string): void {
+    this.media.release(media, msg, Date.now());
+    this.scheduleAlarm();
+  }
+
   // ---- alarm ---------------------------------------------------------------
 
   override async alarm(): Promise<void> {
@@ -230,6 +265,7 @@ export class UserObject extends DurableObject<Env> {
     }
     const expiry = this.retention.nextExpiry();
     if (expiry !== null && expiry <= now) this.ctx.storage.transactionSync(() => this.retention.purgeDisappeared(now));
+    await this.media.collect(now);
     await this.outbox.drain();
     this.scheduleAlarm();
   }
@@ -241,6 +277,8 @@ export class UserObject extends DurableObject<Env> {
     // A fresh row is drained at once by wake(); the alarm is only the backstop
     // for an eviction in the middle of that drain.
     if (outboxDue !== null) candidates.push(Math.max(outboxDue, Date.now() + OUTBOX_RETRY_BASE_MS));
+    const mediaDue = this.media.nextDueAt();
+    if (mediaDue !== null) candidates.push(mediaDue);
     for (const ws of this.ctx.getWebSockets()) {
       const a = attachmentOf(ws);
       if (a) candidates.push(a.expiresAt);
@@ -279,6 +317,8 @@ export class UserObject extends DurableObject<Env> {
   }
 
   private push(json: string, exceptDevice?: string): void {
+    // Signed on the way out (synchronously: pushes must leave in seq order).
+    json = signFrame(json, this.env, Date.now());
     for (const ws of this.ctx.getWebSockets()) {
       const a = attachmentOf(ws);
       if (a && a.device !== exceptDevice) safeSend(ws, json);

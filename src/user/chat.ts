@@ -10,6 +10,7 @@ import type { HandoffResult, Outbox, OutboxItem } from "../outbox";
 import { chatFromKey, chatKey, type Chat, type ChatSettings, type ChatSettingsBody, type ClientFrame, type SendFrame } from "../protocol";
 import type { Inbox } from "./inbox";
 import type { Amendment, Retention, RetentionFields, SettingsChange } from "./retention";
+import { checkSendable, grantMedia, mediaIdOf, referenceMedia } from "./media";
 import { errorFrame, safeSend } from "./sockets";
 
 export interface ChatDeps {
@@ -81,10 +82,12 @@ export class ChatService {
       safeSend(ws, JSON.stringify({ type: "sent", id: frame.id, msg: existing.msg, ts: existing.ts }));
       return;
     }
+    // Only this user's own complete uploads travel (a synchronous check: no await before the write).
+    const media = frame.media === undefined ? undefined : checkSendable(sql, frame.media);
     const msg = newMsgId(now);
     const envelope: Envelope = { msg, id: frame.id, from: self, ts: now };
     if (frame.text !== undefined) envelope.text = frame.text;
-    if (frame.media !== undefined) envelope.media = frame.media;
+    if (media !== undefined) envelope.media = media;
     if (frame.replyTo !== undefined) envelope.replyTo = frame.replyTo;
     const key = chatKey(frame.to);
     Object.assign(envelope, this.d.retention.forNewMessage(key, now));
@@ -92,6 +95,7 @@ export class ChatService {
     this.d.transaction(() => {
       sql.exec("INSERT INTO sent_ids (id, msg, ts, digest) VALUES (?, ?, ?, ?)", frame.id, msg, now, content);
       sql.exec("INSERT INTO outgoing (msg, chat, ts) VALUES (?, ?, ?)", msg, key, now);
+      if (media !== undefined) referenceMedia(sql, media.id, msg, key, now);
       if ("user" in frame.to) {
         // The sender's other devices see the message as an entry of their own inbox.
         const own = messageFrame(envelope, frame.to);
@@ -199,6 +203,8 @@ export class ChatService {
     const seen = sql.exec("SELECT 1 FROM received WHERE msg = ?", e.msg).toArray().length > 0;
     if (seen) return { ok: true }; // a retried hand-off: stored once
     const chat = { user: e.from };
+    const media = mediaIdOf(e.media);
+    if (media !== null) grantMedia(sql, media, now);
     const frame = messageFrame(e, chat);
     const appended = inbox.append("message", from, frame, { msg: e.msg, ts: now, expiresAt: e.expiresAt });
     this.d.retention.keep(from, e.msg, frame, now, e);

@@ -1,6 +1,7 @@
 // The UserObject's SQLite schema: an append-only list of migrations. Never edit
 // an entry once it has shipped; add a new one.
 import { OUTBOX_SCHEMA } from "../outbox";
+import { MEDIA_SCHEMA } from "./media";
 
 export const USER_MIGRATIONS: readonly string[] = [
   `
@@ -83,4 +84,6 @@ export const USER_MIGRATIONS: readonly string[] = [
   CREATE INDEX inbox_expires ON inbox(expires_at) WHERE expires_at IS NOT NULL;
   CREATE INDEX inbox_msg ON inbox(msg) WHERE msg IS NOT NULL;
   `,
+  // 3: media uploads, their references and grants (src/user/media.ts).
+  MEDIA_SCHEMA,
 ];
