@@ -26,6 +26,21 @@ async function history(tok: string, chat: string, query = "") {
   return (await res.json()) as { messages: Array<{ msg: string; text?: string; from: string }>; nextBefore: string | null };
 }
 
+const PNG = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
+
+async function upload(tok: string): Promise<{ id: string; type: string; size: number; sha256: string }> {
+  const bytes = new Uint8Array(1000);
+  bytes.set(PNG);
+  const res = await call("/v1/media", { method: "POST", token: tok, body: bytes, headers: { "Content-Type": "image/png" } });
+  expect(res.status).toBe(201);
+  return res.json();
+}
+
+async function sendMedia(s: TestSocket, to: string, id: string, media: unknown) {
+  s.send({ type: "send", id, to: { user: to }, media });
+  return s.next("sent", (f) => f.id === id);
+}
+
 async function send(s: TestSocket, to: string, id: string, text: string) {
   s.send({ type: "send", id, to: { user: to }, text });
   return s.next("sent", (f) => f.id === id);
@@ -254,5 +269,54 @@ describe("edit and delete for everyone", () => {
     await b.next("synced");
     expect(b.all("message")).toHaveLength(0);
     expect((await history(tokA, `user:${bob}`)).messages.map((m) => m.msg)).toEqual([keep.msg]);
+  });
+});
+
+describe("media under retention", () => {
+  it("a disappearing message's media is deleted with it; a permanent message's media is kept", async () => {
+    const alice = uid("alice");
+    const bob = uid("bob");
+    const tokA = await token(alice);
+    const a = await connect(alice, "phone", tokA);
+    await settings(tokA, `user:${bob}`, { retention: "permanent" });
+    const kept = await upload(tokA);
+    await sendMedia(a, bob, "keep", kept);
+    await settings(tokA, `user:${bob}`, { disappearAfterSeconds: 86400 });
+    const vanishing = await upload(tokA);
+    await sendMedia(a, bob, "vanish", vanishing);
+    await sleep(150);
+    expect(await env.MEDIA.head(vanishing.id)).not.toBeNull();
+    for (const user of [alice, bob]) {
+      await runInDurableObject(stub(user), (_o, state) => {
+        for (const t of ["inbox", "history", "media_refs"]) {
+          const cols = state.storage.sql.exec<{ name: string }>(`PRAGMA table_info(${t})`).toArray().map((c) => c.name);
+          if (cols.includes("expires_at")) state.storage.sql.exec(`UPDATE ${t} SET expires_at = ? WHERE expires_at IS NOT NULL`, Date.now() - 1);
+        }
+      });
+    }
+    // The sender's alarm drops the expired reference, then the next deletes the bytes.
+    for (let i = 0; i < 3; i++) for (const user of [alice, bob]) await runDurableObjectAlarm(stub(user));
+    expect(await env.MEDIA.head(vanishing.id)).toBeNull();
+    expect(await env.MEDIA.head(kept.id)).not.toBeNull();
+    const h = await history(tokA, `user:${bob}`);
+    expect(h.messages.map((m) => (m as { media?: { id: string } }).media?.id)).toEqual([kept.id]);
+    // History is signed at read time: the URL works.
+    const url = (h.messages[0] as unknown as { media: { url: string } }).media.url;
+    expect(url).toMatch(/^\/v1\/media\//);
+  });
+
+  it("delete for everyone deletes the message's media", async () => {
+    const alice = uid("alice");
+    const bob = uid("bob");
+    const tokA = await token(alice);
+    const a = await connect(alice, "phone", tokA);
+    const b = await connect(bob);
+    const media = await upload(tokA);
+    const sent = await sendMedia(a, bob, "pic", media);
+    await b.next("message");
+    a.send({ type: "delete", msg: sent.msg });
+    await b.next("event", (e) => e.event.kind === "deleted");
+    for (let i = 0; i < 2; i++) await runDurableObjectAlarm(stub(alice));
+    expect(await env.MEDIA.head(media.id)).toBeNull();
   });
 });

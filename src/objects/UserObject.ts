@@ -213,7 +213,10 @@ export class UserObject extends DurableObject<Env> {
 
   async chatHistory(self: string, chat: string, before?: string, limit?: number): Promise<HistoryPage> {
     this.learn(self);
-    return this.retention.history(chat, before, limit);
+    const page = this.retention.history(chat, before, limit);
+    // Media URLs are signed for this read, like a replay.
+    const now = Date.now();
+    return { ...page, frames: page.frames.map((f) => signFrame(f, this.env, now)) };
   }
 
   // ---- RPC: media this user uploads or may fetch (src/routes/media.ts) -------
@@ -265,6 +268,7 @@ export class UserObject extends DurableObject<Env> {
     }
     const expiry = this.retention.nextExpiry();
     if (expiry !== null && expiry <= now) this.ctx.storage.transactionSync(() => this.retention.purgeDisappeared(now));
+    this.media.expireRefs(now);
     await this.media.collect(now);
     await this.outbox.drain();
     this.scheduleAlarm();

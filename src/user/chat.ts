@@ -10,7 +10,7 @@ import type { HandoffResult, Outbox, OutboxItem } from "../outbox";
 import { chatFromKey, chatKey, type Chat, type ChatSettings, type ChatSettingsBody, type ClientFrame, type SendFrame } from "../protocol";
 import type { Inbox } from "./inbox";
 import type { Amendment, Retention, RetentionFields, SettingsChange } from "./retention";
-import { checkSendable, grantMedia, mediaIdOf, referenceMedia } from "./media";
+import { checkSendable, grantMedia, mediaIdOf, referenceMedia, releaseRefs } from "./media";
 import { errorFrame, safeSend } from "./sockets";
 
 export interface ChatDeps {
@@ -95,7 +95,10 @@ export class ChatService {
     this.d.transaction(() => {
       sql.exec("INSERT INTO sent_ids (id, msg, ts, digest) VALUES (?, ?, ?, ?)", frame.id, msg, now, content);
       sql.exec("INSERT INTO outgoing (msg, chat, ts) VALUES (?, ?, ?)", msg, key, now);
-      if (media !== undefined) referenceMedia(sql, media.id, msg, key, now);
+      if (media !== undefined) {
+        const until = envelope.expiresAt ?? (envelope.permanent ? null : now + RETENTION_MS);
+        referenceMedia(sql, media.id, msg, key, now, until);
+      }
       if ("user" in frame.to) {
         // The sender's other devices see the message as an entry of their own inbox.
         const own = messageFrame(envelope, frame.to);
@@ -270,6 +273,8 @@ export class ChatService {
     this.d.transaction(() => {
       const { event } = retention.amend(key, amendment);
       json = inbox.append("event", key, event, { ts: now }).json;
+      // Deleted for everyone: its media goes too.
+      if (change.kind === "deleted") releaseRefs(this.d.sql, change.msg, now);
       outbox.enqueue(key, "amend", amendment, now);
     });
     this.d.push(json);

@@ -94,10 +94,27 @@ export function checkSendable(sql: SqlStorage, media: MediaRef): MediaRef {
   return row.sha256 === null ? media : { ...media, sha256: row.sha256 };
 }
 
-/** A message now refers to the upload: it is no longer an orphan. */
-export function referenceMedia(sql: SqlStorage, media: string, msg: string, chat: string, now: number): void {
-  sql.exec("INSERT OR IGNORE INTO media_refs (media, msg, chat, ts) VALUES (?, ?, ?, ?)", media, msg, chat, now);
+/**
+ * A message now refers to the upload: it is no longer an orphan. `until` is the
+ * latest time any copy of the message can still be retained (its disappearing
+ * time, or the inbox retention of a temporary chat); null keeps it for good (a
+ * permanent chat's history).
+ */
+export function referenceMedia(sql: SqlStorage, media: string, msg: string, chat: string, now: number, until: number | null): void {
+  sql.exec("INSERT OR IGNORE INTO media_refs (media, msg, chat, ts, expires_at) VALUES (?, ?, ?, ?, ?)", media, msg, chat, now, until);
   sql.exec("UPDATE media SET expires_at = NULL WHERE id = ?", media);
+}
+
+/** Message `msg` no longer holds its media; an upload left with no reference is deleted by the alarm. */
+export function releaseRefs(sql: SqlStorage, msg: string, now: number): void {
+  const media = sql.exec<{ media: string }>("SELECT media FROM media_refs WHERE msg = ?", msg).toArray();
+  sql.exec("DELETE FROM media_refs WHERE msg = ?", msg);
+  for (const { media: id } of media) releaseIfUnreferenced(sql, id, now);
+}
+
+function releaseIfUnreferenced(sql: SqlStorage, media: string, now: number): void {
+  const left = sql.exec("SELECT 1 FROM media_refs WHERE media = ? LIMIT 1", media).toArray().length;
+  if (left === 0) sql.exec("UPDATE media SET expires_at = ? WHERE id = ? AND state = 'stored'", now, media);
 }
 
 /** This user received a message carrying `media`: it may fetch it from now on. Idempotent. */
@@ -210,14 +227,26 @@ export class MediaLedger {
   release(media: string, msg: string, now: number): void {
     this.transaction(() => {
       this.sql.exec("DELETE FROM media_refs WHERE media = ? AND msg = ?", media, msg);
-      const left = this.sql.exec("SELECT 1 FROM media_refs WHERE media = ? LIMIT 1", media).toArray().length;
-      if (left === 0) this.sql.exec("UPDATE media SET expires_at = ? WHERE id = ? AND state = 'stored'", now, media);
+      releaseIfUnreferenced(this.sql, media, now);
     });
   }
 
-  /** When the alarm has media to delete, or null. */
+  /** When the alarm has media (or references) to expire, or null. */
   nextDueAt(): number | null {
-    return this.sql.exec<{ t: number | null }>("SELECT MIN(expires_at) AS t FROM media").one().t;
+    const media = this.sql.exec<{ t: number | null }>("SELECT MIN(expires_at) AS t FROM media").one().t;
+    const refs = this.sql.exec<{ t: number | null }>("SELECT MIN(expires_at) AS t FROM media_refs").one().t;
+    if (media === null) return refs;
+    return refs === null ? media : Math.min(media, refs);
+  }
+
+  /** References whose message can no longer be retained anywhere are dropped. */
+  expireRefs(now: number): void {
+    const gone = this.sql.exec<{ media: string }>("SELECT DISTINCT media FROM media_refs WHERE expires_at <= ?", now).toArray();
+    if (gone.length === 0) return;
+    this.transaction(() => {
+      this.sql.exec("DELETE FROM media_refs WHERE expires_at <= ?", now);
+      for (const { media } of gone) releaseIfUnreferenced(this.sql, media, now);
+    });
   }
 
   /** Deletes what is due: abandoned uploads, unsent uploads, released media. Idempotent (alarms repeat). */

@@ -86,4 +86,7 @@ export const USER_MIGRATIONS: readonly string[] = [
   `,
   // 3: media uploads, their references and grants (src/user/media.ts).
   MEDIA_SCHEMA,
+  // 4: a media reference ends when its message can no longer be retained.
+  `ALTER TABLE media_refs ADD COLUMN expires_at INTEGER;
+   CREATE INDEX media_refs_expires ON media_refs(expires_at) WHERE expires_at IS NOT NULL;`,
 ];
