@@ -33,3 +33,10 @@ export const DEV_TOKEN_TTL_SECONDS = 24 * 60 * 60;
 export const DEV_TOKEN_MAX_TTL_SECONDS = 30 * 24 * 60 * 60;
 /** Display names (characters). */
 export const MAX_DISPLAY_NAME_CHARS = 100;
+
+/** Members of one group, the creator included (`group_full` past it). */
+export const MAX_GROUP_MEMBERS = 200;
+/** Group names (characters). */
+export const MAX_GROUP_NAME_CHARS = 100;
+/** Users named in one create or add-members request (more is bad_frame; past the cap is group_full). */
+export const MAX_GROUP_BATCH_USERS = 1_000;

@@ -13,6 +13,7 @@ import { CONNECT_HEADERS } from "../routes/connect";
 import { migrate } from "../sqlite";
 import type { Env } from "../env";
 import { ChatService } from "../user/chat";
+import { listGroups } from "../user/groups";
 import { Inbox } from "../user/inbox";
 import { USER_MIGRATIONS } from "../user/schema";
 import { attachmentOf, errorFrame, safeClose, safeSend, type DeviceAttachment } from "../user/sockets";
@@ -170,6 +171,11 @@ export class UserObject extends DurableObject<Env> {
     const results = this.chat.accept(from, items, Date.now());
     this.scheduleAlarm();
     return results;
+  }
+
+  /** GET /v1/groups: the groups this user is in, as their events told this object. */
+  async listGroups(): Promise<Array<{ id: string; name: string; role: "admin" | "member" }>> {
+    return listGroups(this.sql);
   }
 
   // ---- alarm ---------------------------------------------------------------

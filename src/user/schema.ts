@@ -59,4 +59,17 @@ export const USER_MIGRATIONS: readonly string[] = [
   CREATE TABLE gaps (from_seq INTEGER NOT NULL, to_seq INTEGER NOT NULL);
   ${OUTBOX_SCHEMA}
   `,
+  `
+  -- Groups this user is or was in (src/user/groups.ts), kept up to date by the
+  -- groups' events. role is NULL once the user is no longer a member.
+  -- last_seq is the highest group seq applied: entries arrive in that order,
+  -- so it dedups retried hand-offs.
+  CREATE TABLE groups (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    role TEXT,
+    last_seq INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+  );
+  `,
 ];
