@@ -8,15 +8,13 @@ import { MAX_GROUP_MEMBERS } from "../src/limits";
 import { GroupEvent, GroupList, GroupView, MemberReceipt } from "../src/protocol";
 import { call, connect, sleep, token, uid, type TestSocket } from "./helpers";
 
-type View = ReturnType<typeof GroupView.parse>;
-
-async function createGroup(tok: string, name: string, members: string[]): Promise<View> {
+async function createGroup(tok: string, name: string, members: string[]): Promise<GroupView> {
   const res = await call("/v1/groups", { method: "POST", token: tok, json: { name, members } });
   expect(res.status).toBe(201);
   return GroupView.parse(await res.json());
 }
 
-async function getGroup(tok: string, id: string): Promise<View> {
+async function getGroup(tok: string, id: string): Promise<GroupView> {
   const res = await call(`/v1/groups/${id}`, { token: tok });
   expect(res.status).toBe(200);
   return GroupView.parse(await res.json());
@@ -97,6 +95,10 @@ describe("groups", () => {
     expect(onLaptop.find((m) => m.text === "a1")).toMatchObject({ msg: sentA1.msg, id: "a1", from: alice, chat: { group: group.id } });
     await sleep(100);
     for (const s of [aPhone, aLaptop, b, c]) expect(s.all("message")).toEqual([]);
+    // Nor on replay: the phone reconnects without having acked anything.
+    aPhone.close();
+    const again = await connect(alice, "phone");
+    expect(order(again.all("message"))).toEqual(order(onPhone));
 
     expect(await getGroup(await token(bob), group.id)).toEqual(group);
     const list = GroupList.parse(await (await call("/v1/groups", { token: await token(bob) })).json());
