@@ -8,6 +8,7 @@ import { chatRoutes } from "./routes/chats";
 import { connectRoutes } from "./routes/connect";
 import { devRoutes } from "./routes/dev";
 import { mediaDownload, mediaRoutes } from "./routes/media";
+import { groupRoutes } from "./routes/groups";
 import { meRoutes, userRoutes } from "./routes/users";
 
 export { UserObject } from "./objects/UserObject";
@@ -33,6 +34,7 @@ app.route("/v1/users", userRoutes);
 app.route("/v1/connect", connectRoutes);
 app.route("/v1/chats", chatRoutes);
 app.route("/v1/media", mediaRoutes);
+app.route("/v1/groups", groupRoutes);
 
 app.notFound((c) => c.json(errorBody("not_found", "no such route"), 404));
 app.onError((err, c) => {

@@ -91,3 +91,9 @@ export const MEDIA_ORPHAN_TTL_MS = 24 * 60 * 60 * 1000;
 export const MEDIA_UPLOAD_TTL_MS = 24 * 60 * 60 * 1000;
 /** A message's media thumbnail (client-made, base64 in the message): decoded bytes. */
 export const MAX_THUMB_BYTES = 8 * 1024;
+/** Members of one group, the creator included (`group_full` past it). */
+export const MAX_GROUP_MEMBERS = 200;
+/** Group names (characters). */
+export const MAX_GROUP_NAME_CHARS = 100;
+/** Users named in one create or add-members request (more is bad_frame; past the cap is group_full). */
+export const MAX_GROUP_BATCH_USERS = 1_000;

@@ -2,7 +2,16 @@
 // The one place the format is defined; the Worker, the objects, the client
 // library and the tests all import it. See docs/PROTOCOL.md.
 import { z } from "zod";
-import { DISAPPEAR_AFTER_SECONDS, HISTORY_PAGE_MAX, ID_PATTERN, MAX_TEXT_CHARS, MAX_DISPLAY_NAME_CHARS, MAX_THUMB_BYTES } from "./limits";
+import {
+  DISAPPEAR_AFTER_SECONDS,
+  HISTORY_PAGE_MAX,
+  ID_PATTERN,
+  MAX_DISPLAY_NAME_CHARS,
+  MAX_GROUP_BATCH_USERS,
+  MAX_GROUP_NAME_CHARS,
+  MAX_TEXT_CHARS,
+  MAX_THUMB_BYTES,
+} from "./limits";
 
 export const PROTOCOL_VERSION = 1;
 
@@ -226,6 +235,43 @@ export const MediaUploadState = z.object({
 export type MediaUploadState = z.infer<typeof MediaUploadState>;
 /** GET /v1/media/:id/url */
 export const MediaUrl = z.object({ url: z.string(), urlExpiresAt: z.number().int() });
+// ---- groups (docs/PROTOCOL.md, "Groups") ---------------------------------
+
+export const GroupRole = z.enum(["admin", "member"]);
+export const GroupName = z.string().trim().min(1).max(MAX_GROUP_NAME_CHARS);
+export const GroupMember = z.object({ user: UserId, role: GroupRole });
+export const CreateGroupBody = z.object({ name: GroupName, members: z.array(UserId).max(MAX_GROUP_BATCH_USERS) });
+export const RenameGroupBody = z.object({ name: GroupName.optional() });
+export const AddMembersBody = z.object({ users: z.array(UserId).min(1).max(MAX_GROUP_BATCH_USERS) });
+export const GrantAdminBody = z.object({ user: UserId });
+export const GroupView = z.object({
+  id: GroupId,
+  name: z.string(),
+  members: z.array(GroupMember),
+  createdAt: z.number().int(),
+  retention: z.enum(["temporary", "permanent"]),
+});
+export type GroupView = z.infer<typeof GroupView>;
+/** GET /v1/groups: the caller's groups as its own object knows them. */
+export const GroupSummary = z.object({ id: GroupId, name: z.string(), role: GroupRole });
+export const GroupList = z.object({ groups: z.array(GroupSummary) });
+/** GET /v1/groups/:id/messages/:msg/receipts: one row per member the message counts for. */
+export const MemberReceipt = z.object({
+  user: UserId,
+  deliveredAt: z.number().int().optional(),
+  readAt: z.number().int().optional(),
+});
+/** The `event` of an event frame in a group chat (carried by EventFrame.event). */
+export const GroupEvent = z.discriminatedUnion("kind", [
+  z.object({ kind: z.literal("created"), by: UserId, name: z.string(), members: z.array(GroupMember), retention: z.string() }),
+  z.object({ kind: z.literal("member_added"), by: UserId, users: z.array(UserId), name: z.string() }),
+  z.object({ kind: z.literal("member_removed"), by: UserId, user: UserId }),
+  z.object({ kind: z.literal("member_left"), user: UserId }),
+  /** Without `by` when automatic: the last admin left and the longest-standing member took over. */
+  z.object({ kind: z.literal("admin_granted"), user: UserId, by: UserId.optional() }),
+  z.object({ kind: z.literal("renamed"), by: UserId, name: z.string() }),
+]);
+export type GroupEvent = z.infer<typeof GroupEvent>;
 
 /** Chats in URLs: `user:bob` or `group:g_1`. */
 export function parseChatParam(value: string): Chat | null {

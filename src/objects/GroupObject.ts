@@ -1,11 +1,246 @@
-// One Durable Object per group. Groups are not built yet (issue 4): until they
-// are, every post is refused as to a group that does not exist.
+// One Durable Object per group (env.GROUPS.getByName(groupId), ids from
+// newGroupId()): the roster and roles, the group log, the fan-out of every
+// message and roster event to each member's UserObject through the group's own
+// durable outbox, and receipt aggregation. The class does lifecycle, dispatch
+// and the alarm; the policy lives in src/group/*.ts.
+//
+// Every RPC does its checks and writes in ONE synchronous transaction with no
+// await inside: the object runs one such call at a time, so concurrent adds
+// cannot pass the member cap and a post is checked against the roster as it is
+// at that moment. Expected refusals cross RPC as Result values (thrown errors
+// lose their class there).
 import { DurableObject } from "cloudflare:workers";
+import { AppError, fail, type Result } from "../errors";
 import type { Env } from "../env";
-import type { HandoffResult, OutboxItem } from "../outbox";
+import { GroupLog } from "../group/log";
+import { GroupReceipts, type MemberStatus } from "../group/receipts";
+import { Roster } from "../group/roster";
+import { GROUP_MIGRATIONS } from "../group/schema";
+import type { PostPayload } from "../group/handoff";
+import type { ReceiptPayload } from "../user/chat";
+import { HOUSEKEEPING_INTERVAL_MS } from "../limits";
+import { Outbox, type HandoffResult, type OutboxItem } from "../outbox";
+import type { GroupView } from "../protocol";
+import { migrate } from "../sqlite";
 
 export class GroupObject extends DurableObject<Env> {
-  async handoff(_to: string, _from: string, items: OutboxItem[]): Promise<HandoffResult[]> {
-    return items.map(() => ({ ok: false, code: "not_member", message: "no such group" }));
+  private readonly sql: SqlStorage;
+  private readonly outbox: Outbox;
+  private readonly log: GroupLog;
+  private readonly roster: Roster;
+  private readonly receipts: GroupReceipts;
+  /** Cached alarm time; null when none is set (loaded in the constructor). */
+  private alarmAt: number | null = null;
+  /** Test-only failure injection (see failNextHandoffs); in memory on purpose: eviction clears it. */
+  private readonly failures = new Map<string, { count: number; when: "before" | "after" }>();
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.sql = ctx.storage.sql;
+    migrate(this.sql, GROUP_MIGRATIONS);
+    this.outbox = new Outbox(
+      this.sql,
+      (target, items) => this.handoffTo(target, items),
+      // Members' objects accept every group op; a refusal means a bug, not a user error.
+      (target, item, result) => console.error("group hand-off refused", target, item.op, result.code, result.message),
+    );
+    this.log = new GroupLog(this.sql, this.outbox);
+    this.roster = new Roster(this.sql, this.log);
+    this.receipts = new GroupReceipts(this.sql, this.outbox, () => this.groupId());
+    void ctx.blockConcurrencyWhile(async () => {
+      this.alarmAt = await ctx.storage.getAlarm();
+    });
+  }
+
+  // ---- RPC: the Worker's group routes ----------------------------------------
+
+  async create(id: string, creator: string, name: string, members: string[]): Promise<Result<GroupView>> {
+    return this.change(() => this.roster.create(id, creator, name, members, Date.now()));
+  }
+
+  async view(caller: string): Promise<Result<GroupView>> {
+    return this.run(() => {
+      this.roster.requireMember(caller);
+      return this.roster.view();
+    });
+  }
+
+  async rename(caller: string, name: string | undefined): Promise<Result<GroupView>> {
+    return this.change(() => {
+      if (name === undefined) this.roster.requireAdmin(caller);
+      else this.roster.rename(caller, name, Date.now());
+    });
+  }
+
+  async addMembers(caller: string, users: string[]): Promise<Result<GroupView>> {
+    return this.change(() => this.roster.add(caller, users, Date.now()));
+  }
+
+  /** An admin removes `user`, or a member leaves (`user === caller`). */
+  async removeMember(caller: string, user: string): Promise<Result<GroupView>> {
+    return this.change(() => {
+      const now = Date.now();
+      this.roster.remove(caller, user, now);
+      this.receipts.forget(user, now);
+    });
+  }
+
+  async grantAdmin(caller: string, user: string): Promise<Result<GroupView>> {
+    return this.change(() => this.roster.grantAdmin(caller, user, Date.now()));
+  }
+
+  /** The per-member detail of a message, for its sender (a current member). */
+  async messageReceipts(caller: string, msg: string): Promise<Result<MemberStatus[]>> {
+    return this.run(() => {
+      this.roster.requireMember(caller);
+      const detail = this.receipts.detail(msg);
+      if (!detail) throw new AppError("not_found", "no such message in this group");
+      if (detail.sender !== caller) throw new AppError("forbidden", "only the sender sees a message's receipts");
+      return detail.members;
+    });
+  }
+
+  // ---- RPC: members' objects hand things over ----------------------------------
+
+  /** Posts and receipts from members' outboxes, in order. Idempotent per item. */
+  async handoff(_to: string, from: string, items: OutboxItem[]): Promise<HandoffResult[]> {
+    if (!from.startsWith("user:")) return items.map(() => fail("bad_frame", `unknown sender ${from}`));
+    const user = from.slice("user:".length);
+    const now = Date.now();
+    const results = this.ctx.storage.transactionSync(() =>
+      items.map((item): HandoffResult => {
+        if (item.op === "post") return this.post(user, item.payload as PostPayload, now);
+        if (item.op === "receipt") {
+          const r = item.payload as ReceiptPayload;
+          // Only the calling member's own status: `by` in the payload is not trusted.
+          if (this.roster.roleOf(user) !== null) this.receipts.record(user, r.msgs, r.status, r.ts, now);
+          return { ok: true };
+        }
+        return fail("bad_frame", `unknown hand-off ${item.op}`);
+      }),
+    );
+    this.wake();
+    return results;
+  }
+
+  private post(user: string, p: PostPayload, now: number): HandoffResult {
+    // Dedup first: a retried post whose sender has left since is still the same, accepted post.
+    if (this.receipts.isPosted(p.msg)) return { ok: true };
+    if (p.from !== user) return fail("bad_frame", "from: not the posting user");
+    if (!this.roster.exists() || this.roster.roleOf(user) === null) return fail("not_member", "you are not a member of this group");
+    const members = this.roster.users();
+    const seq = this.log.append({ kind: "message", message: p }, members, now);
+    this.receipts.posted(
+      p.msg,
+      seq,
+      user,
+      p.ts,
+      members.filter((m) => m !== user),
+    );
+    return { ok: true };
+  }
+
+  // ---- test hook -----------------------------------------------------------------
+
+  /**
+   * TEST ONLY, refused unless DEV_AUTH is "true" (never in production): the next
+   * `count` hand-offs to `user`'s object fail, either before the call or after
+   * it returned (as if the reply was lost), so tests can drive retries.
+   */
+  async failNextHandoffs(user: string, count: number, when: "before" | "after" = "before"): Promise<boolean> {
+    if (this.env.DEV_AUTH !== "true") return false;
+    this.failures.set(`user:${user}`, { count, when });
+    return true;
+  }
+
+  // ---- alarm ------------------------------------------------------------------
+
+  override async alarm(): Promise<void> {
+    this.alarmAt = null;
+    const now = Date.now();
+    if (Number(this.log.meta("housekeeping_at") ?? "0") <= now) {
+      this.ctx.storage.transactionSync(() => {
+        this.receipts.purgeExpired(now);
+        this.log.setMeta("housekeeping_at", String(now + HOUSEKEEPING_INTERVAL_MS));
+      });
+    }
+    await this.outbox.drain();
+    this.log.purgeDelivered();
+    this.scheduleAlarm();
+  }
+
+  /** Sets the one alarm to the earliest thing that needs it: an outbox retry or housekeeping. */
+  private scheduleAlarm(): void {
+    const candidates: number[] = [];
+    const outboxDue = this.outbox.nextDueAt();
+    if (outboxDue !== null) candidates.push(outboxDue);
+    if (this.receipts.hasState()) {
+      let due = this.log.meta("housekeeping_at");
+      if (due === null) {
+        due = String(Date.now() + HOUSEKEEPING_INTERVAL_MS);
+        this.log.setMeta("housekeeping_at", due);
+      }
+      candidates.push(Number(due));
+    }
+    if (candidates.length === 0) return;
+    const next = Math.min(...candidates);
+    if (this.alarmAt === null || next < this.alarmAt) {
+      this.alarmAt = next;
+      void this.ctx.storage.setAlarm(next);
+    }
+  }
+
+  /** Something was queued: set the backstop alarm, then drain now. */
+  private wake(): void {
+    this.scheduleAlarm();
+    void this.outbox.drain().then(() => {
+      this.log.purgeDelivered();
+      this.scheduleAlarm();
+    });
+  }
+
+  // ---- plumbing ----------------------------------------------------------
+
+  private async handoffTo(target: string, items: OutboxItem[]): Promise<HandoffResult[]> {
+    if (!target.startsWith("user:")) throw new Error(`unknown outbox target ${target}`);
+    const user = target.slice("user:".length);
+    const group = this.groupId();
+    const resolved = this.log.resolve(group, items);
+    const failure = this.failures.get(target);
+    if (failure && failure.count > 0) {
+      failure.count--;
+      if (failure.when === "before") throw new Error(`injected failure before hand-off to ${target}`);
+      await this.env.USERS.getByName(user).handoff(user, `group:${group}`, resolved);
+      throw new Error(`injected failure after hand-off to ${target}`);
+    }
+    return this.env.USERS.getByName(user).handoff(user, `group:${group}`, resolved);
+  }
+
+  private groupId(): string {
+    const id = this.log.meta("id");
+    if (id === null) throw new Error("group object used before it was created");
+    return id;
+  }
+
+  /** Runs a read; AppError becomes a Result. */
+  private run<T>(fn: () => T): Result<T> {
+    try {
+      return { ok: true, value: fn() };
+    } catch (err) {
+      if (err instanceof AppError) return fail(err.code, err.message);
+      throw err;
+    }
+  }
+
+  /** Runs a change in one transaction (a refusal writes nothing), then fans it out; answers with the group. */
+  private change(fn: () => void): Result<GroupView> {
+    const result = this.run(() =>
+      this.ctx.storage.transactionSync(() => {
+        fn();
+        return this.roster.view();
+      }),
+    );
+    if (result.ok) this.wake();
+    return result;
   }
 }

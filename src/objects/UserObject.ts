@@ -14,6 +14,7 @@ import { signFrame } from "../media/url";
 import { migrate } from "../sqlite";
 import type { Env } from "../env";
 import { ChatService } from "../user/chat";
+import { listGroups } from "../user/groups";
 import { Inbox } from "../user/inbox";
 import { Retention, type HistoryPage } from "../user/retention";
 import { MediaLedger, type MediaBegin, type MediaRecord } from "../user/media";
@@ -247,6 +248,11 @@ export class UserObject extends DurableObject<Env> {
   releaseMedia(media: string, msg: string): void {
     this.media.release(media, msg, Date.now());
     this.scheduleAlarm();
+  }
+
+  /** GET /v1/groups: the groups this user is in, as their events told this object. */
+  async listGroups(): Promise<Array<{ id: string; name: string; role: "admin" | "member" }>> {
+    return listGroups(this.sql);
   }
 
   // ---- alarm ---------------------------------------------------------------

@@ -8,6 +8,7 @@ import { digest, newMsgId } from "../ids";
 import { RETENTION_MS } from "../limits";
 import type { HandoffResult, Outbox, OutboxItem } from "../outbox";
 import { chatFromKey, chatKey, type Chat, type ChatSettings, type ChatSettingsBody, type ClientFrame, type SendFrame } from "../protocol";
+import { acceptGroupItem } from "./groups";
 import type { Inbox } from "./inbox";
 import type { Amendment, Retention, RetentionFields, SettingsChange } from "./retention";
 import { checkSendable, grantMedia, mediaIdOf, referenceMedia, releaseRefs } from "./media";
@@ -188,8 +189,10 @@ export class ChatService {
 
   accept(from: string, items: OutboxItem[], now: number): HandoffResult[] {
     const pushes: string[] = [];
+    const groupPushes: Array<[string, string | undefined]> = [];
     const results = this.d.transaction(() =>
       items.map((item) => {
+        if (from.startsWith("group:")) return acceptGroupItem(this.d, from, item, now, (json, except) => groupPushes.push([json, except]));
         if (from.startsWith("user:") && item.op === "deliver") return this.deliver(from, item.payload as Envelope, now, pushes);
         if (from.startsWith("user:") && item.op === "receipt") return this.receipt(from, item.payload as ReceiptPayload, now, pushes);
         if (from.startsWith("user:") && item.op === "settings") return this.settingsFromPeer(from, item.payload as SettingsChange, now, pushes);
@@ -198,6 +201,7 @@ export class ChatService {
       }),
     );
     for (const json of pushes) this.d.push(json);
+    for (const [json, except] of groupPushes) this.d.push(json, except);
     return results;
   }
 

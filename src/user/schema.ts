@@ -89,4 +89,18 @@ export const USER_MIGRATIONS: readonly string[] = [
   // 4: a media reference ends when its message can no longer be retained.
   `ALTER TABLE media_refs ADD COLUMN expires_at INTEGER;
    CREATE INDEX media_refs_expires ON media_refs(expires_at) WHERE expires_at IS NOT NULL;`,
+  // 5: groups.
+  `
+  -- Groups this user is or was in (src/user/groups.ts), kept up to date by the
+  -- groups' events. role is NULL once the user is no longer a member.
+  -- last_seq is the highest group seq applied: entries arrive in that order,
+  -- so it dedups retried hand-offs.
+  CREATE TABLE groups (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    role TEXT,
+    last_seq INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+  );
+  `,
 ];

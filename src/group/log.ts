@@ -1,0 +1,70 @@
+// The group log: one sequence (gseq) for the group's messages and events, and
+// the fan-out of each entry to the members' objects through the group's outbox.
+// Outbox rows carry only {gseq}; the entry is read from the log when it is
+// handed over, so a 200-member fan-out writes the content once, not 200 times.
+// Used by the GroupObject inside its write transactions (all synchronous).
+import type { Outbox, OutboxItem } from "../outbox";
+import { GROUP_OPS, type GroupEventItem, type GroupMessageItem } from "./handoff";
+import type { GroupEvent } from "../protocol";
+
+export type LogBody = { kind: "message"; message: GroupMessageItem["message"] } | { kind: "event"; event: GroupEvent };
+
+export class GroupLog {
+  constructor(
+    private readonly sql: SqlStorage,
+    private readonly outbox: Outbox,
+  ) {}
+
+  meta(key: string): string | null {
+    return this.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = ?", key).toArray()[0]?.value ?? null;
+  }
+
+  setMeta(key: string, value: string): void {
+    this.sql.exec("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", key, value);
+  }
+
+  get head(): number {
+    return Number(this.meta("head") ?? "0");
+  }
+
+  /**
+   * Appends an entry and queues it to every recipient. Call inside a
+   * transaction: the entry, its gseq and its hand-offs are durable together,
+   * and since each target's outbox rows drain in order, every member gets the
+   * group's entries in gseq order.
+   */
+  append(body: LogBody, recipients: readonly string[], now: number): number {
+    const seq = this.head + 1;
+    this.sql.exec("INSERT INTO log (seq, kind, body, ts) VALUES (?, ?, ?, ?)", seq, body.kind, JSON.stringify(body), now);
+    this.setMeta("head", String(seq));
+    const op = body.kind === "message" ? GROUP_OPS.message : GROUP_OPS.event;
+    for (const user of recipients) this.outbox.enqueue(`user:${user}`, op, { gseq: seq }, now);
+    return seq;
+  }
+
+  /** Turns outbox items that refer to the log ({gseq}) into what the member's object receives. */
+  resolve(group: string, items: OutboxItem[]): OutboxItem[] {
+    return items.map((item) => {
+      if (item.op !== GROUP_OPS.message && item.op !== GROUP_OPS.event) return item;
+      const gseq = (item.payload as { gseq: number }).gseq;
+      const row = this.sql.exec<{ body: string; ts: number }>("SELECT body, ts FROM log WHERE seq = ?", gseq).toArray()[0];
+      // purgeDelivered never drops an entry an outbox row still refers to.
+      if (!row) throw new Error(`group log entry ${gseq} is missing`);
+      const body = JSON.parse(row.body) as LogBody;
+      const payload: GroupMessageItem | GroupEventItem =
+        body.kind === "message" ? { group, gseq, ts: row.ts, message: body.message } : { group, gseq, ts: row.ts, event: body.event };
+      return { op: item.op, payload };
+    });
+  }
+
+  /** Drops log entries every member's object already has (no outbox row refers to them). */
+  purgeDelivered(): void {
+    this.sql.exec(
+      `DELETE FROM log WHERE seq < COALESCE(
+         (SELECT MIN(CAST(json_extract(payload, '$.gseq') AS INTEGER)) FROM outbox WHERE op IN (?, ?)),
+         (SELECT MAX(seq) + 1 FROM log))`,
+      GROUP_OPS.message,
+      GROUP_OPS.event,
+    );
+  }
+}

@@ -1,0 +1,130 @@
+// The member side of groups, in the user's object: what a GroupObject hands
+// over (messages, roster events, the sender's aggregated receipts) becomes
+// inbox entries, and the `groups` table remembers which groups the user is in
+// (GET /v1/groups). Called from ChatService.accept inside its transaction.
+//
+// Dedup: a group hands its log entries to one member in group-sequence order
+// (its outbox drains each target in order), so `last_seq` per group is enough
+// to drop a retried hand-off, events included (they have no msg id).
+import type { GroupEventItem, GroupMessageItem, GroupReceiptItem } from "../group/handoff";
+import { GROUP_OPS } from "../group/handoff";
+import type { HandoffResult, OutboxItem } from "../outbox";
+import type { GroupEvent } from "../protocol";
+import { messageFrame, type ChatDeps } from "./chat";
+
+/** Queues a frame for the user's devices but `except`, sent after the transaction. */
+export type Push = (json: string, except?: string) => void;
+
+export function acceptGroupItem(d: ChatDeps, from: string, item: OutboxItem, now: number, push: Push): HandoffResult {
+  switch (item.op) {
+    case GROUP_OPS.message:
+      return groupMessage(d, from, item.payload as GroupMessageItem, now, push);
+    case GROUP_OPS.event:
+      return groupEvent(d, from, item.payload as GroupEventItem, now, push);
+    case GROUP_OPS.receipt:
+      return groupReceipt(d, from, item.payload as GroupReceiptItem, now, push);
+    default:
+      return { ok: false, code: "bad_frame", message: `unknown hand-off ${item.op} from ${from}` };
+  }
+}
+
+/** The groups the user is a member of, as its object learned from their events. */
+export function listGroups(sql: SqlStorage): Array<{ id: string; name: string; role: "admin" | "member" }> {
+  return sql
+    .exec<{ id: string; name: string; role: "admin" | "member" }>("SELECT id, name, role FROM groups WHERE role IS NOT NULL ORDER BY name, id")
+    .toArray();
+}
+
+function groupMessage(d: ChatDeps, from: string, p: GroupMessageItem, now: number, push: Push): HandoffResult {
+  if (!advance(d.sql, p.group, p.gseq, now)) return { ok: true };
+  const { device, ...envelope } = p.message;
+  const frame = messageFrame(envelope, { group: p.group });
+  if (envelope.from === d.self()) {
+    // The sender's own message: for its OTHER devices only, and no receipts from them.
+    const appended = d.inbox.append("message", from, frame, { msg: envelope.msg, origin: device, ts: now });
+    push(appended.json, device);
+    return { ok: true };
+  }
+  const appended = d.inbox.append("message", from, frame, { msg: envelope.msg, ts: now });
+  // The `received` row makes ack/read queue delivered/read receipts to the group (chat key group:<id>).
+  d.sql.exec(
+    "INSERT INTO received (msg, chat, sender, seq, ts) VALUES (?, ?, ?, ?, ?) ON CONFLICT(msg) DO NOTHING",
+    envelope.msg,
+    from,
+    envelope.from,
+    appended.seq,
+    now,
+  );
+  push(appended.json);
+  return { ok: true };
+}
+
+function groupEvent(d: ChatDeps, from: string, p: GroupEventItem, now: number, push: Push): HandoffResult {
+  if (!advance(d.sql, p.group, p.gseq, now)) return { ok: true };
+  applyToMembership(d.sql, d.self(), p.group, p.event);
+  const frame = { type: "event", chat: { group: p.group }, event: p.event, ts: p.ts };
+  push(d.inbox.append("event", from, frame, { ts: now }).json);
+  return { ok: true };
+}
+
+function groupReceipt(d: ChatDeps, from: string, r: GroupReceiptItem, now: number, push: Push): HandoffResult {
+  const { sql } = d;
+  const column = r.status === "read" ? "read_at" : "delivered_at";
+  const fresh: string[] = [];
+  for (const msg of r.msgs) {
+    // Only messages this user sent into that group; each status reported once.
+    const row = sql
+      .exec<{ delivered_at: number | null; read_at: number | null }>("SELECT delivered_at, read_at FROM outgoing WHERE msg = ? AND chat = ?", msg, from)
+      .toArray()[0];
+    if (!row || row[column] !== null) continue;
+    if (r.status === "read") sql.exec("UPDATE outgoing SET read_at = ?, delivered_at = COALESCE(delivered_at, ?) WHERE msg = ?", r.ts, r.ts, msg);
+    else sql.exec("UPDATE outgoing SET delivered_at = ? WHERE msg = ?", r.ts, msg);
+    fresh.push(msg);
+  }
+  if (fresh.length === 0) return { ok: true };
+  // In a group the receipt is the whole group's: no `by`.
+  const frame = { type: "receipt", chat: { group: r.group }, msgs: fresh, status: r.status, ts: r.ts };
+  push(d.inbox.append("receipt", from, frame, { ts: now }).json);
+  return { ok: true };
+}
+
+/** Moves the group's high-water mark; false if this entry was already applied. */
+function advance(sql: SqlStorage, group: string, gseq: number, now: number): boolean {
+  const row = sql.exec<{ last_seq: number }>("SELECT last_seq FROM groups WHERE id = ?", group).toArray()[0];
+  if (row && gseq <= row.last_seq) return false;
+  sql.exec(
+    `INSERT INTO groups (id, name, role, last_seq, updated_at) VALUES (?, '', NULL, ?, ?)
+     ON CONFLICT(id) DO UPDATE SET last_seq = excluded.last_seq, updated_at = excluded.updated_at`,
+    group,
+    gseq,
+    now,
+  );
+  return true;
+}
+
+/** Keeps the user's view of its groups (name, role, membership) in step with the events. */
+function applyToMembership(sql: SqlStorage, self: string, group: string, e: GroupEvent): void {
+  const set = (role: string | null) => sql.exec("UPDATE groups SET role = ? WHERE id = ?", role, group);
+  const name = (n: string) => sql.exec("UPDATE groups SET name = ? WHERE id = ?", n, group);
+  switch (e.kind) {
+    case "created":
+      name(e.name);
+      set(e.members.find((m) => m.user === self)?.role ?? null);
+      return;
+    case "member_added":
+      name(e.name);
+      // Re-added after leaving: a member again. An existing member keeps its role.
+      if (e.users.includes(self)) sql.exec("UPDATE groups SET role = COALESCE(role, 'member') WHERE id = ?", group);
+      return;
+    case "member_removed":
+    case "member_left":
+      if (e.user === self) set(null);
+      return;
+    case "admin_granted":
+      if (e.user === self) set("admin");
+      return;
+    case "renamed":
+      name(e.name);
+      return;
+  }
+}
