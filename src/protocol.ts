@@ -270,6 +270,14 @@ export const GroupEvent = z.discriminatedUnion("kind", [
   /** Without `by` when automatic: the last admin left and the longest-standing member took over. */
   z.object({ kind: z.literal("admin_granted"), user: UserId, by: UserId.optional() }),
   z.object({ kind: z.literal("renamed"), by: UserId, name: z.string() }),
+  z.object({
+    kind: z.literal("retention_changed"),
+    by: UserId,
+    retention: z.enum(["temporary", "permanent"]),
+    disappearAfterSeconds: z.number().int().nullable(),
+  }),
+  z.object({ kind: z.literal("edited"), by: UserId, msg: MsgId, text: z.string().optional(), e2ee: z.unknown().optional() }),
+  z.object({ kind: z.literal("deleted"), by: UserId, msg: MsgId }),
 ]);
 export type GroupEvent = z.infer<typeof GroupEvent>;
 

@@ -320,3 +320,96 @@ describe("media under retention", () => {
     expect(await env.MEDIA.head(media.id)).toBeNull();
   });
 });
+
+describe("group retention", () => {
+  async function group(tok: string, members: string[]): Promise<string> {
+    const res = await call("/v1/groups", { token: tok, method: "POST", json: { name: "team", members } });
+    expect(res.status).toBe(201);
+    return ((await res.json()) as { id: string }).id;
+  }
+  async function post(s: TestSocket, g: string, id: string, text: string) {
+    s.send({ type: "send", id, to: { group: g }, text });
+    return s.next("sent", (f) => f.id === id);
+  }
+
+  it("admins set a group permanent; members read history from when they joined; others are refused", async () => {
+    const [alice, bob, carol, dave] = [uid("alice"), uid("bob"), uid("carol"), uid("dave")];
+    const [ta, tb, tc, td] = await Promise.all([alice, bob, carol, dave].map((u) => token(u)));
+    const g = await group(ta!, [bob]);
+    const a = await connect(alice, "phone", ta);
+    const b = await connect(bob, "phone", tb);
+    await post(a, g, "tmp", "temporary one");
+    const refused = await settings(tb!, `group:${g}`, { retention: "permanent" });
+    expect(refused.status).toBe(403);
+    expect(((await refused.json()) as { error: { code: string } }).error.code).toBe("not_admin");
+    const ok = await settings(ta!, `group:${g}`, { retention: "permanent" });
+    expect(await ok.json()).toMatchObject({ retention: "permanent", changedBy: alice });
+    const ev = await b.next("event", (e) => e.event.kind === "retention_changed");
+    expect(ev).toMatchObject({ chat: { group: g }, event: { retention: "permanent", by: alice } });
+    const p1 = await post(a, g, "p1", "kept 1");
+    const p2 = await post(a, g, "p2", "kept 2");
+    await call(`/v1/groups/${g}/members`, { token: ta, method: "POST", json: { users: [carol] } });
+    await sleep(20);
+    const p3 = await post(a, g, "p3", "kept 3");
+    await sleep(100);
+    const hb = await history(tb!, `group:${g}`);
+    expect(hb.messages.map((m) => m.msg)).toEqual([p3.msg, p2.msg, p1.msg]);
+    expect(hb.messages[0]).toMatchObject({ from: alice, chat: { group: g }, text: "kept 3" });
+    const hc = await history(tc!, `group:${g}`);
+    expect(hc.messages.map((m) => m.msg)).toEqual([p3.msg]);
+    const outsider = await call(`/v1/chats/group:${g}/messages`, { token: td });
+    expect(outsider.status).toBe(403);
+    expect(((await outsider.json()) as { error: { code: string } }).error.code).toBe("not_member");
+    expect((await call(`/v1/chats/group:${g}/settings`, { token: td })).status).toBe(403);
+  });
+
+  it("delete for everyone in a group reaches an offline member as only the deletion, and leaves no copy", async () => {
+    const [alice, bob] = [uid("alice"), uid("bob")];
+    const ta = await token(alice);
+    const g = await group(ta, [bob]);
+    await settings(ta, `group:${g}`, { retention: "permanent" });
+    const a = await connect(alice, "phone", ta);
+    const secret = `group-secret-${crypto.randomUUID()}`;
+    const sent = await post(a, g, "s", secret);
+    await sleep(100);
+    a.send({ type: "delete", msg: sent.msg });
+    expect((await a.next("event", (e) => e.event.kind === "deleted")).event.msg).toBe(sent.msg);
+    await sleep(150);
+    const b = await open(bob, "phone");
+    await b.next("hello");
+    await b.next("synced");
+    expect(b.all("message")).toHaveLength(0);
+    expect(b.all("event").map((e) => e.event.kind)).toEqual(["created", "retention_changed", "deleted"]);
+    expect(await everything(bob)).not.toContain(secret);
+    const inGroup = await runInDurableObject(env.GROUPS.getByName(g), (_o, state) =>
+      JSON.stringify(["log", "history"].map((t) => state.storage.sql.exec(`SELECT * FROM ${t}`).toArray())),
+    );
+    expect(inGroup).not.toContain(secret);
+    expect((await history(ta, `group:${g}`)).messages).toEqual([]);
+  });
+
+  it("a group edit reaches every member; a disappearing group message is gone from the group and the inboxes", async () => {
+    const [alice, bob] = [uid("alice"), uid("bob")];
+    const ta = await token(alice);
+    const g = await group(ta, [bob]);
+    await settings(ta, `group:${g}`, { retention: "permanent", disappearAfterSeconds: 604800 });
+    const a = await connect(alice, "phone", ta);
+    const b = await connect(bob, "phone");
+    const sent = await post(a, g, "e", "typo");
+    const m = await b.next("message");
+    expect(m.expiresAt).toBe(sent.ts + 604_800_000);
+    a.send({ type: "edit", msg: sent.msg, text: "fixed" });
+    expect((await b.next("event", (e) => e.event.kind === "edited")).event).toMatchObject({ msg: sent.msg, text: "fixed", by: alice });
+    expect((await history(ta, `group:${g}`)).messages[0]!.text).toBe("fixed");
+    await runInDurableObject(env.GROUPS.getByName(g), (_o, state) => {
+      state.storage.sql.exec("UPDATE history SET expires_at = ?", Date.now() - 1);
+    });
+    await runInDurableObject(stub(bob), (_o, state) => {
+      state.storage.sql.exec("UPDATE inbox SET expires_at = ? WHERE expires_at IS NOT NULL", Date.now() - 1);
+    });
+    await runDurableObjectAlarm(env.GROUPS.getByName(g));
+    await runDurableObjectAlarm(stub(bob));
+    expect((await history(ta, `group:${g}`)).messages).toEqual([]);
+    expect(await everything(bob)).not.toContain("fixed");
+  });
+});

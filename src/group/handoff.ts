@@ -19,7 +19,7 @@ export interface GroupLogItem {
 }
 export interface GroupMessageItem extends GroupLogItem {
   /** The message; `device` is the sending device (it does not get its own message back). */
-  message: Envelope & { device: string };
+  message: Envelope & { device: string; deleted?: true };
 }
 export interface GroupEventItem extends GroupLogItem {
   event: GroupEvent;

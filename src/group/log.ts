@@ -7,6 +7,11 @@ import type { Outbox, OutboxItem } from "../outbox";
 import { GROUP_OPS, type GroupEventItem, type GroupMessageItem } from "./handoff";
 import type { GroupEvent } from "../protocol";
 
+/** What is left of a deleted or disappeared message: enough to keep the order, no content. */
+function tombstone(m: GroupMessageItem["message"]): GroupMessageItem["message"] {
+  return { msg: m.msg, id: m.id, from: m.from, ts: m.ts, device: m.device, deleted: true };
+}
+
 export type LogBody = { kind: "message"; message: GroupMessageItem["message"] } | { kind: "event"; event: GroupEvent };
 
 export class GroupLog {
@@ -55,6 +60,40 @@ export class GroupLog {
         body.kind === "message" ? { group, gseq, ts: row.ts, message: body.message } : { group, gseq, ts: row.ts, event: body.event };
       return { op: item.op, payload };
     });
+  }
+
+  /**
+   * Rewrites a message still in the log (being fanned out); `change` returning
+   * null removes its content, leaving a tombstone that members skip.
+   */
+  rewriteMessage(msg: string, change: (m: GroupMessageItem["message"]) => GroupMessageItem["message"] | null): void {
+    const rows = this.sql
+      .exec<{ seq: number; body: string }>("SELECT seq, body FROM log WHERE kind = 'message' AND json_extract(body, '$.message.msg') = ?", msg)
+      .toArray();
+    for (const row of rows) {
+      const body = JSON.parse(row.body) as Extract<LogBody, { kind: "message" }>;
+      const next = change(body.message) ?? tombstone(body.message);
+      this.sql.exec("UPDATE log SET body = ? WHERE seq = ?", JSON.stringify({ kind: "message", message: next }), row.seq);
+    }
+  }
+
+  /** Disappearing messages whose time has come lose their content in the log too. */
+  dropExpired(now: number): void {
+    const rows = this.sql
+      .exec<{ msg: string }>(
+        "SELECT json_extract(body, '$.message.msg') AS msg FROM log WHERE kind = 'message' AND json_extract(body, '$.message.expiresAt') <= ?",
+        now,
+      )
+      .toArray();
+    for (const r of rows) this.rewriteMessage(r.msg, () => null);
+  }
+
+  nextExpiry(): number | null {
+    return this.sql
+      .exec<{ t: number | null }>(
+        "SELECT MIN(json_extract(body, '$.message.expiresAt')) AS t FROM log WHERE kind = 'message' AND json_extract(body, '$.message.deleted') IS NULL",
+      )
+      .one().t;
   }
 
   /** Drops log entries every member's object already has (no outbox row refers to them). */

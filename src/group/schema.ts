@@ -52,4 +52,17 @@ export const GROUP_MIGRATIONS: readonly string[] = [
   CREATE INDEX msg_status_user ON msg_status(user);
   ${OUTBOX_SCHEMA}
   `,
+  `
+  -- Retention (src/group/retention.ts): the history of messages posted while
+  -- the group was permanent (frame as members receive it, without seq), and
+  -- the disappearing time of log entries still being fanned out.
+  CREATE TABLE history (
+    msg TEXT PRIMARY KEY,
+    sender TEXT NOT NULL,
+    frame TEXT NOT NULL,
+    ts INTEGER NOT NULL,
+    expires_at INTEGER
+  );
+  CREATE INDEX history_expires ON history(expires_at) WHERE expires_at IS NOT NULL;
+  `,
 ];

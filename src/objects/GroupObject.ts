@@ -14,13 +14,16 @@ import { AppError, fail, type Result } from "../errors";
 import type { Env } from "../env";
 import { GroupLog } from "../group/log";
 import { GroupReceipts, type MemberStatus } from "../group/receipts";
+import { GroupRetention } from "../group/retention";
+import { signFrame } from "../media/url";
+import type { Amendment, HistoryPage } from "../user/retention";
 import { Roster } from "../group/roster";
 import { GROUP_MIGRATIONS } from "../group/schema";
 import type { PostPayload } from "../group/handoff";
 import type { ReceiptPayload } from "../user/chat";
 import { HOUSEKEEPING_INTERVAL_MS } from "../limits";
 import { Outbox, type HandoffResult, type OutboxItem } from "../outbox";
-import type { GroupView } from "../protocol";
+import type { ChatSettings, ChatSettingsBody, GroupView } from "../protocol";
 import { migrate } from "../sqlite";
 
 export class GroupObject extends DurableObject<Env> {
@@ -29,6 +32,7 @@ export class GroupObject extends DurableObject<Env> {
   private readonly log: GroupLog;
   private readonly roster: Roster;
   private readonly receipts: GroupReceipts;
+  private readonly retention: GroupRetention;
   /** Cached alarm time; null when none is set (loaded in the constructor). */
   private alarmAt: number | null = null;
   /** Test-only failure injection (see failNextHandoffs); in memory on purpose: eviction clears it. */
@@ -46,6 +50,7 @@ export class GroupObject extends DurableObject<Env> {
     );
     this.log = new GroupLog(this.sql, this.outbox);
     this.roster = new Roster(this.sql, this.log);
+    this.retention = new GroupRetention(this.sql, this.log, this.roster);
     this.receipts = new GroupReceipts(this.sql, this.outbox, () => this.groupId());
     void ctx.blockConcurrencyWhile(async () => {
       this.alarmAt = await ctx.storage.getAlarm();
@@ -100,6 +105,30 @@ export class GroupObject extends DurableObject<Env> {
     });
   }
 
+  // ---- RPC: the Worker's chat routes (settings and history) ----------------------
+
+  async chatSettings(caller: string): Promise<Result<ChatSettings>> {
+    return this.run(() => {
+      this.roster.requireMember(caller);
+      return this.retention.settings(this.groupId());
+    });
+  }
+
+  async changeChatSettings(caller: string, body: ChatSettingsBody): Promise<Result<ChatSettings>> {
+    const result = this.run(() => this.ctx.storage.transactionSync(() => this.retention.change(this.groupId(), caller, body, Date.now())));
+    if (result.ok) this.wake();
+    return result;
+  }
+
+  async chatHistory(caller: string, before?: string, limit?: number): Promise<Result<HistoryPage>> {
+    return this.run(() => {
+      const page = this.retention.history(caller, before, limit);
+      // Media URLs are signed for this read.
+      const now = Date.now();
+      return { ...page, frames: page.frames.map((f) => signFrame(f, this.env, now)) };
+    });
+  }
+
   // ---- RPC: members' objects hand things over ----------------------------------
 
   /** Posts and receipts from members' outboxes, in order. Idempotent per item. */
@@ -110,6 +139,10 @@ export class GroupObject extends DurableObject<Env> {
     const results = this.ctx.storage.transactionSync(() =>
       items.map((item): HandoffResult => {
         if (item.op === "post") return this.post(user, item.payload as PostPayload, now);
+        if (item.op === "amend") {
+          this.retention.amend(this.groupId(), user, item.payload as Amendment, now);
+          return { ok: true };
+        }
         if (item.op === "receipt") {
           const r = item.payload as ReceiptPayload;
           // Only the calling member's own status: `by` in the payload is not trusted.
@@ -129,6 +162,7 @@ export class GroupObject extends DurableObject<Env> {
     if (p.from !== user) return fail("bad_frame", "from: not the posting user");
     if (!this.roster.exists() || this.roster.roleOf(user) === null) return fail("not_member", "you are not a member of this group");
     const members = this.roster.users();
+    this.retention.stamp(this.groupId(), p);
     const seq = this.log.append({ kind: "message", message: p }, members, now);
     this.receipts.posted(
       p.msg,
@@ -164,6 +198,8 @@ export class GroupObject extends DurableObject<Env> {
         this.log.setMeta("housekeeping_at", String(now + HOUSEKEEPING_INTERVAL_MS));
       });
     }
+    const expiry = this.retention.nextExpiry();
+    if (expiry !== null && expiry <= now) this.ctx.storage.transactionSync(() => this.retention.purgeDisappeared(now));
     await this.outbox.drain();
     this.log.purgeDelivered();
     this.scheduleAlarm();
@@ -174,6 +210,8 @@ export class GroupObject extends DurableObject<Env> {
     const candidates: number[] = [];
     const outboxDue = this.outbox.nextDueAt();
     if (outboxDue !== null) candidates.push(outboxDue);
+    const expiry = this.retention.nextExpiry();
+    if (expiry !== null) candidates.push(expiry);
     if (this.receipts.hasState()) {
       let due = this.log.meta("housekeeping_at");
       if (due === null) {

@@ -9,7 +9,7 @@ import { newGroupId } from "../ids";
 import { AddMembersBody, CreateGroupBody, GrantAdminBody, MsgId, RenameGroupBody, UserId } from "../protocol";
 
 /** Ids newGroupId() makes: anything else names no group, and is refused without waking an object. */
-const GROUP_ID = /^g_[0-9a-f]{32}$/;
+export const GROUP_ID = /^g_[0-9a-f]{32}$/;
 
 function unwrap<T>(result: Result<T>): T {
   if (!result.ok) throw new AppError(result.code, result.message);

@@ -95,7 +95,7 @@ export class ChatService {
     let ownCopy: string | null = null;
     this.d.transaction(() => {
       sql.exec("INSERT INTO sent_ids (id, msg, ts, digest) VALUES (?, ?, ?, ?)", frame.id, msg, now, content);
-      sql.exec("INSERT INTO outgoing (msg, chat, ts) VALUES (?, ?, ?)", msg, key, now);
+      sql.exec("INSERT INTO outgoing (msg, chat, ts, expires_at) VALUES (?, ?, ?, ?)", msg, key, now, envelope.expiresAt ?? null);
       if (media !== undefined) {
         const until = envelope.expiresAt ?? (envelope.permanent ? null : now + RETENTION_MS);
         referenceMedia(sql, media.id, msg, key, now, until);
@@ -215,7 +215,15 @@ export class ChatService {
     const frame = messageFrame(e, chat);
     const appended = inbox.append("message", from, frame, { msg: e.msg, ts: now, expiresAt: e.expiresAt });
     this.d.retention.keep(from, e.msg, frame, now, e);
-    sql.exec("INSERT INTO received (msg, chat, sender, seq, ts) VALUES (?, ?, ?, ?, ?)", e.msg, from, e.from, appended.seq, now);
+    sql.exec(
+      "INSERT INTO received (msg, chat, sender, seq, ts, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+      e.msg,
+      from,
+      e.from,
+      appended.seq,
+      now,
+      e.expiresAt ?? null,
+    );
     pushes.push(appended.json);
     return { ok: true };
   }
@@ -273,15 +281,19 @@ export class ChatService {
     const { retention, inbox, outbox } = this.d;
     const key = retention.checkOwn(change.msg, change.kind, now);
     const amendment: Amendment = { ...change, by: this.d.self(), ts: now };
-    let json = "";
+    let json: string | null = null;
     this.d.transaction(() => {
-      const { event } = retention.amend(key, amendment);
-      json = inbox.append("event", key, event, { ts: now }).json;
+      // In a group the event comes back through the group's log, to every device
+      // of every member (this user's included), in order with the messages.
+      if (key.startsWith("user:")) {
+        const { event, expiresAt } = retention.amend(key, amendment);
+        json = inbox.append("event", key, event, { ts: now, expiresAt }).json;
+      }
       // Deleted for everyone: its media goes too.
       if (change.kind === "deleted") releaseRefs(this.d.sql, change.msg, now);
       outbox.enqueue(key, "amend", amendment, now);
     });
-    this.d.push(json);
+    if (json !== null) this.d.push(json);
     this.d.wake();
   }
 
@@ -289,8 +301,8 @@ export class ChatService {
     // Only the message's own sender may change it, in the chat it was sent to.
     const own = this.d.sql.exec("SELECT 1 FROM received WHERE msg = ? AND chat = ? AND sender = ?", a.msg, from, a.by).toArray();
     if (own.length === 0 || from !== `user:${a.by}`) return { ok: true };
-    const { event } = this.d.retention.amend(from, a);
-    pushes.push(this.d.inbox.append("event", from, event, { ts: now }).json);
+    const { event, expiresAt } = this.d.retention.amend(from, a);
+    pushes.push(this.d.inbox.append("event", from, event, { ts: now, expiresAt }).json);
     return { ok: true };
   }
 

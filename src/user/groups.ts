@@ -11,6 +11,8 @@ import { GROUP_OPS } from "../group/handoff";
 import type { HandoffResult, OutboxItem } from "../outbox";
 import type { GroupEvent } from "../protocol";
 import { messageFrame, type ChatDeps } from "./chat";
+import { grantMedia, mediaIdOf } from "./media";
+import type { Amendment } from "./retention";
 
 /** Queues a frame for the user's devices but `except`, sent after the transaction. */
 export type Push = (json: string, except?: string) => void;
@@ -37,23 +39,31 @@ export function listGroups(sql: SqlStorage): Array<{ id: string; name: string; r
 
 function groupMessage(d: ChatDeps, from: string, p: GroupMessageItem, now: number, push: Push): HandoffResult {
   if (!advance(d.sql, p.group, p.gseq, now)) return { ok: true };
-  const { device, ...envelope } = p.message;
+  const { device, deleted, ...envelope } = p.message;
+  // Deleted for everyone (or disappeared) before it reached this member: nothing to deliver.
+  if (deleted) return { ok: true };
   const frame = messageFrame(envelope, { group: p.group });
+  const opts = { msg: envelope.msg, ts: now, expiresAt: envelope.expiresAt };
   if (envelope.from === d.self()) {
     // The sender's own message: for its OTHER devices only, and no receipts from them.
-    const appended = d.inbox.append("message", from, frame, { msg: envelope.msg, origin: device, ts: now });
+    const appended = d.inbox.append("message", from, frame, { ...opts, origin: device });
+    // The group decided the message's lifetime: remember it for later edits.
+    d.sql.exec("UPDATE outgoing SET expires_at = ? WHERE msg = ?", envelope.expiresAt ?? null, envelope.msg);
     push(appended.json, device);
     return { ok: true };
   }
-  const appended = d.inbox.append("message", from, frame, { msg: envelope.msg, ts: now });
+  const media = mediaIdOf(envelope.media);
+  if (media !== null) grantMedia(d.sql, media, now);
+  const appended = d.inbox.append("message", from, frame, opts);
   // The `received` row makes ack/read queue delivered/read receipts to the group (chat key group:<id>).
   d.sql.exec(
-    "INSERT INTO received (msg, chat, sender, seq, ts) VALUES (?, ?, ?, ?, ?) ON CONFLICT(msg) DO NOTHING",
+    "INSERT INTO received (msg, chat, sender, seq, ts, expires_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(msg) DO NOTHING",
     envelope.msg,
     from,
     envelope.from,
     appended.seq,
     now,
+    envelope.expiresAt ?? null,
   );
   push(appended.json);
   return { ok: true };
@@ -62,8 +72,9 @@ function groupMessage(d: ChatDeps, from: string, p: GroupMessageItem, now: numbe
 function groupEvent(d: ChatDeps, from: string, p: GroupEventItem, now: number, push: Push): HandoffResult {
   if (!advance(d.sql, p.group, p.gseq, now)) return { ok: true };
   applyToMembership(d.sql, d.self(), p.group, p.event);
+  const expiresAt = applyToRetention(d, from, p);
   const frame = { type: "event", chat: { group: p.group }, event: p.event, ts: p.ts };
-  push(d.inbox.append("event", from, frame, { ts: now }).json);
+  push(d.inbox.append("event", from, frame, { ts: now, expiresAt }).json);
   return { ok: true };
 }
 
@@ -86,6 +97,22 @@ function groupReceipt(d: ChatDeps, from: string, r: GroupReceiptItem, now: numbe
   const frame = { type: "receipt", chat: { group: r.group }, msgs: fresh, status: r.status, ts: r.ts };
   push(d.inbox.append("receipt", from, frame, { ts: now }).json);
   return { ok: true };
+}
+
+/** Edits, deletions and settings changes also change what this object holds. */
+function applyToRetention(d: ChatDeps, from: string, p: GroupEventItem): number | undefined {
+  const e = p.event;
+  if (e.kind === "edited" || e.kind === "deleted") {
+    // Entries not yet acknowledged by every device carry the new text, or go.
+    const a: Amendment = { kind: e.kind, msg: e.msg, by: e.by, ts: p.ts };
+    if (e.kind === "edited" && e.text !== undefined) a.text = e.text;
+    if (e.kind === "edited" && e.e2ee !== undefined) a.e2ee = e.e2ee;
+    return d.retention.amend(from, a).expiresAt;
+  } else if (e.kind === "retention_changed") {
+    // This object's copy, used when its user sends to the group (media lifetime).
+    d.retention.apply(from, { retention: e.retention, disappearAfterSeconds: e.disappearAfterSeconds, changedAt: p.ts, changedBy: e.by });
+  }
+  return undefined;
 }
 
 /** Moves the group's high-water mark; false if this entry was already applied. */

@@ -162,8 +162,15 @@ export class Retention {
    * inbox entries) and returns the event frame to append. Deleting removes the
    * content entirely: pending entries then deliver only the deletion.
    */
-  amend(chat: string, a: Amendment): { event: Record<string, unknown>; removed: string[] } {
+  amend(chat: string, a: Amendment): { event: Record<string, unknown>; removed: string[]; expiresAt?: number } {
     const { sql, inbox } = this.d;
+    // An edit event carries the message's text: it disappears when the message does.
+    const expiry = sql
+      .exec<{ t: number | null }>(
+        "SELECT COALESCE((SELECT expires_at FROM received WHERE msg = ?1), (SELECT expires_at FROM outgoing WHERE msg = ?1)) AS t",
+        a.msg,
+      )
+      .one().t;
     let removed: string[] = [];
     if (a.kind === "edited") {
       const change = (f: Record<string, unknown>) => {
@@ -187,7 +194,7 @@ export class Retention {
     const event: Record<string, unknown> = { kind: a.kind, msg: a.msg, by: a.by };
     if (a.kind === "edited" && a.text !== undefined) event.text = a.text;
     if (a.kind === "edited" && a.e2ee !== undefined) event.e2ee = a.e2ee;
-    return { event: { type: "event", chat: chatFromKey(chat), event, ts: a.ts }, removed };
+    return { event: { type: "event", chat: chatFromKey(chat), event, ts: a.ts }, removed, ...(expiry !== null ? { expiresAt: expiry } : {}) };
   }
 
   /** Deletes disappearing messages whose time has come; returns the removed frames. */

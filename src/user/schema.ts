@@ -103,4 +103,7 @@ export const USER_MIGRATIONS: readonly string[] = [
     updated_at INTEGER NOT NULL
   );
   `,
+  // 6: when a message disappears, so do the edits of it (their events carry its text).
+  `ALTER TABLE received ADD COLUMN expires_at INTEGER;
+   ALTER TABLE outgoing ADD COLUMN expires_at INTEGER;`,
 ];
