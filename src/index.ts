@@ -6,6 +6,7 @@ import { AppError, errorBody, type ErrorCode } from "./errors";
 import type { AppEnv } from "./http";
 import { connectRoutes } from "./routes/connect";
 import { devRoutes } from "./routes/dev";
+import { presenceRoutes, privacyRoutes } from "./routes/presence";
 import { meRoutes, userRoutes } from "./routes/users";
 
 export { UserObject } from "./objects/UserObject";
@@ -25,7 +26,9 @@ app.use("/v1/*", async (c, next) => {
 });
 
 app.route("/v1/me", meRoutes);
+app.route("/v1/me/privacy", privacyRoutes);
 app.route("/v1/users", userRoutes);
+app.route("/v1/users", presenceRoutes);
 app.route("/v1/connect", connectRoutes);
 
 app.notFound((c) => c.json(errorBody("not_found", "no such route"), 404));

@@ -2,7 +2,7 @@
 // The one place the format is defined; the Worker, the objects, the client
 // library and the tests all import it. See docs/PROTOCOL.md.
 import { z } from "zod";
-import { ID_PATTERN, MAX_TEXT_CHARS, MAX_DISPLAY_NAME_CHARS } from "./limits";
+import { ID_PATTERN, MAX_TEXT_CHARS, MAX_DISPLAY_NAME_CHARS, MAX_WATCHED_USERS } from "./limits";
 
 export const PROTOCOL_VERSION = 1;
 
@@ -55,7 +55,7 @@ export const AckFrame = z.object({ type: z.literal("ack"), seq: z.number().int()
 export const ReadFrame = z.object({ type: z.literal("read"), chat: Chat, upTo: MsgId });
 export const TypingFrame = z.object({ type: z.literal("typing"), chat: Chat, on: z.boolean() });
 export const ActiveFrame = z.object({ type: z.literal("active") });
-export const WatchFrame = z.object({ type: z.literal("watch"), users: z.array(UserId).max(100) });
+export const WatchFrame = z.object({ type: z.literal("watch"), users: z.array(UserId).max(MAX_WATCHED_USERS) });
 export const EditFrame = z.object({ type: z.literal("edit"), msg: MsgId, text: Text });
 export const DeleteFrame = z.object({ type: z.literal("delete"), msg: MsgId });
 
@@ -166,6 +166,20 @@ export const ProfileBody = z.object({
   displayName: z.string().trim().min(1).max(MAX_DISPLAY_NAME_CHARS),
 });
 export const Profile = z.object({ id: UserId, displayName: z.string() });
+
+/** GET /v1/me/privacy, and the answer of PUT. */
+export const PrivacySettings = z.object({
+  lastSeen: z.enum(["everyone", "nobody"]),
+  readReceipts: z.boolean(),
+});
+export type PrivacySettings = z.infer<typeof PrivacySettings>;
+/** PUT /v1/me/privacy: either field may be left out (it keeps its value). */
+export const PrivacyBody = PrivacySettings.partial()
+  .strict()
+  .refine((b) => b.lastSeen !== undefined || b.readReceipts !== undefined, { message: "give lastSeen or readReceipts" });
+export type PrivacyBody = z.infer<typeof PrivacyBody>;
+/** GET /v1/users/:user/presence. */
+export const PresenceBody = z.object({ user: UserId, online: z.boolean(), lastSeen: z.number().int().nullable() });
 
 /** Chats in URLs: `user:bob` or `group:g_1`. */
 export function parseChatParam(value: string): Chat | null {

@@ -4,16 +4,19 @@
 // does lifecycle and dispatch; the inbox, outbox and chat policy live in
 // src/user/*.ts and src/outbox.ts.
 import { DurableObject } from "cloudflare:workers";
-import { ensureUser } from "../directory";
+import { ensureUser, knownUsers } from "../directory";
 import { AppError } from "../errors";
-import { HOUSEKEEPING_INTERVAL_MS, MAX_DEVICES_PER_USER, MAX_FRAME_BYTES, REPLAY_CHUNK } from "../limits";
+import { HOUSEKEEPING_INTERVAL_MS, MAX_DEVICES_PER_USER, MAX_FRAME_BYTES, REPLAY_CHUNK, SHED_OUTBOX_BACKLOG } from "../limits";
 import { Outbox, type HandoffResult, type OutboxItem } from "../outbox";
-import { CLIENT_FRAME_TYPES, ClientFrame, PROTOCOL_VERSION, describeIssues, type Chat } from "../protocol";
+import { CLIENT_FRAME_TYPES, ClientFrame, PROTOCOL_VERSION, describeIssues, type Chat, type PrivacyBody, type PrivacySettings } from "../protocol";
 import { CONNECT_HEADERS } from "../routes/connect";
 import { migrate } from "../sqlite";
 import type { Env } from "../env";
 import { ChatService } from "../user/chat";
 import { Inbox } from "../user/inbox";
+import { PresenceService, type PresenceView } from "../user/presence";
+import { PrivacyStore } from "../user/privacy";
+import { RateLimiter } from "../user/ratelimit";
 import { USER_MIGRATIONS } from "../user/schema";
 import { attachmentOf, errorFrame, safeClose, safeSend, type DeviceAttachment } from "../user/sockets";
 
@@ -24,6 +27,12 @@ export class UserObject extends DurableObject<Env> {
   private readonly inbox: Inbox;
   private readonly outbox: Outbox;
   private readonly chat: ChatService;
+  private readonly privacy: PrivacyStore;
+  private readonly presence: PresenceService;
+  /** Per-device token buckets; in memory, so hibernation refills them. */
+  private readonly limits = new RateLimiter();
+  /** Frames being handled right now (an input to load shedding). */
+  private framesInFlight = 0;
   /** Cached alarm time; null when none is set (loaded in the constructor). */
   private alarmAt: number | null = null;
   private userId: string | null;
@@ -34,6 +43,7 @@ export class UserObject extends DurableObject<Env> {
     migrate(this.sql, USER_MIGRATIONS);
     this.userId = this.meta("user");
     this.inbox = new Inbox(this.sql);
+    this.privacy = new PrivacyStore(this.sql);
     this.outbox = new Outbox(
       this.sql,
       (target, items) => this.handoffTo(target, items),
@@ -48,6 +58,24 @@ export class UserObject extends DurableObject<Env> {
       push: (json, except) => this.push(json, except),
       sendTo: (device, json) => this.sendTo(device, json),
       wake: () => this.wake(),
+      readReceipts: () => this.privacy.get().readReceipts,
+    });
+    this.presence = new PresenceService({
+      sql: this.sql,
+      transaction: (fn) => ctx.storage.transactionSync(fn),
+      self: () => this.self(),
+      hasOpenSocket: (closing) =>
+        this.ctx.getWebSockets().some((ws) => ws !== closing && ws.readyState === WebSocket.OPEN && attachmentOf(ws) !== null),
+      sendTo: (device, json) => this.sendTo(device, json),
+      push: (json) => this.push(json),
+      peer: (user) => this.env.USERS.getByName(user),
+      knownUsers: (users) => knownUsers(this.env.DB, users),
+      privacy: () => this.privacy.get(),
+      framesInFlight: () => this.framesInFlight,
+      // Counted only up to the threshold: a backed-up outbox must not make every typing frame scan it.
+      outboxBacklog: () =>
+        this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM (SELECT 1 FROM outbox LIMIT ?)", SHED_OUTBOX_BACKLOG).one().n,
+      scheduleAlarm: () => this.scheduleAlarm(),
     });
     // Answered by the runtime without waking the object.
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair("ping", "pong"));
@@ -101,6 +129,7 @@ export class UserObject extends DurableObject<Env> {
     }
     for (const f of chunk) safeSend(server, f);
     safeSend(server, JSON.stringify({ type: "synced", head: this.inbox.head }));
+    this.presence.reconcile(now);
     this.scheduleAlarm();
     return new Response(null, { status: 101, webSocket: client });
   }
@@ -135,9 +164,17 @@ export class UserObject extends DurableObject<Env> {
       return;
     }
     const ref = refOf(raw);
+    const verdict = this.limits.take(attachment.device, typeOf(raw), now);
+    if (verdict !== "ok") {
+      safeSend(ws, errorFrame("rate_limited", "too many frames; slow down", ref));
+      if (verdict === "close") safeClose(ws, CLOSE.policy, "flooding after rate_limited");
+      return;
+    }
+    this.framesInFlight++;
     try {
       const frame = parseFrame(raw);
-      await this.chat.handle(frame, attachment.device, ws, now);
+      this.presence.activity(frame.type, now);
+      if (!this.presence.handle(frame, attachment.device, now)) await this.chat.handle(frame, attachment.device, ws, now);
     } catch (err) {
       if (err instanceof AppError) {
         safeSend(ws, errorFrame(err.code, err.message, ref));
@@ -145,12 +182,15 @@ export class UserObject extends DurableObject<Env> {
         console.error("frame failed", this.userId, attachment.device, err);
         safeSend(ws, errorFrame("internal", "internal error", ref));
       }
+    } finally {
+      this.framesInFlight--;
     }
   }
 
   override async webSocketClose(ws: WebSocket): Promise<void> {
     const attachment = attachmentOf(ws);
     if (attachment) this.inbox.touch(attachment.device, Date.now());
+    this.presence.reconcile(Date.now(), ws);
     // Not reciprocated: the runtime answers the close itself (and 1005/1006 must not be).
   }
 
@@ -172,6 +212,43 @@ export class UserObject extends DurableObject<Env> {
     return results;
   }
 
+  // ---- RPC: presence, typing, privacy (best-effort, never through the outbox) ----
+
+  /** A watcher's object registers (or renews) its watch and gets the current view. */
+  async presenceSubscribe(self: string, watcher: string, expiresAt: number): Promise<PresenceView> {
+    this.adopt(self);
+    return this.presence.subscribe(watcher, expiresAt, Date.now());
+  }
+
+  /** A watched user's object reports a change; forwarded to this user's watching devices. */
+  async presencePush(self: string, user: string, view: PresenceView): Promise<{ watching: boolean }> {
+    this.adopt(self);
+    return this.presence.pushed(user, view, Date.now());
+  }
+
+  async typingRelay(self: string, from: string, chat: Chat, on: boolean): Promise<void> {
+    this.adopt(self);
+    this.presence.typingArrived(from, chat, on);
+  }
+
+  /** GET /v1/users/:user/presence: as others see this user, or as the user itself does. */
+  async presenceView(self: string, asSelf: boolean): Promise<PresenceView> {
+    this.adopt(self);
+    return this.presence.view(Date.now(), asSelf);
+  }
+
+  async privacySettings(self: string): Promise<PrivacySettings> {
+    this.adopt(self);
+    return this.privacy.get();
+  }
+
+  async setPrivacy(self: string, change: PrivacyBody): Promise<PrivacySettings> {
+    this.adopt(self);
+    const settings = this.privacy.set(change);
+    this.presence.privacyChanged(Date.now());
+    return settings;
+  }
+
   // ---- alarm ---------------------------------------------------------------
 
   override async alarm(): Promise<void> {
@@ -181,6 +258,7 @@ export class UserObject extends DurableObject<Env> {
       const a = attachmentOf(ws);
       if (a && a.expiresAt <= now) safeClose(ws, CLOSE.tokenExpired, "token expired");
     }
+    this.presence.alarm(now);
     const due = Number(this.meta("housekeeping_at") ?? "0");
     if (due <= now) {
       this.ctx.storage.transactionSync(() => {
@@ -198,6 +276,8 @@ export class UserObject extends DurableObject<Env> {
     const candidates: number[] = [];
     const outboxDue = this.outbox.nextDueAt();
     if (outboxDue !== null) candidates.push(outboxDue);
+    const presenceDue = this.presence.nextAlarmAt(Date.now());
+    if (presenceDue !== null) candidates.push(presenceDue);
     for (const ws of this.ctx.getWebSockets()) {
       const a = attachmentOf(ws);
       if (a) candidates.push(a.expiresAt);
@@ -244,6 +324,14 @@ export class UserObject extends DurableObject<Env> {
     for (const ws of this.ctx.getWebSockets(device)) safeSend(ws, json);
   }
 
+  /** An object may be called before its user ever connected: learn who it is. */
+  private adopt(user: string): void {
+    if (this.userId === null) {
+      this.setMeta("user", user);
+      this.userId = user;
+    }
+  }
+
   private self(): string {
     if (this.userId === null) throw new Error("user object used before its user connected or was addressed");
     return this.userId;
@@ -265,6 +353,10 @@ function refOf(raw: unknown): string | undefined {
     if (typeof r.msg === "string" && r.msg.length <= 64) return r.msg;
   }
   return undefined;
+}
+
+function typeOf(raw: unknown): unknown {
+  return raw && typeof raw === "object" ? (raw as Record<string, unknown>).type : undefined;
 }
 
 function parseFrame(raw: unknown): ClientFrame {

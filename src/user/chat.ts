@@ -23,6 +23,8 @@ export interface ChatDeps {
   sendTo(device: string, json: string): void;
   /** Something was queued in the outbox: drain it. */
   wake(): void;
+  /** Privacy: false = this user sends no read receipts and is shown none. */
+  readReceipts(): boolean;
 }
 
 /** A message as it travels between objects. */
@@ -132,12 +134,18 @@ export class ChatService {
     this.d.transaction(() => {
       // msg ids sort by time of acceptance, so "up to" is a string comparison.
       const rows = sql
-        .exec<{ msg: string; chat: string }>("SELECT msg, chat FROM received WHERE chat = ? AND msg <= ? AND read = 0 ORDER BY msg", key, upTo)
+        .exec<{ msg: string; chat: string; delivered: number }>(
+          "SELECT msg, chat, delivered FROM received WHERE chat = ? AND msg <= ? AND read = 0 ORDER BY msg",
+          key,
+          upTo,
+        )
         .toArray();
       if (rows.length === 0) return;
       // A read implies delivered: no separate delivered receipt follows.
       sql.exec("UPDATE received SET read = 1, delivered = 1 WHERE chat = ? AND msg <= ? AND read = 0", key, upTo);
-      queued = this.queueReceipts(rows, "read", now);
+      // Read receipts off: no read receipt, but delivered still flows for what no device acked yet.
+      if (this.d.readReceipts()) queued = this.queueReceipts(rows, "read", now);
+      else queued = this.queueReceipts(rows.filter((r) => r.delivered === 0), "delivered", now);
     });
     if (queued) this.d.wake();
   }
@@ -188,6 +196,8 @@ export class ChatService {
 
   private receipt(from: string, r: ReceiptPayload, now: number, pushes: string[]): HandoffResult {
     const { sql, inbox } = this.d;
+    // Read receipts off: a peer's read is not shown, only the delivered it implies.
+    if (r.status === "read" && !this.d.readReceipts()) r = { ...r, status: "delivered" };
     const column = r.status === "read" ? "read_at" : "delivered_at";
     const fresh: string[] = [];
     for (const msg of r.msgs) {
