@@ -6,19 +6,20 @@
 import { DurableObject } from "cloudflare:workers";
 import { ensureUser, knownUsers } from "../directory";
 import { AppError } from "../errors";
-import { HOUSEKEEPING_INTERVAL_MS, MAX_DEVICES_PER_USER, MAX_FRAME_BYTES, REPLAY_CHUNK, SHED_OUTBOX_BACKLOG } from "../limits";
+import { HOUSEKEEPING_INTERVAL_MS, MAX_DEVICES_PER_USER, MAX_FRAME_BYTES, REPLAY_CHUNK } from "../limits";
 import { Outbox, type HandoffResult, type OutboxItem } from "../outbox";
-import { CLIENT_FRAME_TYPES, ClientFrame, PROTOCOL_VERSION, describeIssues, type Chat, type PrivacyBody, type PrivacySettings } from "../protocol";
+import { CLIENT_FRAME_TYPES, ClientFrame, PROTOCOL_VERSION, describeIssues, type Chat } from "../protocol";
 import { CONNECT_HEADERS } from "../routes/connect";
 import { migrate } from "../sqlite";
 import type { Env } from "../env";
 import { ChatService } from "../user/chat";
 import { Inbox } from "../user/inbox";
+import { USER_MIGRATIONS } from "../user/schema";
+import { attachmentOf, errorFrame, safeClose, safeSend, type DeviceAttachment } from "../user/sockets";
+import type { PrivacyBody, PrivacySettings } from "../protocol";
 import { PresenceService, type PresenceView } from "../user/presence";
 import { PrivacyStore } from "../user/privacy";
 import { RateLimiter } from "../user/ratelimit";
-import { USER_MIGRATIONS } from "../user/schema";
-import { attachmentOf, errorFrame, safeClose, safeSend, type DeviceAttachment } from "../user/sockets";
 
 export const CLOSE = { replaced: 4000, tokenExpired: 4001, policy: 4008, tooManyDevices: 4009, internal: 1011 } as const;
 
@@ -27,15 +28,15 @@ export class UserObject extends DurableObject<Env> {
   private readonly inbox: Inbox;
   private readonly outbox: Outbox;
   private readonly chat: ChatService;
+  /** Cached alarm time; null when none is set (loaded in the constructor). */
+  private alarmAt: number | null = null;
+  private userId: string | null;
   private readonly privacy: PrivacyStore;
   private readonly presence: PresenceService;
   /** Per-device token buckets; in memory, so hibernation refills them. */
   private readonly limits = new RateLimiter();
   /** Frames being handled right now (an input to load shedding). */
   private framesInFlight = 0;
-  /** Cached alarm time; null when none is set (loaded in the constructor). */
-  private alarmAt: number | null = null;
-  private userId: string | null;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -72,9 +73,7 @@ export class UserObject extends DurableObject<Env> {
       knownUsers: (users) => knownUsers(this.env.DB, users),
       privacy: () => this.privacy.get(),
       framesInFlight: () => this.framesInFlight,
-      // Counted only up to the threshold: a backed-up outbox must not make every typing frame scan it.
-      outboxBacklog: () =>
-        this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM (SELECT 1 FROM outbox LIMIT ?)", SHED_OUTBOX_BACKLOG).one().n,
+      outboxBacklog: (cap) => this.outbox.backlog(cap),
       scheduleAlarm: () => this.scheduleAlarm(),
     });
     // Answered by the runtime without waking the object.
@@ -198,6 +197,43 @@ export class UserObject extends DurableObject<Env> {
     await this.webSocketClose(ws);
   }
 
+  // ---- RPC: presence, typing, privacy (best-effort, never through the outbox) ----
+
+  /** A watcher's object registers (or renews) its watch and gets the current view. */
+  async presenceSubscribe(self: string, watcher: string, expiresAt: number): Promise<PresenceView> {
+    this.learn(self);
+    return this.presence.subscribe(watcher, expiresAt, Date.now());
+  }
+
+  /** A watched user's object reports a change; forwarded to this user's watching devices. */
+  async presencePush(self: string, user: string, view: PresenceView): Promise<{ watching: boolean }> {
+    this.learn(self);
+    return this.presence.pushed(user, view, Date.now());
+  }
+
+  async typingRelay(self: string, from: string, chat: Chat, on: boolean): Promise<void> {
+    this.learn(self);
+    this.presence.typingArrived(from, chat, on);
+  }
+
+  /** GET /v1/users/:user/presence: as others see this user, or as the user itself does. */
+  async presenceView(self: string, asSelf: boolean): Promise<PresenceView> {
+    this.learn(self);
+    return this.presence.view(Date.now(), asSelf);
+  }
+
+  async privacySettings(self: string): Promise<PrivacySettings> {
+    this.learn(self);
+    return this.privacy.get();
+  }
+
+  async setPrivacy(self: string, change: PrivacyBody): Promise<PrivacySettings> {
+    this.learn(self);
+    const settings = this.privacy.set(change);
+    this.presence.privacyChanged(Date.now());
+    return settings;
+  }
+
   // ---- RPC: other objects hand things over -------------------------------
 
   /** Items from another object's outbox, in order. Idempotent per item. */
@@ -210,43 +246,6 @@ export class UserObject extends DurableObject<Env> {
     const results = this.chat.accept(from, items, Date.now());
     this.scheduleAlarm();
     return results;
-  }
-
-  // ---- RPC: presence, typing, privacy (best-effort, never through the outbox) ----
-
-  /** A watcher's object registers (or renews) its watch and gets the current view. */
-  async presenceSubscribe(self: string, watcher: string, expiresAt: number): Promise<PresenceView> {
-    this.adopt(self);
-    return this.presence.subscribe(watcher, expiresAt, Date.now());
-  }
-
-  /** A watched user's object reports a change; forwarded to this user's watching devices. */
-  async presencePush(self: string, user: string, view: PresenceView): Promise<{ watching: boolean }> {
-    this.adopt(self);
-    return this.presence.pushed(user, view, Date.now());
-  }
-
-  async typingRelay(self: string, from: string, chat: Chat, on: boolean): Promise<void> {
-    this.adopt(self);
-    this.presence.typingArrived(from, chat, on);
-  }
-
-  /** GET /v1/users/:user/presence: as others see this user, or as the user itself does. */
-  async presenceView(self: string, asSelf: boolean): Promise<PresenceView> {
-    this.adopt(self);
-    return this.presence.view(Date.now(), asSelf);
-  }
-
-  async privacySettings(self: string): Promise<PrivacySettings> {
-    this.adopt(self);
-    return this.privacy.get();
-  }
-
-  async setPrivacy(self: string, change: PrivacyBody): Promise<PrivacySettings> {
-    this.adopt(self);
-    const settings = this.privacy.set(change);
-    this.presence.privacyChanged(Date.now());
-    return settings;
   }
 
   // ---- alarm ---------------------------------------------------------------
@@ -276,8 +275,6 @@ export class UserObject extends DurableObject<Env> {
     const candidates: number[] = [];
     const outboxDue = this.outbox.nextDueAt();
     if (outboxDue !== null) candidates.push(outboxDue);
-    const presenceDue = this.presence.nextAlarmAt(Date.now());
-    if (presenceDue !== null) candidates.push(presenceDue);
     for (const ws of this.ctx.getWebSockets()) {
       const a = attachmentOf(ws);
       if (a) candidates.push(a.expiresAt);
@@ -287,6 +284,8 @@ export class UserObject extends DurableObject<Env> {
       if (due === null) this.setMeta("housekeeping_at", String(Date.now() + HOUSEKEEPING_INTERVAL_MS));
       candidates.push(Number(due ?? Date.now() + HOUSEKEEPING_INTERVAL_MS));
     }
+    const presenceDue = this.presence.nextAlarmAt(Date.now());
+    if (presenceDue !== null) candidates.push(presenceDue);
     if (candidates.length === 0) return;
     const next = Math.min(...candidates);
     if (this.alarmAt === null || next < this.alarmAt) {
@@ -324,12 +323,11 @@ export class UserObject extends DurableObject<Env> {
     for (const ws of this.ctx.getWebSockets(device)) safeSend(ws, json);
   }
 
-  /** An object may be called before its user ever connected: learn who it is. */
-  private adopt(user: string): void {
-    if (this.userId === null) {
-      this.setMeta("user", user);
-      this.userId = user;
-    }
+  /** An object may be addressed before its user ever connected: learn who it is. */
+  private learn(user: string): void {
+    if (this.userId !== null) return;
+    this.setMeta("user", user);
+    this.userId = user;
   }
 
   private self(): string {

@@ -143,15 +143,18 @@ export class ChatService {
       if (rows.length === 0) return;
       // A read implies delivered: no separate delivered receipt follows.
       sql.exec("UPDATE received SET read = 1, delivered = 1 WHERE chat = ? AND msg <= ? AND read = 0", key, upTo);
-      // Read receipts off: no read receipt, but delivered still flows for what no device acked yet.
-      if (this.d.readReceipts()) queued = this.queueReceipts(rows, "read", now);
-      else queued = this.queueReceipts(rows.filter((r) => r.delivered === 0), "delivered", now);
+      queued = this.queueReceipts(rows, "read", now);
     });
     if (queued) this.d.wake();
   }
 
   /** Queues receipts to each chat's sender side (the peer's object, or the group's). */
-  private queueReceipts(rows: Array<{ msg: string; chat: string }>, status: "delivered" | "read", now: number): boolean {
+  private queueReceipts(rows: Array<{ msg: string; chat: string; delivered?: number }>, status: "delivered" | "read", now: number): boolean {
+    if (status === "read" && !this.d.readReceipts()) {
+      // Read receipts off (privacy): none is sent, but delivered still flows for what no device acked yet.
+      rows = rows.filter((r) => r.delivered === 0);
+      status = "delivered";
+    }
     const byChat = new Map<string, string[]>();
     for (const r of rows) {
       const list = byChat.get(r.chat) ?? [];

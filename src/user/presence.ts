@@ -59,7 +59,8 @@ export interface PresenceDeps {
   knownUsers(users: string[]): Promise<Set<string>>;
   privacy(): PrivacySettings;
   framesInFlight(): number;
-  outboxBacklog(): number;
+  /** Outbox rows waiting, counted up to `cap` (a backed-up outbox must not be scanned per typing frame). */
+  outboxBacklog(cap: number): number;
   /** Re-evaluates the object's one alarm (it asks nextAlarmAt). */
   scheduleAlarm(): void;
 }
@@ -96,7 +97,7 @@ export class PresenceService {
   }
 
   busy(): boolean {
-    return isBusy({ framesInFlight: this.d.framesInFlight(), outboxBacklog: this.d.outboxBacklog(), rpcBacklog: this.relays.backlog });
+    return isBusy({ framesInFlight: this.d.framesInFlight(), outboxBacklog: this.d.outboxBacklog(SHED_OUTBOX_BACKLOG), rpcBacklog: this.relays.backlog });
   }
 
   // ---- this user's own presence ----------------------------------------------
