@@ -13,27 +13,6 @@ export const ID_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/;
 /** Devices one user may have connected at the same time (close 4009 past it). */
 export const MAX_DEVICES_PER_USER = 5;
 
-/** Undelivered inbox entries, idempotency records and receipt state live this long. */
-export const RETENTION_MS = 30 * 24 * 60 * 60 * 1000;
-/** A device not seen for this long stops holding inbox entries back. */
-export const DEVICE_STALE_MS = RETENTION_MS;
-/** How often the housekeeping alarm purges expired state. */
-export const HOUSEKEEPING_INTERVAL_MS = 6 * 60 * 60 * 1000;
-
-/** Outbox retry backoff: first retry after this, doubling, capped below. */
-export const OUTBOX_RETRY_BASE_MS = 1_000;
-export const OUTBOX_RETRY_MAX_MS = 5 * 60 * 1000;
-/** Entries handed to one callee in one RPC call. */
-export const OUTBOX_BATCH_SIZE = 100;
-/** Replay after connect is sent in chunks of this many entries. */
-export const REPLAY_CHUNK = 200;
-
-/** Dev tokens: default and longest lifetime (seconds). */
-export const DEV_TOKEN_TTL_SECONDS = 24 * 60 * 60;
-export const DEV_TOKEN_MAX_TTL_SECONDS = 30 * 24 * 60 * 60;
-/** Display names (characters). */
-export const MAX_DISPLAY_NAME_CHARS = 100;
-
 // ---- presence, typing, rate limits (src/user/presence.ts, src/user/ratelimit.ts) ----
 
 /** A connected user is online while their last user-driven frame is younger than this (clients send `active` every ~5 s). */
@@ -77,3 +56,25 @@ export const RATE_LIMITS = {
 /** A device answered `rate_limited` this many times within the window is closed with 4008. */
 export const FLOOD_STRIKES = 50;
 export const FLOOD_WINDOW_MS = 10_000;
+
+/** Undelivered inbox entries, idempotency records and receipt state live this long. */
+export const RETENTION_MS = 30 * 24 * 60 * 60 * 1000;
+/** A device not seen for this long stops holding inbox entries back. */
+export const DEVICE_STALE_MS = RETENTION_MS;
+/** How often the housekeeping alarm purges expired state. */
+export const HOUSEKEEPING_INTERVAL_MS = 6 * 60 * 60 * 1000;
+
+/** Outbox retry backoff: first retry after this, doubling, capped below. */
+export const OUTBOX_RETRY_BASE_MS = 1_000;
+export const OUTBOX_RETRY_MAX_MS = 5 * 60 * 1000;
+/** Entries handed to one callee in one RPC call. */
+export const OUTBOX_BATCH_SIZE = 100;
+/** Replay after connect is sent in chunks of this many entries. */
+export const REPLAY_CHUNK = 200;
+
+/** Dev tokens: default and longest lifetime (seconds). */
+export const DEV_TOKEN_TTL_SECONDS = 24 * 60 * 60;
+export const DEV_TOKEN_MAX_TTL_SECONDS = 30 * 24 * 60 * 60;
+/** Display names (characters). */
+export const MAX_DISPLAY_NAME_CHARS = 100;
+

@@ -2,7 +2,8 @@
 // The one place the format is defined; the Worker, the objects, the client
 // library and the tests all import it. See docs/PROTOCOL.md.
 import { z } from "zod";
-import { ID_PATTERN, MAX_TEXT_CHARS, MAX_DISPLAY_NAME_CHARS, MAX_WATCHED_USERS } from "./limits";
+import { ID_PATTERN, MAX_TEXT_CHARS, MAX_DISPLAY_NAME_CHARS } from "./limits";
+import { MAX_WATCHED_USERS } from "./limits";
 
 export const PROTOCOL_VERSION = 1;
 
@@ -162,11 +163,6 @@ export const DevTokenBody = z.object({
   user: UserId,
   ttlSeconds: z.number().int().positive().optional(),
 });
-export const ProfileBody = z.object({
-  displayName: z.string().trim().min(1).max(MAX_DISPLAY_NAME_CHARS),
-});
-export const Profile = z.object({ id: UserId, displayName: z.string() });
-
 /** GET /v1/me/privacy, and the answer of PUT. */
 export const PrivacySettings = z.object({
   lastSeen: z.enum(["everyone", "nobody"]),
@@ -180,6 +176,11 @@ export const PrivacyBody = PrivacySettings.partial()
 export type PrivacyBody = z.infer<typeof PrivacyBody>;
 /** GET /v1/users/:user/presence. */
 export const PresenceBody = z.object({ user: UserId, online: z.boolean(), lastSeen: z.number().int().nullable() });
+
+export const ProfileBody = z.object({
+  displayName: z.string().trim().min(1).max(MAX_DISPLAY_NAME_CHARS),
+});
+export const Profile = z.object({ id: UserId, displayName: z.string() });
 
 /** Chats in URLs: `user:bob` or `group:g_1`. */
 export function parseChatParam(value: string): Chat | null {
