@@ -77,4 +77,3 @@ export const DEV_TOKEN_TTL_SECONDS = 24 * 60 * 60;
 export const DEV_TOKEN_MAX_TTL_SECONDS = 30 * 24 * 60 * 60;
 /** Display names (characters). */
 export const MAX_DISPLAY_NAME_CHARS = 100;
-

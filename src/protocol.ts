@@ -2,8 +2,7 @@
 // The one place the format is defined; the Worker, the objects, the client
 // library and the tests all import it. See docs/PROTOCOL.md.
 import { z } from "zod";
-import { ID_PATTERN, MAX_TEXT_CHARS, MAX_DISPLAY_NAME_CHARS } from "./limits";
-import { MAX_WATCHED_USERS } from "./limits";
+import { ID_PATTERN, MAX_TEXT_CHARS, MAX_DISPLAY_NAME_CHARS, MAX_WATCHED_USERS } from "./limits";
 
 export const PROTOCOL_VERSION = 1;
 
