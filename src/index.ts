@@ -6,8 +6,8 @@ import { AppError, errorBody, type ErrorCode } from "./errors";
 import type { AppEnv } from "./http";
 import { connectRoutes } from "./routes/connect";
 import { devRoutes } from "./routes/dev";
-import { presenceRoutes, privacyRoutes } from "./routes/presence";
 import { meRoutes, userRoutes } from "./routes/users";
+import { presenceRoutes, privacyRoutes } from "./routes/presence";
 
 export { UserObject } from "./objects/UserObject";
 export { GroupObject } from "./objects/GroupObject";

@@ -44,7 +44,6 @@ export class UserObject extends DurableObject<Env> {
     migrate(this.sql, USER_MIGRATIONS);
     this.userId = this.meta("user");
     this.inbox = new Inbox(this.sql);
-    this.privacy = new PrivacyStore(this.sql);
     this.outbox = new Outbox(
       this.sql,
       (target, items) => this.handoffTo(target, items),
@@ -61,6 +60,7 @@ export class UserObject extends DurableObject<Env> {
       wake: () => this.wake(),
       readReceipts: () => this.privacy.get().readReceipts,
     });
+    this.privacy = new PrivacyStore(this.sql);
     this.presence = new PresenceService({
       sql: this.sql,
       transaction: (fn) => ctx.storage.transactionSync(fn),
