@@ -32,6 +32,21 @@ import {
 import { USER_DRIVEN_TYPES, type Chat, type ClientFrame, type PrivacySettings } from "../protocol";
 import { TaskPool } from "./taskpool";
 
+/** SQLite tables of presence: a migration entry in src/user/schema.ts, so never edit it once shipped. */
+export const PRESENCE_SCHEMA = `
+-- Who watches this user: one row per watching user, renewed by each watch
+-- of any of its devices.
+CREATE TABLE presence_watchers (watcher TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
+-- Whom this user's devices watch: a device's watch frame replaces its rows.
+CREATE TABLE presence_watching (
+  device TEXT NOT NULL,
+  user TEXT NOT NULL,
+  expires_at INTEGER NOT NULL,
+  PRIMARY KEY (device, user)
+);
+CREATE INDEX presence_watching_user ON presence_watching(user);
+`;
+
 /** A user's presence as one object tells another. `at` orders views from the same object. */
 export interface PresenceView {
   online: boolean;

@@ -1,6 +1,7 @@
 // The UserObject's SQLite schema: an append-only list of migrations. Never edit
 // an entry once it has shipped; add a new one.
 import { OUTBOX_SCHEMA } from "../outbox";
+import { PRESENCE_SCHEMA } from "./presence";
 
 export const USER_MIGRATIONS: readonly string[] = [
   `
@@ -59,17 +60,6 @@ export const USER_MIGRATIONS: readonly string[] = [
   CREATE TABLE gaps (from_seq INTEGER NOT NULL, to_seq INTEGER NOT NULL);
   ${OUTBOX_SCHEMA}
   `,
-  `
-  -- Presence (src/user/presence.ts). Who watches this user: one row per
-  -- watching user, renewed by each watch of any of its devices.
-  CREATE TABLE presence_watchers (watcher TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
-  -- Whom this user's devices watch: a device's watch frame replaces its rows.
-  CREATE TABLE presence_watching (
-    device TEXT NOT NULL,
-    user TEXT NOT NULL,
-    expires_at INTEGER NOT NULL,
-    PRIMARY KEY (device, user)
-  );
-  CREATE INDEX presence_watching_user ON presence_watching(user);
-  `,
+  // Presence watches (src/user/presence.ts).
+  PRESENCE_SCHEMA,
 ];
