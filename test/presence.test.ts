@@ -169,12 +169,17 @@ describe("presence and last seen", () => {
     expect(a.closed).toBeNull(); // still connected, just not active
   });
 
-  it("watching an unknown user answers offline without a last seen; more than 100 users is bad_frame", async () => {
+  it("watching a user who never connected, or does not exist, answers offline without a last seen, once", async () => {
     const bob = uid("bob");
     const ghost = uid("ghost");
+    const quiet = uid("quiet");
+    await token(quiet); // registered, never connected
     const b = await connect(bob);
-    b.send({ type: "watch", users: [ghost] });
+    b.send({ type: "watch", users: [ghost, quiet] });
     expect(await b.next("presence", (p) => p.user === ghost)).toMatchObject({ online: false, lastSeen: null });
+    expect(await b.next("presence", (p) => p.user === quiet)).toMatchObject({ online: false, lastSeen: null });
+    await sleep(300);
+    expect(b.all("presence")).toEqual([]); // one answer per watched user, no echo of it
     b.send({ type: "watch", users: Array.from({ length: 101 }, (_, i) => `u${i}`) });
     expect((await b.next("error")).code).toBe("bad_frame");
     expect((await call(`/v1/users/${ghost}/presence`, { token: await token(bob) })).status).toBe(404);

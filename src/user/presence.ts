@@ -91,6 +91,8 @@ export function isBusy(load: LoadFigures): boolean {
   return load.framesInFlight >= SHED_FRAMES_IN_FLIGHT || load.outboxBacklog >= SHED_OUTBOX_BACKLOG || load.rpcBacklog >= SHED_RPC_BACKLOG;
 }
 
+const NEVER_SEEN_KEY = "offline:null";
+
 /** Newest view seen per watched user, kept to drop reordered RPCs; cleared past this size. */
 const MAX_TRACKED_VIEWS = 2_000;
 
@@ -98,7 +100,7 @@ export class PresenceService {
   private lastActive: number | null;
   private persisted: number | null;
   private online: boolean;
-  private sentKey: string | null;
+  private sentKey: string;
   private lastBroadcastAt = 0;
   private readonly newestAt = new Map<string, number>();
   private readonly relays = new TaskPool("presence rpc", PRESENCE_RPC_CONCURRENCY, PRESENCE_RPC_QUEUE);
@@ -107,7 +109,8 @@ export class PresenceService {
   constructor(private readonly d: PresenceDeps) {
     const stored = this.meta("last_seen");
     this.lastActive = this.persisted = stored === null ? null : Number(stored);
-    this.sentKey = this.meta("presence_sent");
+    // Never broadcast: watchers start from "offline, never seen", which a new user is.
+    this.sentKey = this.meta("presence_sent") ?? NEVER_SEEN_KEY;
     this.online = this.computeOnline(Date.now());
   }
 
@@ -170,13 +173,15 @@ export class PresenceService {
   /** RPC from a watcher's object: registers (or renews) it and returns the current view. */
   subscribe(watcher: string, expiresAt: number, now: number): PresenceView {
     const until = Math.min(expiresAt, now + WATCH_TTL_MS);
+    // The view first: a change it settles is broadcast to earlier watchers, not also to this one.
+    const view = this.view(now);
     this.d.sql.exec(
       `INSERT INTO presence_watchers (watcher, expires_at) VALUES (?, ?)
        ON CONFLICT(watcher) DO UPDATE SET expires_at = MAX(expires_at, excluded.expires_at)`,
       watcher,
       until,
     );
-    return this.view(now);
+    return view;
   }
 
   private maybeBroadcast(now: number): void {
@@ -206,7 +211,7 @@ export class PresenceService {
   /** The key of the state watchers should see, or null when they already have it. */
   private pendingKey(now: number): string | null {
     const v = this.snapshot(now);
-    const key = v.online ? "online" : `offline:${v.lastSeen}`;
+    const key = v.online ? "online" : `offline:${v.lastSeen}`; // NEVER_SEEN_KEY when offline and never seen
     return key === this.sentKey ? null : key;
   }
 
