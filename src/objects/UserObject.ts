@@ -211,8 +211,8 @@ export class UserObject extends DurableObject<Env> {
     return this.presence.pushed(user, view, Date.now());
   }
 
-  async typingRelay(self: string, from: string, chat: Chat, on: boolean): Promise<void> {
-    this.learn(self);
+  async typingRelay(_self: string, from: string, chat: Chat, on: boolean): Promise<void> {
+    // Nothing is stored for typing, not even who this object is: only open sockets matter.
     this.presence.typingArrived(from, chat, on);
   }
 

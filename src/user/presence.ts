@@ -197,6 +197,7 @@ export class PresenceService {
     this.d.sql.exec("INSERT INTO meta (key, value) VALUES ('presence_sent', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", key);
     this.d.sql.exec("DELETE FROM presence_watchers WHERE expires_at <= ?", now);
     const watchers = this.d.sql.exec<{ watcher: string; expires_at: number }>("SELECT watcher, expires_at FROM presence_watchers").toArray();
+    if (watchers.length === 0) return;
     const self = this.d.self();
     for (const w of watchers) {
       const queued = this.relays.submit(async () => {
