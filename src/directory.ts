@@ -35,3 +35,11 @@ export async function setDisplayName(db: D1Database, user: string, displayName: 
     .run();
   return { id: user, displayName };
 }
+
+/** The subset of `users` (at most 100: D1 binds at most 100 parameters) that exist. */
+export async function knownUsers(db: D1Database, users: string[]): Promise<Set<string>> {
+  if (users.length === 0) return new Set();
+  const placeholders = users.map((_, i) => `?${i + 1}`).join(", ");
+  const rows = await db.prepare(`SELECT id FROM users WHERE id IN (${placeholders})`).bind(...users).all<{ id: string }>();
+  return new Set(rows.results.map((r) => r.id));
+}

@@ -10,6 +10,7 @@ import { devRoutes } from "./routes/dev";
 import { mediaDownload, mediaRoutes } from "./routes/media";
 import { groupRoutes } from "./routes/groups";
 import { meRoutes, userRoutes } from "./routes/users";
+import { presenceRoutes, privacyRoutes } from "./routes/presence";
 
 export { UserObject } from "./objects/UserObject";
 export { GroupObject } from "./objects/GroupObject";
@@ -30,7 +31,9 @@ app.use("/v1/*", async (c, next) => {
 });
 
 app.route("/v1/me", meRoutes);
+app.route("/v1/me/privacy", privacyRoutes);
 app.route("/v1/users", userRoutes);
+app.route("/v1/users", presenceRoutes);
 app.route("/v1/connect", connectRoutes);
 app.route("/v1/chats", chatRoutes);
 app.route("/v1/media", mediaRoutes);

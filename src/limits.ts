@@ -13,6 +13,50 @@ export const ID_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/;
 /** Devices one user may have connected at the same time (close 4009 past it). */
 export const MAX_DEVICES_PER_USER = 5;
 
+// ---- presence, typing, rate limits (src/user/presence.ts, src/user/ratelimit.ts) ----
+
+/** A connected user is online while their last user-driven frame is younger than this (clients send `active` every ~5 s). */
+export const ONLINE_WINDOW_MS = 20_000;
+/** Last seen is written to SQLite at most this often while the user is active, and always when they go offline. */
+export const LAST_SEEN_WRITE_INTERVAL_MS = 5_000;
+/** A `watch` lasts this long unless the device sends it again. */
+export const WATCH_TTL_MS = 60_000;
+/** Users one `watch` frame may name (it replaces the device's previous list). */
+export const MAX_WATCHED_USERS = 100;
+/** Presence changes of one user reach its watchers at most once per this interval (ms). */
+export const PRESENCE_COALESCE_MS = 1_000;
+/** A typing `on` the client did not turn off expires by itself on the receiving side (documented, client-enforced). */
+export const TYPING_TIMEOUT_MS = 10_000;
+/** Presence RPCs (watch registrations, pushes to watchers) one object runs at once, and how many may wait. */
+export const PRESENCE_RPC_CONCURRENCY = 6;
+export const PRESENCE_RPC_QUEUE = 1_000;
+/** Typing relays one object runs at once; past that they are dropped (a stale typing is worthless). */
+export const TYPING_RPC_CONCURRENCY = 4;
+/**
+ * Load shedding: an object is busy, and relays no typing and defers presence,
+ * while any of these holds: this many frames are being handled at once, this
+ * many outbox rows wait (messages and receipts are backing up), or this many
+ * presence RPCs wait for a slot.
+ */
+export const SHED_FRAMES_IN_FLIGHT = 16;
+export const SHED_OUTBOX_BACKLOG = 200;
+export const SHED_RPC_BACKLOG = 200;
+
+/** Per-device token buckets (frames per second, burst). Kept in memory per object: hibernation refills them. */
+export const RATE_LIMITS = {
+  /** send, edit, delete */
+  send: { perSecond: 30, burst: 60 },
+  /** typing, active */
+  signal: { perSecond: 5, burst: 10 },
+  /** watch: each one may fan out to 100 objects */
+  watch: { perSecond: 1, burst: 5 },
+  /** ack, read and anything else */
+  other: { perSecond: 50, burst: 100 },
+} as const;
+/** A device answered `rate_limited` this many times within the window is closed with 4008. */
+export const FLOOD_STRIKES = 50;
+export const FLOOD_WINDOW_MS = 10_000;
+
 /** Undelivered inbox entries, idempotency records and receipt state live this long. */
 export const RETENTION_MS = 30 * 24 * 60 * 60 * 1000;
 /** A device not seen for this long stops holding inbox entries back. */

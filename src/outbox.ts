@@ -72,6 +72,11 @@ export class Outbox {
     return this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM outbox").one().n;
   }
 
+  /** Rows waiting, counted only up to `cap`: cheap enough to ask on every frame. */
+  backlog(cap: number): number {
+    return this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM (SELECT 1 FROM outbox LIMIT ?)", cap).one().n;
+  }
+
   /** Drains everything due. Concurrent calls coalesce into one more pass. */
   drain(): Promise<void> {
     if (this.running) {

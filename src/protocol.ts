@@ -11,6 +11,7 @@ import {
   MAX_GROUP_NAME_CHARS,
   MAX_TEXT_CHARS,
   MAX_THUMB_BYTES,
+  MAX_WATCHED_USERS,
 } from "./limits";
 
 export const PROTOCOL_VERSION = 1;
@@ -74,7 +75,7 @@ export const AckFrame = z.object({ type: z.literal("ack"), seq: z.number().int()
 export const ReadFrame = z.object({ type: z.literal("read"), chat: Chat, upTo: MsgId });
 export const TypingFrame = z.object({ type: z.literal("typing"), chat: Chat, on: z.boolean() });
 export const ActiveFrame = z.object({ type: z.literal("active") });
-export const WatchFrame = z.object({ type: z.literal("watch"), users: z.array(UserId).max(100) });
+export const WatchFrame = z.object({ type: z.literal("watch"), users: z.array(UserId).max(MAX_WATCHED_USERS) });
 export const EditFrame = z.object({ type: z.literal("edit"), msg: MsgId, text: Text });
 export const DeleteFrame = z.object({ type: z.literal("delete"), msg: MsgId });
 
@@ -183,6 +184,20 @@ export const DevTokenBody = z.object({
   user: UserId,
   ttlSeconds: z.number().int().positive().optional(),
 });
+/** GET /v1/me/privacy, and the answer of PUT. */
+export const PrivacySettings = z.object({
+  lastSeen: z.enum(["everyone", "nobody"]),
+  readReceipts: z.boolean(),
+});
+export type PrivacySettings = z.infer<typeof PrivacySettings>;
+/** PUT /v1/me/privacy: either field may be left out (it keeps its value). */
+export const PrivacyBody = PrivacySettings.partial()
+  .strict()
+  .refine((b) => b.lastSeen !== undefined || b.readReceipts !== undefined, { message: "give lastSeen or readReceipts" });
+export type PrivacyBody = z.infer<typeof PrivacyBody>;
+/** GET /v1/users/:user/presence. */
+export const PresenceBody = z.object({ user: UserId, online: z.boolean(), lastSeen: z.number().int().nullable() });
+
 export const ProfileBody = z.object({
   displayName: z.string().trim().min(1).max(MAX_DISPLAY_NAME_CHARS),
 });

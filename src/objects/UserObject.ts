@@ -4,7 +4,7 @@
 // does lifecycle and dispatch; the inbox, outbox and chat policy live in
 // src/user/*.ts and src/outbox.ts.
 import { DurableObject } from "cloudflare:workers";
-import { ensureUser } from "../directory";
+import { ensureUser, knownUsers } from "../directory";
 import { AppError } from "../errors";
 import { HOUSEKEEPING_INTERVAL_MS, MAX_DEVICES_PER_USER, OUTBOX_RETRY_BASE_MS, MAX_FRAME_BYTES, REPLAY_CHUNK } from "../limits";
 import { Outbox, type HandoffResult, type OutboxItem } from "../outbox";
@@ -20,6 +20,10 @@ import { Retention, type HistoryPage } from "../user/retention";
 import { MediaLedger, type MediaBegin, type MediaRecord } from "../user/media";
 import { USER_MIGRATIONS } from "../user/schema";
 import { attachmentOf, errorFrame, safeClose, safeSend, type DeviceAttachment } from "../user/sockets";
+import type { PrivacyBody, PrivacySettings } from "../protocol";
+import { PresenceService, type PresenceView } from "../user/presence";
+import { PrivacyStore } from "../user/privacy";
+import { RateLimiter } from "../user/ratelimit";
 
 export const CLOSE = { replaced: 4000, tokenExpired: 4001, policy: 4008, tooManyDevices: 4009, internal: 1011 } as const;
 
@@ -33,6 +37,12 @@ export class UserObject extends DurableObject<Env> {
   /** Cached alarm time; null when none is set (loaded in the constructor). */
   private alarmAt: number | null = null;
   private userId: string | null;
+  private readonly privacy: PrivacyStore;
+  private readonly presence: PresenceService;
+  /** Per-device token buckets; in memory, so hibernation refills them. */
+  private readonly limits = new RateLimiter();
+  /** Frames being handled right now (an input to load shedding). */
+  private framesInFlight = 0;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -57,6 +67,23 @@ export class UserObject extends DurableObject<Env> {
       push: (json, except) => this.push(json, except),
       sendTo: (device, json) => this.sendTo(device, json),
       wake: () => this.wake(),
+      readReceipts: () => this.privacy.get().readReceipts,
+    });
+    this.privacy = new PrivacyStore(this.sql);
+    this.presence = new PresenceService({
+      sql: this.sql,
+      transaction: (fn) => ctx.storage.transactionSync(fn),
+      self: () => this.self(),
+      hasOpenSocket: (closing) =>
+        this.ctx.getWebSockets().some((ws) => ws !== closing && ws.readyState === WebSocket.OPEN && attachmentOf(ws) !== null),
+      sendTo: (device, json) => this.sendTo(device, json),
+      push: (json) => this.push(json),
+      peer: (user) => this.env.USERS.getByName(user),
+      knownUsers: (users) => knownUsers(this.env.DB, users),
+      privacy: () => this.privacy.get(),
+      framesInFlight: () => this.framesInFlight,
+      outboxBacklog: (cap) => this.outbox.backlog(cap),
+      scheduleAlarm: () => this.scheduleAlarm(),
     });
     // Answered by the runtime without waking the object.
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair("ping", "pong"));
@@ -111,6 +138,7 @@ export class UserObject extends DurableObject<Env> {
     }
     for (const f of chunk) safeSend(server, f);
     safeSend(server, JSON.stringify({ type: "synced", head: this.inbox.head }));
+    this.presence.reconcile(now);
     this.scheduleAlarm();
     return new Response(null, { status: 101, webSocket: client });
   }
@@ -146,9 +174,17 @@ export class UserObject extends DurableObject<Env> {
       return;
     }
     const ref = refOf(raw);
+    const verdict = this.limits.take(attachment.device, typeOf(raw), now);
+    if (verdict !== "ok") {
+      safeSend(ws, errorFrame("rate_limited", "too many frames; slow down", ref));
+      if (verdict === "close") safeClose(ws, CLOSE.policy, "flooding after rate_limited");
+      return;
+    }
+    this.framesInFlight++;
     try {
       const frame = parseFrame(raw);
-      await this.chat.handle(frame, attachment.device, ws, now);
+      this.presence.activity(frame.type, now);
+      if (!this.presence.handle(frame, attachment.device, now)) await this.chat.handle(frame, attachment.device, ws, now);
     } catch (err) {
       if (err instanceof AppError) {
         safeSend(ws, errorFrame(err.code, err.message, ref));
@@ -156,17 +192,57 @@ export class UserObject extends DurableObject<Env> {
         console.error("frame failed", this.userId, attachment.device, err);
         safeSend(ws, errorFrame("internal", "internal error", ref));
       }
+    } finally {
+      this.framesInFlight--;
     }
   }
 
   override async webSocketClose(ws: WebSocket): Promise<void> {
     const attachment = attachmentOf(ws);
     if (attachment) this.inbox.touch(attachment.device, Date.now());
+    this.presence.reconcile(Date.now(), ws);
     // Not reciprocated: the runtime answers the close itself (and 1005/1006 must not be).
   }
 
   override async webSocketError(ws: WebSocket): Promise<void> {
     await this.webSocketClose(ws);
+  }
+
+  // ---- RPC: presence, typing, privacy (best-effort, never through the outbox) ----
+
+  /** A watcher's object registers (or renews) its watch and gets the current view. */
+  async presenceSubscribe(self: string, watcher: string, expiresAt: number): Promise<PresenceView> {
+    this.learn(self);
+    return this.presence.subscribe(watcher, expiresAt, Date.now());
+  }
+
+  /** A watched user's object reports a change; forwarded to this user's watching devices. */
+  async presencePush(self: string, user: string, view: PresenceView): Promise<{ watching: boolean }> {
+    this.learn(self);
+    return this.presence.pushed(user, view, Date.now());
+  }
+
+  async typingRelay(_self: string, from: string, chat: Chat, on: boolean): Promise<void> {
+    // Nothing is stored for typing, not even who this object is: only open sockets matter.
+    this.presence.typingArrived(from, chat, on);
+  }
+
+  /** GET /v1/users/:user/presence: as others see this user, or as the user itself does. */
+  async presenceView(self: string, asSelf: boolean): Promise<PresenceView> {
+    this.learn(self);
+    return this.presence.view(Date.now(), asSelf);
+  }
+
+  async privacySettings(self: string): Promise<PrivacySettings> {
+    this.learn(self);
+    return this.privacy.get();
+  }
+
+  async setPrivacy(self: string, change: PrivacyBody): Promise<PrivacySettings> {
+    this.learn(self);
+    const settings = this.privacy.set(change);
+    this.presence.privacyChanged(Date.now());
+    return settings;
   }
 
   // ---- RPC: other objects hand things over -------------------------------
@@ -264,6 +340,7 @@ export class UserObject extends DurableObject<Env> {
       const a = attachmentOf(ws);
       if (a && a.expiresAt <= now) safeClose(ws, CLOSE.tokenExpired, "token expired");
     }
+    this.presence.alarm(now);
     const due = Number(this.meta("housekeeping_at") ?? "0");
     if (due <= now) {
       this.ctx.storage.transactionSync(() => {
@@ -300,6 +377,8 @@ export class UserObject extends DurableObject<Env> {
       if (due === null) this.setMeta("housekeeping_at", String(Date.now() + HOUSEKEEPING_INTERVAL_MS));
       candidates.push(Number(due ?? Date.now() + HOUSEKEEPING_INTERVAL_MS));
     }
+    const presenceDue = this.presence.nextAlarmAt(Date.now());
+    if (presenceDue !== null) candidates.push(presenceDue);
     if (candidates.length === 0) return;
     const next = Math.min(...candidates);
     if (this.alarmAt === null || next < this.alarmAt) {
@@ -367,6 +446,10 @@ function refOf(raw: unknown): string | undefined {
     if (typeof r.msg === "string" && r.msg.length <= 64) return r.msg;
   }
   return undefined;
+}
+
+function typeOf(raw: unknown): unknown {
+  return raw && typeof raw === "object" ? (raw as Record<string, unknown>).type : undefined;
 }
 
 function parseFrame(raw: unknown): ClientFrame {

@@ -27,6 +27,8 @@ export interface ChatDeps {
   sendTo(device: string, json: string): void;
   /** Something was queued in the outbox: drain it. */
   wake(): void;
+  /** Privacy: false = this user sends no read receipts and is shown none. */
+  readReceipts(): boolean;
 }
 
 /** A message as it travels between objects. */
@@ -153,7 +155,11 @@ export class ChatService {
     this.d.transaction(() => {
       // msg ids sort by time of acceptance, so "up to" is a string comparison.
       const rows = sql
-        .exec<{ msg: string; chat: string }>("SELECT msg, chat FROM received WHERE chat = ? AND msg <= ? AND read = 0 ORDER BY msg", key, upTo)
+        .exec<{ msg: string; chat: string; delivered: number }>(
+          "SELECT msg, chat, delivered FROM received WHERE chat = ? AND msg <= ? AND read = 0 ORDER BY msg",
+          key,
+          upTo,
+        )
         .toArray();
       if (rows.length === 0) return;
       // A read implies delivered: no separate delivered receipt follows.
@@ -168,7 +174,12 @@ export class ChatService {
   }
 
   /** Queues receipts to each chat's sender side (the peer's object, or the group's). */
-  private queueReceipts(rows: Array<{ msg: string; chat: string }>, status: "delivered" | "read", now: number): boolean {
+  private queueReceipts(rows: Array<{ msg: string; chat: string; delivered?: number }>, status: "delivered" | "read", now: number): boolean {
+    if (status === "read" && !this.d.readReceipts()) {
+      // Read receipts off (privacy): none is sent, but delivered still flows for what no device acked yet.
+      rows = rows.filter((r) => r.delivered === 0);
+      status = "delivered";
+    }
     const byChat = new Map<string, string[]>();
     for (const r of rows) {
       const list = byChat.get(r.chat) ?? [];
@@ -230,6 +241,8 @@ export class ChatService {
 
   private receipt(from: string, r: ReceiptPayload, now: number, pushes: string[]): HandoffResult {
     const { sql, inbox } = this.d;
+    // Read receipts off: a peer's read is not shown, only the delivered it implies.
+    if (r.status === "read" && !this.d.readReceipts()) r = { ...r, status: "delivered" };
     const column = r.status === "read" ? "read_at" : "delivered_at";
     const fresh: string[] = [];
     for (const msg of r.msgs) {

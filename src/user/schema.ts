@@ -2,6 +2,7 @@
 // an entry once it has shipped; add a new one.
 import { OUTBOX_SCHEMA } from "../outbox";
 import { MEDIA_SCHEMA } from "./media";
+import { PRESENCE_SCHEMA } from "./presence";
 
 export const USER_MIGRATIONS: readonly string[] = [
   `
@@ -106,4 +107,6 @@ export const USER_MIGRATIONS: readonly string[] = [
   // 6: when a message disappears, so do the edits of it (their events carry its text).
   `ALTER TABLE received ADD COLUMN expires_at INTEGER;
    ALTER TABLE outgoing ADD COLUMN expires_at INTEGER;`,
+  // 7: presence watches (src/user/presence.ts).
+  PRESENCE_SCHEMA,
 ];
