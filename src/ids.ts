@@ -19,6 +19,9 @@ export function newMsgId(nowMs: number): string {
   return nowMs.toString(36).padStart(9, "0") + counter.toString(36).padStart(3, "0") + rand;
 }
 
+/** The shape newGroupId() makes: anything else names no group (and must not wake an object). */
+export const GROUP_ID = /^g_[0-9a-f]{32}$/;
+
 /** Group ids: unguessable, so knowing one's name is not a way in. */
 export function newGroupId(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(16));

@@ -150,6 +150,7 @@ describe("bad frames on a socket", () => {
       [{ type: "send", id: "a6", to: { user: bob }, text: "x".repeat(MAX_TEXT_CHARS + 1) }, "bad_frame", "text"],
       [{ type: "send", id: "a7", to: { user: bob }, text: "x".repeat(MAX_FRAME_BYTES) }, "too_large"],
       [{ type: "send", id: "a8", to: { user: bob }, text: "é".repeat(MAX_FRAME_BYTES / 2 - 10) }, "too_large"],
+      [{ type: "send", id: "a9", to: { group: "g_madeup" }, text: "x" }, "not_member"],
       [{ type: "ack", seq: 999 }, "bad_ack"],
       [{ type: "ack", seq: -1 }, "bad_frame", "seq"],
       [{ type: "ack", seq: "1" }, "bad_frame", "seq"],

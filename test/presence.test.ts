@@ -272,13 +272,23 @@ describe("typing", () => {
     expect(await again.next("typing")).toMatchObject({ user: alice, on: true });
   });
 
-  it("typing in a group chat is accepted without error (groups have no relay yet)", async () => {
-    const alice = uid("alice");
-    const a = await connect(alice);
-    a.send({ type: "typing", chat: { group: "g_nope" }, on: true });
-    a.send({ type: "active" });
+  it("typing in a group reaches the other members' devices, and a non-member's typing reaches nobody", async () => {
+    const [alice, bob, carol, mallory] = [uid("alice"), uid("bob"), uid("carol"), uid("mallory")];
+    const ta = await token(alice);
+    const res = await call("/v1/groups", { token: ta, method: "POST", json: { name: "t", members: [bob, carol] } });
+    const g = ((await res.json()) as { id: string }).id;
+    const a = await connect(alice, "phone", ta);
+    const b = await connect(bob);
+    const c = await connect(carol);
+    const m = await connect(mallory);
+    a.send({ type: "typing", chat: { group: g }, on: true });
+    for (const s of [b, c]) expect(await s.next("typing")).toMatchObject({ user: alice, chat: { group: g }, on: true });
+    m.send({ type: "typing", chat: { group: g }, on: true });
+    m.send({ type: "typing", chat: { group: "g_nope" }, on: true });
     await sleep(200);
-    expect(a.all("error")).toEqual([]);
+    expect(a.all("typing")).toEqual([]);
+    expect(b.all("typing")).toEqual([]);
+    expect(m.all("error")).toEqual([]);
   });
 
   it("typing is shed while the outbox is backed up, and messages still flow", async () => {

@@ -21,10 +21,11 @@ import { Roster } from "../group/roster";
 import { GROUP_MIGRATIONS } from "../group/schema";
 import type { PostPayload } from "../group/handoff";
 import type { ReceiptPayload } from "../user/chat";
-import { HOUSEKEEPING_INTERVAL_MS } from "../limits";
+import { HOUSEKEEPING_INTERVAL_MS, MAX_GROUP_MEMBERS } from "../limits";
 import { Outbox, type HandoffResult, type OutboxItem } from "../outbox";
 import type { ChatSettings, ChatSettingsBody, GroupView } from "../protocol";
 import { migrate } from "../sqlite";
+import { TaskPool } from "../user/taskpool";
 
 export class GroupObject extends DurableObject<Env> {
   private readonly sql: SqlStorage;
@@ -33,6 +34,8 @@ export class GroupObject extends DurableObject<Env> {
   private readonly roster: Roster;
   private readonly receipts: GroupReceipts;
   private readonly retention: GroupRetention;
+  /** Typing relays: a few at a time, at most one round for the whole roster queued. */
+  private readonly typingRelays = new TaskPool("group typing", 6, MAX_GROUP_MEMBERS);
   /** Cached alarm time; null when none is set (loaded in the constructor). */
   private alarmAt: number | null = null;
   /** Test-only failure injection (see failNextHandoffs); in memory on purpose: eviction clears it. */
@@ -127,6 +130,19 @@ export class GroupObject extends DurableObject<Env> {
       const now = Date.now();
       return { ...page, frames: page.frames.map((f) => signFrame(f, this.env, now)) };
     });
+  }
+
+  /**
+   * A member is typing: relayed to every other member's object, best-effort
+   * (never stored, never retried, dropped when the relay queue is full).
+   */
+  async typing(from: string, on: boolean): Promise<void> {
+    if (!this.roster.exists() || this.roster.roleOf(from) === null) return;
+    const group = this.groupId();
+    for (const member of this.roster.users()) {
+      if (member === from) continue;
+      this.typingRelays.submit(() => this.env.USERS.getByName(member).typingRelay(member, from, { group }, on));
+    }
   }
 
   // ---- RPC: members' objects hand things over ----------------------------------

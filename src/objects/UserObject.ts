@@ -79,6 +79,7 @@ export class UserObject extends DurableObject<Env> {
       sendTo: (device, json) => this.sendTo(device, json),
       push: (json) => this.push(json),
       peer: (user) => this.env.USERS.getByName(user),
+      group: (id) => this.env.GROUPS.getByName(id),
       knownUsers: (users) => knownUsers(this.env.DB, users),
       privacy: () => this.privacy.get(),
       framesInFlight: () => this.framesInFlight,

@@ -7,7 +7,7 @@ import { AppError, type Result } from "../errors";
 import { readJson, type AppContext, type AppEnv } from "../http";
 import { ChatSettingsBody, HistoryQuery, chatKey, describeIssues, parseChatParam, type Chat } from "../protocol";
 import type { HistoryPage } from "../user/retention";
-import { GROUP_ID } from "./groups";
+import { GROUP_ID } from "../ids";
 
 function chatParam(c: AppContext): Chat {
   const chat = parseChatParam(c.req.param("chat") ?? "");

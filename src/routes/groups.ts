@@ -5,11 +5,11 @@
 import { Hono } from "hono";
 import { AppError, type Result } from "../errors";
 import { param, readJson, type AppContext, type AppEnv } from "../http";
-import { newGroupId } from "../ids";
+import { GROUP_ID, newGroupId } from "../ids";
 import { AddMembersBody, CreateGroupBody, GrantAdminBody, MsgId, RenameGroupBody, UserId } from "../protocol";
 
 /** Ids newGroupId() makes: anything else names no group, and is refused without waking an object. */
-export const GROUP_ID = /^g_[0-9a-f]{32}$/;
+
 
 function unwrap<T>(result: Result<T>): T {
   if (!result.ok) throw new AppError(result.code, result.message);

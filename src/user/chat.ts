@@ -4,7 +4,7 @@
 // receipts. Every state change and the outbox rows it causes are written in
 // one synchronous transaction before anything is acknowledged.
 import { AppError } from "../errors";
-import { digest, newMsgId } from "../ids";
+import { GROUP_ID, digest, newMsgId } from "../ids";
 import { RETENTION_MS } from "../limits";
 import type { HandoffResult, Outbox, OutboxItem } from "../outbox";
 import { chatFromKey, chatKey, type Chat, type ChatSettings, type ChatSettingsBody, type ClientFrame, type SendFrame } from "../protocol";
@@ -78,6 +78,8 @@ export class ChatService {
     const { sql, inbox, outbox } = this.d;
     const self = this.d.self();
     if ("user" in frame.to && frame.to.user === self) throw new AppError("bad_frame", "to: cannot send a message to yourself");
+    // An id the server never made names no group: refused without waking an object.
+    if ("group" in frame.to && !GROUP_ID.test(frame.to.group)) throw new AppError("not_member", "you are not a member of this group");
     const content = digest(JSON.stringify([frame.to, frame.text ?? null, frame.media ?? null, frame.replyTo ?? null]));
     const existing = sql.exec<{ msg: string; ts: number; digest: string }>("SELECT msg, ts, digest FROM sent_ids WHERE id = ?", frame.id).toArray()[0];
     if (existing) {

@@ -16,6 +16,7 @@
 //   the next alarm rather than silently dropped.
 // - presence_watchers / presence_watching: subscriptions with their expiry,
 //   in SQLite so that eviction never ends a watch before its 60 s.
+import { GROUP_ID } from "../ids";
 import { AppError } from "../errors";
 import {
   LAST_SEEN_WRITE_INTERVAL_MS,
@@ -70,6 +71,8 @@ export interface PresenceDeps {
   sendTo(device: string, json: string): void;
   push(json: string): void;
   peer(user: string): PresencePeer;
+  /** A group's object, which relays typing to its members. */
+  group(id: string): { typing(from: string, on: boolean): Promise<void> };
   /** The subset of users that exist in the directory. */
   knownUsers(users: string[]): Promise<Set<string>>;
   privacy(): PrivacySettings;
@@ -283,15 +286,18 @@ export class PresenceService {
   // ---- typing ------------------------------------------------------------------
 
   /**
-   * Relays typing to the other party's object, fire-and-forget; dropped when
-   * busy or when all relay slots are taken. Group chats: GroupObject has no
-   * typing hook yet, so group typing is accepted and goes nowhere. The hook it
-   * needs: a `typing(from, on)` RPC that calls `typingRelay(member, from,
-   * {group}, on)` on each member's object but the sender's.
+   * Relays typing to the other party's object (or the group's, which relays to
+   * its members), fire-and-forget; dropped when busy or when all relay slots
+   * are taken.
    */
   typing(chat: Chat, on: boolean): void {
-    if (!("user" in chat)) return;
     const self = this.d.self();
+    if ("group" in chat) {
+      if (this.busy() || !GROUP_ID.test(chat.group)) return;
+      const group = chat.group;
+      this.typingRelays.submit(() => this.d.group(group).typing(self, on));
+      return;
+    }
     if (chat.user === self) throw new AppError("bad_frame", "chat: cannot type to yourself");
     if (this.busy()) return;
     const peer = chat.user;
