@@ -6,6 +6,7 @@ import { AppError, errorBody, type ErrorCode } from "./errors";
 import type { AppEnv } from "./http";
 import { connectRoutes } from "./routes/connect";
 import { devRoutes } from "./routes/dev";
+import { keyRoutes, userKeyRoutes } from "./routes/keys";
 import { meRoutes, userRoutes } from "./routes/users";
 
 export { UserObject } from "./objects/UserObject";
@@ -27,6 +28,8 @@ app.use("/v1/*", async (c, next) => {
 app.route("/v1/me", meRoutes);
 app.route("/v1/users", userRoutes);
 app.route("/v1/connect", connectRoutes);
+app.route("/v1/keys", keyRoutes);
+app.route("/v1/users", userKeyRoutes);
 
 app.notFound((c) => c.json(errorBody("not_found", "no such route"), 404));
 app.onError((err, c) => {

@@ -33,3 +33,15 @@ export const DEV_TOKEN_TTL_SECONDS = 24 * 60 * 60;
 export const DEV_TOKEN_MAX_TTL_SECONDS = 30 * 24 * 60 * 60;
 /** Display names (characters). */
 export const MAX_DISPLAY_NAME_CHARS = 100;
+
+/** End-to-end encryption: devices with published keys one user may have. */
+export const MAX_KEY_DEVICES_PER_USER = 16;
+/** One-time prekeys one upload carries, and one device holds on the server. */
+export const MAX_ONE_TIME_PREKEYS = 100;
+/**
+ * Largest base64 ciphertext in an `e2ee` field (characters). The whole frame is
+ * still at most MAX_FRAME_BYTES, so a map for many devices leaves less per device.
+ */
+export const MAX_E2EE_CIPHERTEXT_CHARS = MAX_FRAME_BYTES;
+/** Entries in an `e2ee.recipients` map: every key device of the peer and of the sender. */
+export const MAX_E2EE_RECIPIENTS = 2 * MAX_KEY_DEVICES_PER_USER;

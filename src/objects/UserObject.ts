@@ -8,11 +8,14 @@ import { ensureUser } from "../directory";
 import { AppError } from "../errors";
 import { HOUSEKEEPING_INTERVAL_MS, MAX_DEVICES_PER_USER, OUTBOX_RETRY_BASE_MS, MAX_FRAME_BYTES, REPLAY_CHUNK } from "../limits";
 import { Outbox, type HandoffResult, type OutboxItem } from "../outbox";
-import { CLIENT_FRAME_TYPES, ClientFrame, PROTOCOL_VERSION, describeIssues, type Chat } from "../protocol";
+import type { Result } from "../errors";
+import { CLIENT_FRAME_TYPES, ClientFrame, PROTOCOL_VERSION, describeIssues, type Chat, type KeyBundle, type PublishKeysBody } from "../protocol";
 import { CONNECT_HEADERS } from "../routes/connect";
 import { migrate } from "../sqlite";
 import type { Env } from "../env";
 import { ChatService } from "../user/chat";
+import { projectFor } from "../user/e2ee";
+import { KeyDirectory } from "../user/keys";
 import { Inbox } from "../user/inbox";
 import { USER_MIGRATIONS } from "../user/schema";
 import { attachmentOf, errorFrame, safeClose, safeSend, type DeviceAttachment } from "../user/sockets";
@@ -24,6 +27,7 @@ export class UserObject extends DurableObject<Env> {
   private readonly inbox: Inbox;
   private readonly outbox: Outbox;
   private readonly chat: ChatService;
+  private readonly keys: KeyDirectory;
   /** Cached alarm time; null when none is set (loaded in the constructor). */
   private alarmAt: number | null = null;
   private userId: string | null;
@@ -34,6 +38,7 @@ export class UserObject extends DurableObject<Env> {
     migrate(this.sql, USER_MIGRATIONS);
     this.userId = this.meta("user");
     this.inbox = new Inbox(this.sql);
+    this.keys = new KeyDirectory(this.sql, (fn) => ctx.storage.transactionSync(fn));
     this.outbox = new Outbox(
       this.sql,
       (target, items) => this.handoffTo(target, items),
@@ -48,6 +53,7 @@ export class UserObject extends DurableObject<Env> {
       push: (json, except) => this.push(json, except),
       sendTo: (device, json) => this.sendTo(device, json),
       wake: () => this.wake(),
+      keyDevices: async (user) => (user === this.self() ? this.keys.current() : this.env.USERS.getByName(user).currentKeyDevices()),
     });
     // Answered by the runtime without waking the object.
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair("ping", "pong"));
@@ -93,7 +99,7 @@ export class UserObject extends DurableObject<Env> {
     for (const gap of this.inbox.gapsFor(row, now)) safeSend(server, JSON.stringify({ type: "gap", ...gap, reason: "expired" }));
     let chunk: string[] = [];
     for (const frame of this.inbox.replay(device, row.acked)) {
-      chunk.push(frame);
+      chunk.push(projectFor(frame, user, device));
       if (chunk.length >= REPLAY_CHUNK) {
         for (const f of chunk) safeSend(server, f);
         chunk = [];
@@ -140,7 +146,7 @@ export class UserObject extends DurableObject<Env> {
       await this.chat.handle(frame, attachment.device, ws, now);
     } catch (err) {
       if (err instanceof AppError) {
-        safeSend(ws, errorFrame(err.code, err.message, ref));
+        safeSend(ws, errorFrame(err.code, err.message, ref, err.details));
       } else {
         console.error("frame failed", this.userId, attachment.device, err);
         safeSend(ws, errorFrame("internal", "internal error", ref));
@@ -156,6 +162,42 @@ export class UserObject extends DurableObject<Env> {
 
   override async webSocketError(ws: WebSocket): Promise<void> {
     await this.webSocketClose(ws);
+  }
+
+  // ---- RPC: the key directory (end-to-end encryption, src/user/keys.ts) -----
+  // The Worker calls these for the caller's own user (publish, count, remove)
+  // or for anyone's (claim, identities); other user objects call
+  // currentKeyDevices() before an encrypted send.
+
+  async publishKeys(user: string, device: string, body: PublishKeysBody): Promise<Result<{ device: string; count: number }>> {
+    this.adoptUser(user);
+    return this.keys.publish(device, body, Date.now());
+  }
+
+  async claimKeys(devices?: string[]): Promise<KeyBundle[]> {
+    return this.keys.claim(devices);
+  }
+
+  async keyIdentities(): Promise<Array<{ device: string; identityKey: string; signingKey: string }>> {
+    return this.keys.identities();
+  }
+
+  async keyCount(device: string): Promise<number | null> {
+    return this.keys.prekeyCount(device);
+  }
+
+  async removeKeyDevice(device: string): Promise<boolean> {
+    return this.keys.remove(device);
+  }
+
+  async currentKeyDevices(): Promise<string[]> {
+    return this.keys.current();
+  }
+
+  private adoptUser(user: string): void {
+    if (this.userId !== null) return;
+    this.setMeta("user", user);
+    this.userId = user;
   }
 
   // ---- RPC: other objects hand things over -------------------------------
@@ -257,7 +299,8 @@ export class UserObject extends DurableObject<Env> {
   private push(json: string, exceptDevice?: string): void {
     for (const ws of this.ctx.getWebSockets()) {
       const a = attachmentOf(ws);
-      if (a && a.device !== exceptDevice) safeSend(ws, json);
+      // An e2ee entry goes out with only this device's ciphertext (src/user/e2ee.ts).
+      if (a && a.device !== exceptDevice) safeSend(ws, projectFor(json, this.userId ?? "", a.device));
     }
   }
 

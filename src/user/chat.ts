@@ -8,6 +8,7 @@ import { digest, newMsgId } from "../ids";
 import { RETENTION_MS } from "../limits";
 import type { HandoffResult, Outbox, OutboxItem } from "../outbox";
 import { chatKey, type ClientFrame, type SendFrame } from "../protocol";
+import { checkRecipients, recipientsOf } from "./e2ee";
 import type { Inbox } from "./inbox";
 import { errorFrame, safeSend } from "./sockets";
 
@@ -23,6 +24,8 @@ export interface ChatDeps {
   sendTo(device: string, json: string): void;
   /** Something was queued in the outbox: drain it. */
   wake(): void;
+  /** The current e2ee devices of a user (this user's from its key directory, others' by RPC). */
+  keyDevices(user: string): Promise<string[]>;
 }
 
 /** A message as it travels between objects. */
@@ -35,6 +38,8 @@ export interface Envelope {
   media?: unknown;
   replyTo?: string;
   expiresAt?: number;
+  /** End-to-end encrypted content (src/user/e2ee.ts): this user's devices' part of the map. */
+  e2ee?: unknown;
 }
 
 export interface ReceiptPayload {
@@ -53,6 +58,18 @@ export class ChatService {
   async handle(frame: ClientFrame, device: string, ws: WebSocket, now: number): Promise<void> {
     switch (frame.type) {
       case "send":
+        if (frame.e2ee && "user" in frame.to) {
+          // The device lists are checked BEFORE the send's transaction (an RPC
+          // to the peer's object); a resend of a stored id skips the check and
+          // is answered as before. Nothing awaits between the transaction and `sent`.
+          const self = this.d.self();
+          const known = this.d.sql.exec("SELECT 1 FROM sent_ids WHERE id = ?", frame.id).toArray().length > 0;
+          if (!known && frame.to.user !== self) {
+            const [own, peer] = await Promise.all([this.d.keyDevices(self), this.d.keyDevices(frame.to.user)]);
+            checkRecipients(frame.e2ee, device, self, own, frame.to.user, peer);
+            now = Date.now();
+          }
+        }
         return this.send(frame, device, ws, now);
       case "ack":
         return this.ack(frame.seq, device, now);
@@ -69,7 +86,9 @@ export class ChatService {
     const { sql, inbox, outbox } = this.d;
     const self = this.d.self();
     if ("user" in frame.to && frame.to.user === self) throw new AppError("bad_frame", "to: cannot send a message to yourself");
-    const content = digest(JSON.stringify([frame.to, frame.text ?? null, frame.media ?? null, frame.replyTo ?? null]));
+    const fields = [frame.to, frame.text ?? null, frame.media ?? null, frame.replyTo ?? null];
+    // e2ee joins the digest only when present, so digests of plaintext sends stay as they were.
+    const content = digest(JSON.stringify(frame.e2ee ? [...fields, frame.e2ee] : fields));
     const existing = sql.exec<{ msg: string; ts: number; digest: string }>("SELECT msg, ts, digest FROM sent_ids WHERE id = ?", frame.id).toArray()[0];
     if (existing) {
       if (existing.digest !== content) throw new AppError("id_conflict", `id ${frame.id} was already used for another message`);
@@ -81,6 +100,12 @@ export class ChatService {
     if (frame.text !== undefined) envelope.text = frame.text;
     if (frame.media !== undefined) envelope.media = frame.media;
     if (frame.replyTo !== undefined) envelope.replyTo = frame.replyTo;
+    // One-to-one: each inbox keeps only its own user's devices' ciphertexts. Groups: one blob, unchanged.
+    let ownE2ee: unknown;
+    if (frame.e2ee && "user" in frame.to) {
+      envelope.e2ee = recipientsOf(frame.e2ee, frame.to.user);
+      ownE2ee = recipientsOf(frame.e2ee, self);
+    } else if (frame.e2ee) envelope.e2ee = frame.e2ee;
     const key = chatKey(frame.to);
     let ownCopy: string | null = null;
     this.d.transaction(() => {
@@ -88,7 +113,8 @@ export class ChatService {
       sql.exec("INSERT INTO outgoing (msg, chat, ts) VALUES (?, ?, ?)", msg, key, now);
       if ("user" in frame.to) {
         // The sender's other devices see the message as an entry of their own inbox.
-        ownCopy = inbox.append("message", key, messageFrame(envelope, frame.to), { msg, origin: device, ts: now }).json;
+        const own = ownE2ee === undefined ? envelope : { ...envelope, e2ee: ownE2ee };
+        ownCopy = inbox.append("message", key, messageFrame(own, frame.to), { msg, origin: device, ts: now }).json;
         outbox.enqueue(key, "deliver", envelope, now);
       } else {
         // The group decides membership and fans out, the sender's other devices included.
@@ -242,5 +268,6 @@ export function messageFrame(e: Envelope, chat: { user: string } | { group: stri
   if (e.media !== undefined) f.media = e.media;
   if (e.replyTo !== undefined) f.replyTo = e.replyTo;
   if (e.expiresAt !== undefined) f.expiresAt = e.expiresAt;
+  if (e.e2ee !== undefined) f.e2ee = e.e2ee;
   return f;
 }

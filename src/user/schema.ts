@@ -59,4 +59,26 @@ export const USER_MIGRATIONS: readonly string[] = [
   CREATE TABLE gaps (from_seq INTEGER NOT NULL, to_seq INTEGER NOT NULL);
   ${OUTBOX_SCHEMA}
   `,
+  `
+  -- End-to-end encryption: the public keys of this user's devices (the key
+  -- directory, src/user/keys.ts). A device with a row here is a "current
+  -- device": e2ee messages must carry a ciphertext for it. Only public keys.
+  CREATE TABLE key_devices (
+    device TEXT PRIMARY KEY,
+    identity_key TEXT NOT NULL,
+    signing_key TEXT NOT NULL,
+    spk_id INTEGER NOT NULL,
+    spk TEXT NOT NULL,
+    spk_signature TEXT NOT NULL,
+    published_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+  );
+  -- One-time prekeys: each handed out once, deleted in the same step.
+  CREATE TABLE one_time_prekeys (
+    device TEXT NOT NULL,
+    key_id INTEGER NOT NULL,
+    public_key TEXT NOT NULL,
+    PRIMARY KEY (device, key_id)
+  );
+  `,
 ];

@@ -8,7 +8,7 @@
 // Addresses name devices as "user/device". Ciphertexts are
 // {type: "prekey" | "msg", body: base64}, the value type of an `e2ee.recipients`
 // map (docs/PROTOCOL.md, "End-to-end encryption").
-import { concat, fromBase64, Reader, toBase64, u32 } from "./bytes";
+import { concat, fromBase64, randomId, Reader, toBase64, u32 } from "./bytes";
 import { E2eeError } from "./errors";
 import { dhKeyPair, sign, signingKeyPair, type KeyPair } from "./primitives";
 import { initAlice, initBob, ratchetDecrypt, ratchetEncrypt, ratchetFromJSON, ratchetToJSON, type RatchetJSON, type RatchetState } from "./ratchet";
@@ -102,7 +102,9 @@ export class E2eeDevice {
     if (!ADDRESS.test(address(user, device))) throw new E2eeError("invalid", "user and device must be 1-64 characters of A-Z a-z 0-9 _ . -");
     this.signedPrekeys = state?.signedPrekeys.map((s) => ({ id: s.id, keyPair: kpFromJSON(s.keyPair), signature: fromBase64(s.signature) })) ?? [];
     this.oneTimePrekeys = new Map(state?.oneTimePrekeys.map((p) => [p.id, kpFromJSON(p.keyPair)]) ?? []);
-    this.nextPrekeyId = state?.nextPrekeyId ?? 1;
+    // A random start: ids of two devices rarely collide, so a ciphertext given to
+    // the wrong device fails early and clearly (unknown_prekey).
+    this.nextPrekeyId = state?.nextPrekeyId ?? 1 + (randomId() % 0x40000000);
     this.seenBaseKeys = state ? [...state.seenBaseKeys] : [];
     this.senderKeys = state ? SenderKeys.fromJSON(state.senderKeys) : new SenderKeys();
     for (const [addr, list] of Object.entries(state?.sessions ?? {})) {
@@ -249,6 +251,18 @@ export class E2eeDevice {
       }
     }
     throw firstError;
+  }
+
+  /**
+   * Decrypts the `e2ee` of a one-to-one `message` frame from user `from`. A
+   * frame without a ciphertext for this device (it was added after the message
+   * was sent) is `not_for_device`.
+   */
+  decryptMessage(from: string, e2ee: { sender: string; type?: "prekey" | "msg"; body?: string }): Decrypted {
+    if (e2ee.type === undefined || e2ee.body === undefined) {
+      throw new E2eeError("not_for_device", "this message was not encrypted for this device (it was sent before the device existed, or left out)");
+    }
+    return this.decrypt(address(from, e2ee.sender), { type: e2ee.type, body: e2ee.body });
   }
 
   private decryptPrekey(from: string, bytes: Uint8Array): Decrypted {
