@@ -59,6 +59,8 @@ interface Session {
   ratchet: RatchetState;
   /** Set while the initiator has not heard back: its messages keep the X3DH header. */
   pending: PrekeyHeader | null;
+  /** Responder side: the X3DH header that started the session (base64); later copies must match it exactly. */
+  startedBy?: string;
 }
 
 type KeyPairJSON = { publicKey: string; secretKey: string };
@@ -71,7 +73,17 @@ export interface DeviceJSON {
   signedPrekeys: Array<{ id: number; keyPair: KeyPairJSON; signature: string }>;
   oneTimePrekeys: Array<{ id: number; keyPair: KeyPairJSON }>;
   nextPrekeyId: number;
-  sessions: Record<string, Array<{ ad: string; baseKey: string; remoteIdentity: string; ratchet: RatchetJSON; pending: null | { identityKey: string; baseKey: string; signedPrekeyId: number; oneTimePrekeyId: number | null } }>>;
+  sessions: Record<
+    string,
+    Array<{
+      ad: string;
+      baseKey: string;
+      remoteIdentity: string;
+      ratchet: RatchetJSON;
+      pending: null | { identityKey: string; baseKey: string; signedPrekeyId: number; oneTimePrekeyId: number | null };
+      startedBy?: string;
+    }>
+  >;
   seenBaseKeys: string[];
   senderKeys: SenderKeysJSON;
 }
@@ -121,6 +133,7 @@ export class E2eeDevice {
             signedPrekeyId: s.pending.signedPrekeyId,
             oneTimePrekeyId: s.pending.oneTimePrekeyId,
           },
+          ...(s.startedBy !== undefined ? { startedBy: s.startedBy } : {}),
         })),
       );
     }
@@ -270,11 +283,16 @@ export class E2eeDevice {
     if (r.u8() !== PREKEY_VERSION) throw new E2eeError("malformed", "unknown prekey message version");
     const header: PrekeyHeader = { identityKey: r.take(32), baseKey: r.take(32), signedPrekeyId: r.u32(), oneTimePrekeyId: r.u32() };
     if (header.oneTimePrekeyId === NO_PREKEY) header.oneTimePrekeyId = null;
+    const headerBytes = toBase64(bytes.subarray(0, r.offset));
     const inner = r.rest();
     const baseKey = toBase64(header.baseKey);
-    // A later message of a session this device already accepted.
+    // A later message of a session this device already accepted: its X3DH
+    // header is not used again, so it must be the very one that started it.
     const known = this.sessions.get(from)?.find((s) => s.baseKey === baseKey);
-    if (known) return this.decryptWith(from, known, inner, false);
+    if (known) {
+      if (known.startedBy !== headerBytes) throw new E2eeError("tampered", "session start header was changed");
+      return this.decryptWith(from, known, inner, false);
+    }
     if (this.seenBaseKeys.includes(baseKey)) throw new E2eeError("replayed", "this session start was already used");
     const spk = this.signedPrekeys.find((s) => s.id === header.signedPrekeyId);
     if (!spk) throw new E2eeError("unknown_prekey", `signed prekey ${header.signedPrekeyId} is not this device's (or too old)`);
@@ -290,6 +308,7 @@ export class E2eeDevice {
       remoteIdentity: toBase64(header.identityKey),
       ratchet: initBob(x.sharedKey, spk.keyPair),
       pending: null,
+      startedBy: headerBytes,
     };
     const result = this.decryptWith(from, session, inner, true);
     // Only now, with the message authenticated: the one-time prekey is spent.
@@ -352,6 +371,7 @@ export class E2eeDevice {
           signedPrekeyId: s.pending.signedPrekeyId,
           oneTimePrekeyId: s.pending.oneTimePrekeyId,
         },
+        ...(s.startedBy !== undefined ? { startedBy: s.startedBy } : {}),
       }));
     }
     return {

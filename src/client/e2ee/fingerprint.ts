@@ -31,7 +31,7 @@ function compareBytes(a: Uint8Array, b: Uint8Array): number {
 export function fingerprintOf(side: IdentitySide): string {
   const keys = keyMaterial(side);
   let hash = sha512(concat(new Uint8Array([0, 0]), keys, utf8(side.user)));
-  for (let i = 0; i < ITERATIONS; i++) hash = sha512(concat(hash, keys));
+  for (let i = 0; i < ITERATIONS; i++) hash = sha512.create().update(hash).update(keys).digest();
   let digits = "";
   for (let chunk = 0; chunk < 6; chunk++) {
     let n = 0;
