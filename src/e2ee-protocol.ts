@@ -3,7 +3,7 @@
 // directory's HTTP bodies. Kept beside protocol.ts, which imports the frame
 // parts; the server only ever sees public keys and ciphertext here.
 import { z } from "zod";
-import { ID_PATTERN, MAX_E2EE_CIPHERTEXT_CHARS, MAX_E2EE_RECIPIENTS, MAX_KEY_DEVICES_PER_USER, MAX_ONE_TIME_PREKEYS } from "./limits";
+import { ID_PATTERN, MAX_E2EE_ATTACHMENTS, MAX_E2EE_CIPHERTEXT_CHARS, MAX_E2EE_RECIPIENTS, MAX_KEY_DEVICES_PER_USER, MAX_ONE_TIME_PREKEYS } from "./limits";
 
 const DeviceId = z.string().regex(ID_PATTERN, "must be 1-64 characters of A-Z a-z 0-9 _ . -");
 const Base64 = z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/, "must be base64");
@@ -33,6 +33,12 @@ export const E2eeSend = z.object({
     .refine((r) => Object.keys(r).length <= MAX_E2EE_RECIPIENTS, `at most ${MAX_E2EE_RECIPIENTS} devices`)
     .optional(),
   senderKeyCiphertext: Base64.min(1).max(MAX_E2EE_CIPHERTEXT_CHARS).optional(),
+  /**
+   * Ids of the encrypted uploads (POST /v1/media) the message refers to, in the
+   * clear: the server can then grant their download to the recipients and delete
+   * them with the message. They say nothing about the content.
+   */
+  attachments: z.array(DeviceId).max(MAX_E2EE_ATTACHMENTS).optional(),
 });
 export type E2eeSend = z.infer<typeof E2eeSend>;
 
@@ -43,6 +49,7 @@ export const E2eeDelivered = z.object({
   type: z.enum(["prekey", "msg"]).optional(),
   body: z.string().optional(),
   senderKeyCiphertext: z.string().optional(),
+  attachments: z.array(z.string()).optional(),
 });
 
 type SendLike = { to: { user: string } | { group: string }; text?: string; media?: unknown; e2ee?: E2eeSend };

@@ -45,3 +45,5 @@ export const MAX_ONE_TIME_PREKEYS = 100;
 export const MAX_E2EE_CIPHERTEXT_CHARS = MAX_FRAME_BYTES;
 /** Entries in an `e2ee.recipients` map: every key device of the peer and of the sender. */
 export const MAX_E2EE_RECIPIENTS = 2 * MAX_KEY_DEVICES_PER_USER;
+/** Encrypted uploads one e2ee message may name in `e2ee.attachments`. */
+export const MAX_E2EE_ATTACHMENTS = 10;

@@ -91,12 +91,13 @@ export class Phone {
    * moved), encrypts for the missing ones, drops the extra ones and resends
    * with the same id. Returns the sent frame and the number of attempts.
    */
-  async send(peer: string, id: string, content: E2eeContent): Promise<{ msg: string; attempts: number; frame: { id: string } & Record<string, unknown> }> {
+  async send(peer: string, id: string, content: E2eeContent, attachments?: string[]): Promise<{ msg: string; attempts: number; frame: { id: string } & Record<string, unknown> }> {
     const plaintext = encodeContent(content);
     const addrs = await this.recipientsFor(peer);
     const recipients: Record<string, Ciphertext> = this.dev.encryptFor(addrs, plaintext, await this.bundlesFor(addrs)).recipients;
     for (let attempt = 1; attempt <= 3; attempt++) {
-      const frame = { type: "send", id, to: { user: peer }, e2ee: { v: 1, sender: this.device, recipients: { ...recipients } } };
+      const e2ee = { v: 1, sender: this.device, recipients: { ...recipients }, ...(attachments ? { attachments } : {}) };
+      const frame = { type: "send", id, to: { user: peer }, e2ee };
       const outcome = await this.sendRaw(frame);
       if (outcome.type === "sent") return { msg: outcome.msg, attempts: attempt, frame };
       if (outcome.code !== "devices_changed") throw new Error(`send failed: ${outcome.code}`);

@@ -138,8 +138,10 @@ describe("end-to-end encrypted one-to-one chat", () => {
     await env.MEDIA.put(mediaId, sealed.ciphertext, { httpMetadata: { contentType: "application/octet-stream" } });
     await a.send(bob, "img", {
       media: { id: mediaId, type: "image/png", size: sealed.size, key: sealed.key, sha256: sealed.sha256, caption: "secret caption" },
-    });
-    const content = b.open(await b.nextMessage("img"));
+    }, [mediaId]);
+    const frame = await b.nextMessage("img");
+    expect(frame.e2ee!.attachments).toEqual([mediaId]); // in the clear, for download grants and retention
+    const content = b.open(frame);
     expect(content.media).toMatchObject({ id: mediaId, type: "image/png", size: file.length, sha256: sealed.sha256 });
     const fetched = new Uint8Array(await (await env.MEDIA.get(content.media!.id))!.arrayBuffer());
     expect(await decryptMedia(fetched, content.media!)).toEqual(file);

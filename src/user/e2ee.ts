@@ -46,14 +46,18 @@ export function recipientsOf(e2ee: E2eeSend, user: string): E2eeSend {
   const prefix = `${user}/`;
   const recipients: NonNullable<E2eeSend["recipients"]> = {};
   for (const [addr, c] of Object.entries(e2ee.recipients ?? {})) if (addr.startsWith(prefix)) recipients[addr] = c;
-  return { v: e2ee.v, sender: e2ee.sender, recipients };
+  const part: E2eeSend = { v: e2ee.v, sender: e2ee.sender, recipients };
+  if (e2ee.attachments !== undefined) part.attachments = e2ee.attachments;
+  return part;
 }
 
-type Pairwise = { v: number; sender: string; recipients?: Record<string, { type: string; body: string }> };
+type Pairwise = { v: number; sender: string; recipients?: Record<string, { type: string; body: string }>; attachments?: string[] };
 
 function project(e: Pairwise, addr: string): Record<string, unknown> {
   const mine = e.recipients && Object.hasOwn(e.recipients, addr) ? e.recipients[addr] : undefined;
-  return mine ? { v: e.v, sender: e.sender, type: mine.type, body: mine.body } : { v: e.v, sender: e.sender };
+  const out: Record<string, unknown> = mine ? { v: e.v, sender: e.sender, type: mine.type, body: mine.body } : { v: e.v, sender: e.sender };
+  if (e.attachments !== undefined) out.attachments = e.attachments;
+  return out;
 }
 
 /**
