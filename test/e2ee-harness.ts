@@ -2,8 +2,20 @@
 // e2ee state (src/client/e2ee), its token and its socket, doing what a real
 // client does: publish keys, learn device lists, fetch bundles, encrypt per
 // device, retry on devices_changed with the same id, decrypt what arrives.
+import { runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
 import { expect } from "vitest";
-import { E2eeDevice, bundlesByAddress, decodeContent, encodeContent, type Ciphertext, type E2eeContent, type PublicBundle } from "../src/client/e2ee";
+import {
+  E2eeDevice,
+  E2eeError,
+  bundlesByAddress,
+  decodeContent,
+  encodeContent,
+  type Ciphertext,
+  type E2eeContent,
+  type PublicBundle,
+  type PublishKeys,
+} from "../src/client/e2ee";
 import type { MessageFrame } from "../src/protocol";
 import { call, connect, sleep, token, type TestSocket } from "./helpers";
 
@@ -147,4 +159,55 @@ export class Phone {
     const m = await this.nextMessage(id);
     return this.open(m).text;
   }
+}
+
+// ---- helpers for looking at what the server stored, and at ciphertexts ----
+
+export const stub = (user: string) => env.USERS.getByName(user);
+
+/** Every row of every table of a user's object, and its KV storage, as one string. */
+export async function dumpStorage(user: string): Promise<string> {
+  return runInDurableObject(stub(user), async (_o, state) => {
+    const tables = state.storage.sql
+      .exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '_cf_%' AND name NOT LIKE 'sqlite_%'")
+      .toArray()
+      .map((t) => t.name);
+    expect(tables).toEqual(expect.arrayContaining(["inbox", "key_devices", "one_time_prekeys", "sent_ids", "outbox"]));
+    const rows = tables.map((t) => JSON.stringify(state.storage.sql.exec(`SELECT * FROM "${t}"`).toArray()));
+    const kv = JSON.stringify([...(await state.storage.list()).entries()]);
+    return rows.join("\n") + kv;
+  });
+}
+
+export async function dumpR2(): Promise<string> {
+  const listed = await env.MEDIA.list();
+  const parts: string[] = [];
+  for (const o of listed.objects) {
+    const body = await env.MEDIA.get(o.key);
+    parts.push(new TextDecoder("latin1").decode(await body!.arrayBuffer()));
+  }
+  return parts.join("\n");
+}
+
+export function codeOf(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof E2eeError) return err.code;
+    throw err;
+  }
+  return "no error";
+}
+
+export function flipByte(c: Ciphertext, at: number): Ciphertext {
+  const raw = Uint8Array.from(atob(c.body), (ch) => ch.charCodeAt(0));
+  raw[at < 0 ? raw.length + at : at]! ^= 0x01;
+  let s = "";
+  for (const b of raw) s += String.fromCharCode(b);
+  return { type: c.type, body: btoa(s) };
+}
+
+/** A bundle as the server would hand it out, straight from a device (crypto-level tests). */
+export function bundleOf(p: PublishKeys, device: string, otk = 0): PublicBundle {
+  return { device, identityKey: p.identityKey, signingKey: p.signingKey, signedPrekey: p.signedPrekey, oneTimePrekey: p.oneTimePrekeys[otk] };
 }

@@ -6,9 +6,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import {
   E2eeDevice,
-  E2eeError,
   MAX_SKIP,
-  bundlesByAddress,
   decodeContent,
   decryptMedia,
   encodeContent,
@@ -16,60 +14,10 @@ import {
   safetyNumber,
   type Ciphertext,
   type PublicBundle,
-  type PublishKeys,
 } from "../src/client/e2ee";
 import type { MessageFrame } from "../src/protocol";
-import { Phone } from "./e2ee-harness";
-import { call, connect, sleep, token, uid } from "./helpers";
-
-const stub = (user: string) => env.USERS.getByName(user);
-
-/** Every row of every table of a user's object, and its KV storage, as one string. */
-async function dumpStorage(user: string): Promise<string> {
-  return runInDurableObject(stub(user), async (_o, state) => {
-    const tables = state.storage.sql
-      .exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '_cf_%' AND name NOT LIKE 'sqlite_%'")
-      .toArray()
-      .map((t) => t.name);
-    expect(tables).toEqual(expect.arrayContaining(["inbox", "key_devices", "one_time_prekeys", "sent_ids", "outbox"]));
-    const rows = tables.map((t) => JSON.stringify(state.storage.sql.exec(`SELECT * FROM "${t}"`).toArray()));
-    const kv = JSON.stringify([...(await state.storage.list()).entries()]);
-    return rows.join("\n") + kv;
-  });
-}
-
-async function dumpR2(): Promise<string> {
-  const listed = await env.MEDIA.list();
-  const parts: string[] = [];
-  for (const o of listed.objects) {
-    const body = await env.MEDIA.get(o.key);
-    parts.push(new TextDecoder("latin1").decode(await body!.arrayBuffer()));
-  }
-  return parts.join("\n");
-}
-
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof E2eeError) return err.code;
-    throw err;
-  }
-  return "no error";
-}
-
-function flipByte(c: Ciphertext, at: number): Ciphertext {
-  const raw = Uint8Array.from(atob(c.body), (ch) => ch.charCodeAt(0));
-  raw[at < 0 ? raw.length + at : at]! ^= 0x01;
-  let s = "";
-  for (const b of raw) s += String.fromCharCode(b);
-  return { type: c.type, body: btoa(s) };
-}
-
-/** A bundle as the server would hand it out, straight from a device (crypto-level tests). */
-function bundleOf(p: PublishKeys, device: string, otk = 0): PublicBundle {
-  return { device, identityKey: p.identityKey, signingKey: p.signingKey, signedPrekey: p.signedPrekey, oneTimePrekey: p.oneTimePrekeys[otk] };
-}
+import { Phone, bundleOf, codeOf, dumpR2, dumpStorage, flipByte, stub } from "./e2ee-harness";
+import { call, sleep, token, uid } from "./helpers";
 
 describe("end-to-end encrypted one-to-one chat", () => {
   it("two users and their second devices exchange encrypted messages both ways, offline and out of order, and no plaintext is stored", async () => {
