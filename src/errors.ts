@@ -17,6 +17,7 @@ export const ERROR_CODES = [
   "bad_ack",
   "rate_limited",
   "bad_media",
+  "devices_changed",
   "internal",
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
@@ -36,6 +37,7 @@ const HTTP_STATUS: Record<ErrorCode, number> = {
   bad_ack: 400,
   rate_limited: 429,
   bad_media: 415,
+  devices_changed: 409,
   internal: 500,
 };
 
@@ -45,6 +47,8 @@ export class AppError extends Error {
     message: string,
     /** Overrides the default HTTP status of the code (411 and 413 for media, say). */
     readonly status: number = HTTP_STATUS[code],
+    /** Extra fields of the error frame (devices_changed: missing, extra). */
+    readonly details?: Record<string, unknown>,
   ) {
     super(message);
   }

@@ -9,6 +9,7 @@ import { connectRoutes } from "./routes/connect";
 import { devRoutes } from "./routes/dev";
 import { mediaDownload, mediaRoutes } from "./routes/media";
 import { groupRoutes } from "./routes/groups";
+import { keyRoutes, userKeyRoutes } from "./routes/keys";
 import { meRoutes, userRoutes } from "./routes/users";
 import { presenceRoutes, privacyRoutes } from "./routes/presence";
 
@@ -38,6 +39,8 @@ app.route("/v1/connect", connectRoutes);
 app.route("/v1/chats", chatRoutes);
 app.route("/v1/media", mediaRoutes);
 app.route("/v1/groups", groupRoutes);
+app.route("/v1/keys", keyRoutes);
+app.route("/v1/users", userKeyRoutes);
 
 app.notFound((c) => c.json(errorBody("not_found", "no such route"), 404));
 app.onError((err, c) => {

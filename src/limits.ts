@@ -141,3 +141,16 @@ export const MAX_GROUP_MEMBERS = 200;
 export const MAX_GROUP_NAME_CHARS = 100;
 /** Users named in one create or add-members request (more is bad_frame; past the cap is group_full). */
 export const MAX_GROUP_BATCH_USERS = 1_000;
+/** End-to-end encryption: devices with published keys one user may have. */
+export const MAX_KEY_DEVICES_PER_USER = 16;
+/** One-time prekeys one upload carries, and one device holds on the server. */
+export const MAX_ONE_TIME_PREKEYS = 100;
+/**
+ * Largest base64 ciphertext in an `e2ee` field (characters). The whole frame is
+ * still at most MAX_FRAME_BYTES, so a map for many devices leaves less per device.
+ */
+export const MAX_E2EE_CIPHERTEXT_CHARS = MAX_FRAME_BYTES;
+/** Entries in an `e2ee.recipients` map: every key device of the peer and of the sender. */
+export const MAX_E2EE_RECIPIENTS = 2 * MAX_KEY_DEVICES_PER_USER;
+/** Encrypted uploads one e2ee message may name in `e2ee.attachments`. */
+export const MAX_E2EE_ATTACHMENTS = 10;

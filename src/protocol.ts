@@ -13,6 +13,9 @@ import {
   MAX_THUMB_BYTES,
   MAX_WATCHED_USERS,
 } from "./limits";
+import { E2eeDelivered, E2eeSend, checkE2eeSend } from "./e2ee-protocol";
+// The e2ee schemas live in their own module (one section of the format); all are re-exported here.
+export * from "./e2ee-protocol";
 
 export const PROTOCOL_VERSION = 1;
 
@@ -66,17 +69,21 @@ export const SendFrame = z
     text: Text.optional(),
     media: MediaRef.optional(),
     replyTo: MsgId.optional(),
+    e2ee: E2eeSend.optional(),
   })
-  .refine((f) => f.text !== undefined || f.media !== undefined, {
+  .refine((f) => f.text !== undefined || f.media !== undefined || f.e2ee !== undefined, {
     message: "a message needs text or media",
     path: ["text"],
-  });
+  })
+  .superRefine(checkE2eeSend);
 export const AckFrame = z.object({ type: z.literal("ack"), seq: z.number().int().nonnegative() });
 export const ReadFrame = z.object({ type: z.literal("read"), chat: Chat, upTo: MsgId });
 export const TypingFrame = z.object({ type: z.literal("typing"), chat: Chat, on: z.boolean() });
 export const ActiveFrame = z.object({ type: z.literal("active") });
 export const WatchFrame = z.object({ type: z.literal("watch"), users: z.array(UserId).max(MAX_WATCHED_USERS) });
-export const EditFrame = z.object({ type: z.literal("edit"), msg: MsgId, text: Text });
+export const EditFrame = z
+  .object({ type: z.literal("edit"), msg: MsgId, text: Text.optional(), e2ee: E2eeSend.optional() })
+  .refine((f) => (f.text === undefined) !== (f.e2ee === undefined), { message: "an edit carries text or e2ee", path: ["text"] });
 export const DeleteFrame = z.object({ type: z.literal("delete"), msg: MsgId });
 
 export const ClientFrame = z.discriminatedUnion("type", [
@@ -120,6 +127,7 @@ export const MessageFrame = z.object({
   expiresAt: z.number().int().optional(),
   /** Set when the sender edited the message before this copy was delivered or read from history. */
   editedAt: z.number().int().optional(),
+  e2ee: E2eeDelivered.optional(),
 });
 export const ReceiptStatus = z.enum(["delivered", "read"]);
 export const ReceiptFrame = z.object({
@@ -157,6 +165,9 @@ export const ErrorFrame = z.object({
   code: z.string(),
   message: z.string(),
   ref: z.string().optional(),
+  /** devices_changed: device addresses ("user/device") the e2ee map lacks, and those it should not have. */
+  missing: z.array(z.string()).optional(),
+  extra: z.array(z.string()).optional(),
 });
 
 export const ServerFrame = z.discriminatedUnion("type", [

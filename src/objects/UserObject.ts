@@ -8,13 +8,26 @@ import { ensureUser, knownUsers } from "../directory";
 import { AppError } from "../errors";
 import { HOUSEKEEPING_INTERVAL_MS, MAX_DEVICES_PER_USER, OUTBOX_RETRY_BASE_MS, MAX_FRAME_BYTES, REPLAY_CHUNK } from "../limits";
 import { Outbox, type HandoffResult, type OutboxItem } from "../outbox";
-import { CLIENT_FRAME_TYPES, ClientFrame, PROTOCOL_VERSION, describeIssues, type Chat, type ChatSettings, type ChatSettingsBody } from "../protocol";
+import type { Result } from "../errors";
+import {
+  CLIENT_FRAME_TYPES,
+  ClientFrame,
+  PROTOCOL_VERSION,
+  describeIssues,
+  type Chat,
+  type ChatSettings,
+  type ChatSettingsBody,
+  type KeyBundle,
+  type PublishKeysBody,
+} from "../protocol";
 import { CONNECT_HEADERS } from "../routes/connect";
 import { signFrame } from "../media/url";
 import { migrate } from "../sqlite";
 import type { Env } from "../env";
 import { ChatService } from "../user/chat";
 import { listGroups } from "../user/groups";
+import { projectFor } from "../user/e2ee";
+import { KeyDirectory } from "../user/keys";
 import { Inbox } from "../user/inbox";
 import { Retention, type HistoryPage } from "../user/retention";
 import { MediaLedger, type MediaBegin, type MediaRecord } from "../user/media";
@@ -34,6 +47,7 @@ export class UserObject extends DurableObject<Env> {
   private readonly chat: ChatService;
   private readonly retention: Retention;
   private readonly media: MediaLedger;
+  private readonly keys: KeyDirectory;
   /** Cached alarm time; null when none is set (loaded in the constructor). */
   private alarmAt: number | null = null;
   private userId: string | null;
@@ -51,6 +65,7 @@ export class UserObject extends DurableObject<Env> {
     this.userId = this.meta("user");
     this.inbox = new Inbox(this.sql);
     this.media = new MediaLedger(this.sql, (fn) => ctx.storage.transactionSync(fn), env.MEDIA);
+    this.keys = new KeyDirectory(this.sql, (fn) => ctx.storage.transactionSync(fn));
     this.outbox = new Outbox(
       this.sql,
       (target, items) => this.handoffTo(target, items),
@@ -68,6 +83,7 @@ export class UserObject extends DurableObject<Env> {
       sendTo: (device, json) => this.sendTo(device, json),
       wake: () => this.wake(),
       readReceipts: () => this.privacy.get().readReceipts,
+      keyDevices: async (user) => (user === this.self() ? this.keys.current() : this.env.USERS.getByName(user).currentKeyDevices()),
     });
     this.privacy = new PrivacyStore(this.sql);
     this.presence = new PresenceService({
@@ -131,7 +147,9 @@ export class UserObject extends DurableObject<Env> {
     let chunk: string[] = [];
     for (const frame of this.inbox.replay(device, row.acked)) {
       // Stored frames carry no media URL: each replay signs a fresh one.
-      chunk.push(signFrame(frame, this.env, now));
+      // Stored frames carry no media URL (each replay signs a fresh one) and an
+      // e2ee entry goes out with only this device's ciphertext.
+      chunk.push(projectFor(signFrame(frame, this.env, now), user, device));
       if (chunk.length >= REPLAY_CHUNK) {
         for (const f of chunk) safeSend(server, f);
         chunk = [];
@@ -188,7 +206,7 @@ export class UserObject extends DurableObject<Env> {
       if (!this.presence.handle(frame, attachment.device, now)) await this.chat.handle(frame, attachment.device, ws, now);
     } catch (err) {
       if (err instanceof AppError) {
-        safeSend(ws, errorFrame(err.code, err.message, ref));
+        safeSend(ws, errorFrame(err.code, err.message, ref, err.details));
       } else {
         console.error("frame failed", this.userId, attachment.device, err);
         safeSend(ws, errorFrame("internal", "internal error", ref));
@@ -244,6 +262,36 @@ export class UserObject extends DurableObject<Env> {
     const settings = this.privacy.set(change);
     this.presence.privacyChanged(Date.now());
     return settings;
+  }
+
+  // ---- RPC: the key directory (end-to-end encryption, src/user/keys.ts) -----
+  // The Worker calls these for the caller's own user (publish, count, remove)
+  // or for anyone's (claim, identities); other user objects call
+  // currentKeyDevices() before an encrypted send.
+
+  async publishKeys(user: string, device: string, body: PublishKeysBody): Promise<Result<{ device: string; count: number }>> {
+    this.learn(user);
+    return this.keys.publish(device, body, Date.now());
+  }
+
+  async claimKeys(devices?: string[]): Promise<KeyBundle[]> {
+    return this.keys.claim(devices);
+  }
+
+  async keyIdentities(): Promise<Array<{ device: string; identityKey: string; signingKey: string }>> {
+    return this.keys.identities();
+  }
+
+  async keyCount(device: string): Promise<number | null> {
+    return this.keys.prekeyCount(device);
+  }
+
+  async removeKeyDevice(device: string): Promise<boolean> {
+    return this.keys.remove(device);
+  }
+
+  async currentKeyDevices(): Promise<string[]> {
+    return this.keys.current();
   }
 
   // ---- RPC: other objects hand things over -------------------------------
@@ -411,7 +459,8 @@ export class UserObject extends DurableObject<Env> {
     json = signFrame(json, this.env, Date.now());
     for (const ws of this.ctx.getWebSockets()) {
       const a = attachmentOf(ws);
-      if (a && a.device !== exceptDevice) safeSend(ws, json);
+      // An e2ee entry goes out with only this device's ciphertext (src/user/e2ee.ts).
+      if (a && a.device !== exceptDevice) safeSend(ws, projectFor(json, this.userId ?? "", a.device));
     }
   }
 

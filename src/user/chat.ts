@@ -8,6 +8,8 @@ import { GROUP_ID, digest, newMsgId } from "../ids";
 import { RETENTION_MS } from "../limits";
 import type { HandoffResult, Outbox, OutboxItem } from "../outbox";
 import { chatFromKey, chatKey, type Chat, type ChatSettings, type ChatSettingsBody, type ClientFrame, type SendFrame } from "../protocol";
+import { checkRecipients, recipientsOf } from "./e2ee";
+import type { E2eeSend } from "../protocol";
 import { acceptGroupItem } from "./groups";
 import type { Inbox } from "./inbox";
 import type { Amendment, Retention, RetentionFields, SettingsChange } from "./retention";
@@ -29,6 +31,8 @@ export interface ChatDeps {
   wake(): void;
   /** Privacy: false = this user sends no read receipts and is shown none. */
   readReceipts(): boolean;
+  /** The current e2ee devices of a user (this user's from its key directory, others' by RPC). */
+  keyDevices(user: string): Promise<string[]>;
 }
 
 /** A message as it travels between objects. */
@@ -40,6 +44,8 @@ export interface Envelope extends RetentionFields {
   text?: string;
   media?: unknown;
   replyTo?: string;
+  /** End-to-end encrypted content (src/user/e2ee.ts): this user's devices' part of the map. */
+  e2ee?: unknown;
 }
 
 export interface ReceiptPayload {
@@ -58,13 +64,36 @@ export class ChatService {
   async handle(frame: ClientFrame, device: string, ws: WebSocket, now: number): Promise<void> {
     switch (frame.type) {
       case "send":
+        if (frame.e2ee && "user" in frame.to) {
+          // The device lists are checked BEFORE the send's transaction (an RPC
+          // to the peer's object); a resend of a stored id skips the check and
+          // is answered as before. Nothing awaits between the transaction and `sent`.
+          const self = this.d.self();
+          const known = this.d.sql.exec("SELECT 1 FROM sent_ids WHERE id = ?", frame.id).toArray().length > 0;
+          if (!known && frame.to.user !== self) {
+            const [own, peer] = await Promise.all([this.d.keyDevices(self), this.d.keyDevices(frame.to.user)]);
+            checkRecipients(frame.e2ee, device, self, own, frame.to.user, peer);
+            now = Date.now();
+          }
+        }
         return this.send(frame, device, ws, now);
       case "ack":
         return this.ack(frame.seq, device, now);
       case "read":
         return this.read(frame.chat, frame.upTo, device, now);
-      case "edit":
-        return this.amendOwn({ kind: "edited", msg: frame.msg, text: frame.text }, now);
+      case "edit": {
+        if (frame.e2ee === undefined) return this.amendOwn({ kind: "edited", msg: frame.msg, text: frame.text }, now);
+        // An encrypted edit carries a new map: checked against the device lists like a send.
+        const key = this.d.retention.checkOwn(frame.msg, "edited", now);
+        if (key.startsWith("user:")) {
+          const self = this.d.self();
+          const peer = key.slice("user:".length);
+          const [own, theirs] = await Promise.all([this.d.keyDevices(self), this.d.keyDevices(peer)]);
+          checkRecipients(frame.e2ee, device, self, own, peer, theirs);
+          now = Date.now();
+        }
+        return this.amendOwn({ kind: "edited", msg: frame.msg, e2ee: frame.e2ee }, now);
+      }
       case "delete":
         return this.amendOwn({ kind: "deleted", msg: frame.msg }, now);
       default:
@@ -80,7 +109,9 @@ export class ChatService {
     if ("user" in frame.to && frame.to.user === self) throw new AppError("bad_frame", "to: cannot send a message to yourself");
     // An id the server never made names no group: refused without waking an object.
     if ("group" in frame.to && !GROUP_ID.test(frame.to.group)) throw new AppError("not_member", "you are not a member of this group");
-    const content = digest(JSON.stringify([frame.to, frame.text ?? null, frame.media ?? null, frame.replyTo ?? null]));
+    const fields = [frame.to, frame.text ?? null, frame.media ?? null, frame.replyTo ?? null];
+    // e2ee joins the digest only when present, so digests of plaintext sends stay as they were.
+    const content = digest(JSON.stringify(frame.e2ee ? [...fields, frame.e2ee] : fields));
     const existing = sql.exec<{ msg: string; ts: number; digest: string }>("SELECT msg, ts, digest FROM sent_ids WHERE id = ?", frame.id).toArray()[0];
     if (existing) {
       if (existing.digest !== content) throw new AppError("id_conflict", `id ${frame.id} was already used for another message`);
@@ -94,6 +125,12 @@ export class ChatService {
     if (frame.text !== undefined) envelope.text = frame.text;
     if (media !== undefined) envelope.media = media;
     if (frame.replyTo !== undefined) envelope.replyTo = frame.replyTo;
+    // One-to-one: each inbox keeps only its own user's devices' ciphertexts. Groups: one blob, unchanged.
+    let ownE2ee: unknown;
+    if (frame.e2ee && "user" in frame.to) {
+      envelope.e2ee = recipientsOf(frame.e2ee, frame.to.user);
+      ownE2ee = recipientsOf(frame.e2ee, self);
+    } else if (frame.e2ee) envelope.e2ee = frame.e2ee;
     const key = chatKey(frame.to);
     Object.assign(envelope, this.d.retention.forNewMessage(key, now));
     let ownCopy: string | null = null;
@@ -106,7 +143,7 @@ export class ChatService {
       }
       if ("user" in frame.to) {
         // The sender's other devices see the message as an entry of their own inbox.
-        const own = messageFrame(envelope, frame.to);
+        const own = messageFrame(ownE2ee === undefined ? envelope : { ...envelope, e2ee: ownE2ee }, frame.to);
         const appended = inbox.append("message", key, own, { msg, origin: device, ts: now, expiresAt: envelope.expiresAt });
         ownCopy = appended.json;
         // With no other device to hold it for, the copy goes at once (temporary chats keep nothing).
@@ -292,16 +329,20 @@ export class ChatService {
    * The sender edits or deletes its own message. The event is appended for all
    * the sender's devices, the one that asked included: it is the confirmation.
    */
-  private amendOwn(change: { kind: "edited" | "deleted"; msg: string; text?: string }, now: number): void {
+  private amendOwn(change: { kind: "edited" | "deleted"; msg: string; text?: string; e2ee?: E2eeSend }, now: number): void {
     const { retention, inbox, outbox } = this.d;
     const key = retention.checkOwn(change.msg, change.kind, now);
-    const amendment: Amendment = { ...change, by: this.d.self(), ts: now };
+    const self = this.d.self();
+    const amendment: Amendment = { ...change, by: self, ts: now };
     let json: string | null = null;
     this.d.transaction(() => {
       // In a group the event comes back through the group's log, to every device
       // of every member (this user's included), in order with the messages.
       if (key.startsWith("user:")) {
-        const { event, expiresAt } = retention.amend(key, amendment);
+        // Each side keeps only its own devices' part of an encrypted edit.
+        const mine = change.e2ee ? { ...amendment, e2ee: recipientsOf(change.e2ee, self) } : amendment;
+        if (change.e2ee) amendment.e2ee = recipientsOf(change.e2ee, key.slice("user:".length));
+        const { event, expiresAt } = retention.amend(key, mine);
         json = inbox.append("event", key, event, { ts: now, expiresAt }).json;
       }
       // Deleted for everyone: its media goes too.
@@ -360,5 +401,6 @@ export function messageFrame(e: Envelope, chat: { user: string } | { group: stri
   if (e.media !== undefined) f.media = e.media;
   if (e.replyTo !== undefined) f.replyTo = e.replyTo;
   if (e.expiresAt !== undefined) f.expiresAt = e.expiresAt;
+  if (e.e2ee !== undefined) f.e2ee = e.e2ee;
   return f;
 }

@@ -109,4 +109,27 @@ export const USER_MIGRATIONS: readonly string[] = [
    ALTER TABLE outgoing ADD COLUMN expires_at INTEGER;`,
   // 7: presence watches (src/user/presence.ts).
   PRESENCE_SCHEMA,
+  // 8: the e2ee key directory.
+  `
+  -- End-to-end encryption: the public keys of this user's devices (the key
+  -- directory, src/user/keys.ts). A device with a row here is a "current
+  -- device": e2ee messages must carry a ciphertext for it. Only public keys.
+  CREATE TABLE key_devices (
+    device TEXT PRIMARY KEY,
+    identity_key TEXT NOT NULL,
+    signing_key TEXT NOT NULL,
+    spk_id INTEGER NOT NULL,
+    spk TEXT NOT NULL,
+    spk_signature TEXT NOT NULL,
+    published_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+  );
+  -- One-time prekeys: each handed out once, deleted in the same step.
+  CREATE TABLE one_time_prekeys (
+    device TEXT NOT NULL,
+    key_id INTEGER NOT NULL,
+    public_key TEXT NOT NULL,
+    PRIMARY KEY (device, key_id)
+  );
+  `,
 ];

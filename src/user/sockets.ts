@@ -39,6 +39,7 @@ export function safeClose(ws: WebSocket, code: number, reason: string): void {
   }
 }
 
-export function errorFrame(code: string, message: string, ref?: string): string {
-  return JSON.stringify(ref === undefined ? { type: "error", code, message } : { type: "error", code, message, ref });
+export function errorFrame(code: string, message: string, ref?: string, details?: Record<string, unknown>): string {
+  const frame = ref === undefined ? { type: "error", code, message } : { type: "error", code, message, ref };
+  return JSON.stringify(details === undefined ? frame : { ...frame, ...details });
 }

@@ -1,0 +1,113 @@
+// The primitives the Signal specifications name, composed from the audited
+// @noble libraries and nothing else: X25519 (DH), Ed25519 (signatures),
+// HKDF/HMAC with SHA-256 (KDFs), and the Double Ratchet specification's
+// recommended ENCRYPT: HKDF(mk) -> AES-256-CBC/PKCS#7 + HMAC-SHA-256 over
+// associated data || ciphertext. Everything here is synchronous.
+import { cbc } from "@noble/ciphers/aes.js";
+import { ed25519, x25519 } from "@noble/curves/ed25519.js";
+import { hkdf } from "@noble/hashes/hkdf.js";
+import { hmac } from "@noble/hashes/hmac.js";
+import { sha256, sha512 } from "@noble/hashes/sha2.js";
+import { concat, equal, utf8 } from "./bytes";
+import { E2eeError } from "./errors";
+
+export interface KeyPair {
+  publicKey: Uint8Array;
+  secretKey: Uint8Array;
+}
+
+export const KEY_BYTES = 32;
+export const SIGNATURE_BYTES = 64;
+export const MAC_BYTES = 32;
+
+export function dhKeyPair(): KeyPair {
+  const { secretKey, publicKey } = x25519.keygen();
+  return { secretKey, publicKey };
+}
+
+/** X25519; a low-order or malformed public key is refused rather than giving a zero secret. */
+export function dh(secretKey: Uint8Array, publicKey: Uint8Array): Uint8Array {
+  if (publicKey.length !== KEY_BYTES) throw new E2eeError("malformed", "public key must be 32 bytes");
+  try {
+    return x25519.getSharedSecret(secretKey, publicKey);
+  } catch {
+    throw new E2eeError("malformed", "public key is not a usable X25519 key");
+  }
+}
+
+export function signingKeyPair(): KeyPair {
+  const { secretKey, publicKey } = ed25519.keygen();
+  return { secretKey, publicKey };
+}
+
+export function sign(secretKey: Uint8Array, message: Uint8Array): Uint8Array {
+  return ed25519.sign(message, secretKey);
+}
+
+export function verify(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean {
+  if (publicKey.length !== KEY_BYTES || signature.length !== SIGNATURE_BYTES) return false;
+  try {
+    return ed25519.verify(signature, message, publicKey);
+  } catch {
+    return false;
+  }
+}
+
+/** Encode(PK) of the X3DH spec: a curve-type byte (0x05, as Signal uses for Curve25519) then the key. */
+export function encodeKey(publicKey: Uint8Array): Uint8Array {
+  return concat(new Uint8Array([0x05]), publicKey);
+}
+
+export function hkdfSha256(ikm: Uint8Array, salt: Uint8Array, info: string, length: number): Uint8Array {
+  return hkdf(sha256, ikm, salt, utf8(info), length);
+}
+
+export function hmacSha256(key: Uint8Array, data: Uint8Array): Uint8Array {
+  return hmac(sha256, key, data);
+}
+
+export { sha256, sha512 };
+
+/** KDF_CK of the Double Ratchet spec (also the sender-key chain step). */
+export function kdfChain(chainKey: Uint8Array): { chainKey: Uint8Array; messageKey: Uint8Array } {
+  return {
+    messageKey: hmacSha256(chainKey, new Uint8Array([0x01])),
+    chainKey: hmacSha256(chainKey, new Uint8Array([0x02])),
+  };
+}
+
+/** KDF_RK of the Double Ratchet spec: HKDF(salt = rk, ikm = dh_out) -> 64 bytes. */
+export function kdfRoot(rootKey: Uint8Array, dhOut: Uint8Array): { rootKey: Uint8Array; chainKey: Uint8Array } {
+  const out = hkdfSha256(dhOut, rootKey, "RelayChat-Ratchet-v1", 64);
+  return { rootKey: out.slice(0, 32), chainKey: out.slice(32, 64) };
+}
+
+function messageKeys(mk: Uint8Array, info: string) {
+  const out = hkdfSha256(mk, new Uint8Array(32), info, 80);
+  return { encKey: out.subarray(0, 32), authKey: out.subarray(32, 64), iv: out.subarray(64, 80) };
+}
+
+/** ENCRYPT(mk, plaintext, ad): AES-256-CBC ciphertext || HMAC-SHA-256(ad || ciphertext). */
+export function aeadEncrypt(mk: Uint8Array, plaintext: Uint8Array, ad: Uint8Array, info: string): Uint8Array {
+  const { encKey, authKey, iv } = messageKeys(mk, info);
+  const ciphertext = cbc(encKey, iv).encrypt(plaintext);
+  return concat(ciphertext, hmacSha256(authKey, concat(ad, ciphertext)));
+}
+
+/** DECRYPT: checks the MAC before touching the ciphertext; any change is `tampered`. */
+export function aeadDecrypt(mk: Uint8Array, sealed: Uint8Array, ad: Uint8Array, info: string): Uint8Array {
+  if (sealed.length < MAC_BYTES + 16 || (sealed.length - MAC_BYTES) % 16 !== 0) {
+    throw new E2eeError("tampered", "ciphertext has an impossible length");
+  }
+  const { encKey, authKey, iv } = messageKeys(mk, info);
+  const ciphertext = sealed.subarray(0, sealed.length - MAC_BYTES);
+  const mac = sealed.subarray(sealed.length - MAC_BYTES);
+  if (!equal(mac, hmacSha256(authKey, concat(ad, ciphertext)))) {
+    throw new E2eeError("tampered", "message authentication failed");
+  }
+  try {
+    return cbc(encKey, iv).decrypt(ciphertext);
+  } catch {
+    throw new E2eeError("tampered", "bad padding");
+  }
+}
