@@ -237,3 +237,172 @@ describe("client library", () => {
     expect(backoffDelay(20, o, () => 0)).toBe(2_500);
   });
 });
+
+// ---- the parts of the protocol this server does not send yet --------------------
+// A scripted server behind a fake socket: the client is the real one, the frames
+// are what PROTOCOL.md says groups, presence, typing, edits and retention send.
+
+class FakeSocket implements SocketLike {
+  readyState = 1;
+  readonly sent: Array<Record<string, unknown> | string> = [];
+  private readonly listeners: Record<string, Array<(ev: never) => void>> = {};
+  constructor(private readonly onAccept: (s: FakeSocket) => void) {}
+  addEventListener(type: string, fn: (ev: never) => void): void {
+    (this.listeners[type] ??= []).push(fn);
+  }
+  accept(): void {
+    queueMicrotask(() => this.onAccept(this));
+  }
+  send(data: string): void {
+    this.sent.push(data === "ping" ? data : (JSON.parse(data) as Record<string, unknown>));
+  }
+  close(code = 1000): void {
+    if (this.readyState === 3) return;
+    this.readyState = 3;
+    for (const fn of this.listeners.close ?? []) (fn as (ev: { code: number; reason: string }) => void)({ code, reason: "" });
+  }
+  push(frame: Record<string, unknown>): void {
+    for (const fn of this.listeners.message ?? []) (fn as (ev: { data: string }) => void)({ data: JSON.stringify(frame) });
+  }
+  frames(type: string): Array<Record<string, unknown>> {
+    return this.sent.filter((f): f is Record<string, unknown> => typeof f === "object" && f.type === type);
+  }
+}
+
+function scripted(user: string, opts: { head?: number; ephemeral?: ConstructorParameters<typeof ChatClient>[0]["ephemeral"]; store?: ClientStore } = {}) {
+  const sockets: FakeSocket[] = [];
+  const client = new ChatClient({
+    baseUrl: BASE,
+    user,
+    token: "not-checked-by-the-fake",
+    device: "web",
+    store: opts.store ?? new MemoryStore(),
+    fetch: async () => new Response(JSON.stringify({ error: { code: "not_found", message: "no such route" } }), { status: 404 }),
+    backoff: { baseMs: 10, maxMs: 50 },
+    ackDelayMs: 5,
+    ...(opts.ephemeral ? { ephemeral: opts.ephemeral } : {}),
+    socketFactory: () => {
+      const s = new FakeSocket((sock) => {
+        sock.push({ type: "hello", protocol: 1, user, device: "web", head: opts.head ?? 0, serverTime: Date.now() });
+        sock.push({ type: "synced", head: opts.head ?? 0 });
+      });
+      sockets.push(s);
+      return s;
+    },
+  });
+  return { client, sockets, sock: () => sockets.at(-1)! };
+}
+
+describe("client library with a scripted server (frames of features still being built)", () => {
+  it("group messages, receipts without `by`, renames, edits, deletes and retention changes are applied", async () => {
+    const { client, sock } = scripted("alice");
+    await client.start();
+    await online(client);
+    const g = { group: "g_1" };
+    sock().push({ type: "event", seq: 1, chat: g, event: { kind: "created", by: "carol", name: "Trip" }, ts: 1000 });
+    sock().push({ type: "message", seq: 2, msg: "0000001000000aaa", id: "c1", from: "carol", chat: g, ts: 1001, text: "hi all" });
+    const mine = client.send(g, { text: "hello group" });
+    await until("send on the wire", () => sock().frames("send").length === 1);
+    sock().push({ type: "sent", id: mine.id, msg: "0000001002000bbb", ts: 1002 });
+    sock().push({ type: "receipt", seq: 3, chat: g, msgs: ["0000001002000bbb"], status: "delivered", ts: 1003 });
+    sock().push({ type: "event", seq: 4, chat: g, event: { kind: "renamed", by: "carol", name: "Trip 2027" }, ts: 1004 });
+    sock().push({ type: "event", seq: 5, chat: g, event: { kind: "edited", msg: "0000001000000aaa", text: "hi everyone" }, ts: 1005 });
+    sock().push({ type: "event", seq: 6, chat: g, event: { kind: "retention_changed", by: "carol", retention: "permanent", disappearAfterSeconds: 86400 }, ts: 1006 });
+    sock().push({ type: "receipt", seq: 7, chat: g, msgs: ["0000001002000bbb"], status: "read", ts: 1007 });
+    sock().push({ type: "event", seq: 8, chat: g, event: { kind: "deleted", msg: "0000001000000aaa" }, ts: 1008 });
+    await until("acked through 8", () => sock().frames("ack").some((a) => a.seq === 8));
+
+    const conv = client.conversation(g);
+    expect(conv).toMatchObject({ title: "Trip 2027", retention: "permanent", disappearAfterSeconds: 86400, unread: 1 });
+    const list = client.messages(g);
+    expect(list.filter((m) => m.system).map((m) => m.system!.kind)).toEqual(["created", "renamed", "retention_changed"]);
+    const carol = list.find((m) => m.from === "carol" && !m.system)!;
+    expect(carol).toMatchObject({ deleted: true, edited: true });
+    expect(carol.text).toBeUndefined();
+    expect(client.message(mine.key)?.status).toBe("read");
+    // Acks are batched: fewer ack frames than entries.
+    expect(sock().frames("ack").length).toBeLessThan(8);
+    await client.stop();
+  });
+
+  it("a refused group post turns the message from sent to failed", async () => {
+    const { client, sock } = scripted("alice");
+    await client.start();
+    await online(client);
+    const m = client.send({ group: "g_x" }, { text: "let me in" });
+    await until("on the wire", () => sock().frames("send").length === 1);
+    sock().push({ type: "sent", id: m.id, msg: "0000002000000ccc", ts: 2000 });
+    await until("sent", () => client.message(m.key)?.status === "sent");
+    sock().push({ type: "error", code: "not_member", message: "you are not a member of this group", ref: m.id });
+    await until("failed", () => client.message(m.key)?.status === "failed");
+    expect(client.message(m.key)?.error?.code).toBe("not_member");
+    await client.stop();
+  });
+
+  it("presence is watched and renewed while a chat is open, and active beats while in the foreground", async () => {
+    const { client, sock } = scripted("alice", { ephemeral: { watchRenewMs: 40, activeIntervalMs: 30 } });
+    await client.start();
+    await online(client);
+    client.openChat({ user: "bob" });
+    await until("renewed twice", () => sock().frames("watch").length >= 3);
+    expect(sock().frames("watch")[0]).toEqual({ type: "watch", users: ["bob"] });
+    sock().push({ type: "presence", user: "bob", online: false, lastSeen: 1_700_000_000_000 });
+    await until("presence applied", () => client.presenceOf("bob")?.lastSeen === 1_700_000_000_000);
+    client.closeChat();
+    const watches = sock().frames("watch").length;
+    client.setForeground(true);
+    await until("active beats", () => sock().frames("active").length >= 3);
+    client.setForeground(false);
+    const actives = sock().frames("active").length;
+    await new Promise((r) => setTimeout(r, 120));
+    expect(sock().frames("watch").length).toBe(watches);
+    expect(sock().frames("active").length).toBe(actives);
+    await client.stop();
+  });
+
+  it("typing goes on once per burst, off by itself, and someone else's typing expires", async () => {
+    const { client, sock } = scripted("alice", { ephemeral: { typingIdleMs: 40, typingRepeatMs: 10_000, typingExpireMs: 60 } });
+    await client.start();
+    await online(client);
+    const bob = { user: "bob" };
+    client.typing(bob);
+    client.typing(bob);
+    client.typing(bob);
+    await until("auto off", () => sock().frames("typing").length === 2);
+    expect(sock().frames("typing").map((f) => f.on)).toEqual([true, false]);
+    sock().push({ type: "typing", user: "bob", chat: bob, on: true });
+    await until("bob typing", () => client.typingIn(bob).includes("bob"));
+    await until("bob's typing expired", () => client.typingIn(bob).length === 0, 1000);
+    // A server without typing says so once; the client then stops sending it.
+    sock().push({ type: "error", code: "bad_frame", message: 'type: "typing" is not supported by this server yet' });
+    await new Promise((r) => setTimeout(r, 10));
+    client.typing(bob);
+    client.stopTyping(bob);
+    expect(sock().frames("typing").length).toBe(2);
+    await client.stop();
+  });
+
+  it("disappearing messages leave the conversation and the store when they expire", async () => {
+    const store = new MemoryStore();
+    const { client, sock } = scripted("alice", { store });
+    await client.start();
+    await online(client);
+    sock().push({ type: "message", seq: 1, msg: "0000003000000ddd", id: "b1", from: "bob", chat: { user: "bob" }, ts: Date.now(), text: "self-destructs", expiresAt: Date.now() + 80 });
+    await until("held", () => client.messages({ user: "bob" }).length === 1);
+    await until("gone", () => client.messages({ user: "bob" }).length === 0, 2000);
+    await client.flush();
+    expect((await store.loadAll()).filter(([k]) => k.startsWith("msg:"))).toEqual([]);
+    await client.stop();
+  });
+
+  it("a connection replaced by another tab (4000) stops instead of fighting it", async () => {
+    const { client, sockets, sock } = scripted("alice");
+    await client.start();
+    await online(client);
+    sock().close(4000);
+    await until("replaced", () => client.connectionState === "replaced");
+    await new Promise((r) => setTimeout(r, 150));
+    expect(sockets.length).toBe(1);
+    await client.stop();
+  });
+});

@@ -62,7 +62,7 @@ export class ChatClient extends Emitter<ClientEvents> {
   private flushChain: Promise<void> = Promise.resolve();
   private flushTimer: ReturnType<typeof setTimeout> | null = null;
   private expiryTimer: ReturnType<typeof setTimeout> | null = null;
-  private activeChat: string | null = null;
+  private activeChat: { key: string; chat: Chat } | null = null;
   private readonly titleAsked = new Set<string>();
   private readonly localMedia = new Map<string, string>();
   private started = false;
@@ -219,9 +219,9 @@ export class ChatClient extends Emitter<ClientEvents> {
   /** The app shows this chat: marks it read, watches the peer's presence. */
   openChat(chat: Chat): void {
     const key = chatKey(chat);
-    if (this.activeChat === key) return this.markRead(chat);
+    if (this.activeChat?.key === key) return this.markRead(chat);
     this.closeChat();
-    this.activeChat = key;
+    this.activeChat = { key, chat };
     this.markRead(chat);
     if ("user" in chat) {
       this.eph.watch([chat.user]);
@@ -230,11 +230,10 @@ export class ChatClient extends Emitter<ClientEvents> {
   }
 
   closeChat(): void {
-    const key = this.activeChat;
-    if (!key) return;
+    const open = this.activeChat;
+    if (!open) return;
     this.activeChat = null;
-    const chat = this.state.conversations.get(key)?.chat;
-    if (chat && "user" in chat) this.eph.unwatch([chat.user]);
+    if ("user" in open.chat) this.eph.unwatch([open.chat.user]);
   }
 
   /** Marks everything received in the chat as read and tells the server (now or after reconnecting). */
@@ -258,7 +257,7 @@ export class ChatClient extends Emitter<ClientEvents> {
   /** The app is (not) in front of the user: drives `active` heartbeats and auto-read of the open chat. */
   setForeground(on: boolean): void {
     this.eph.setForeground(on);
-    if (on && this.activeChat) this.markRead(this.state.conversations.get(this.activeChat)!.chat);
+    if (on && this.activeChat) this.markRead(this.activeChat.chat);
   }
   watch(users: string[]): void {
     this.eph.watch(users);
@@ -473,7 +472,7 @@ export class ChatClient extends Emitter<ClientEvents> {
   private applyEntry(f: Extract<ServerFrame, { type: "message" | "receipt" | "event" }>): void {
     if (f.type === "message") {
       const key = chatKey(f.chat);
-      const reading = this.activeChat === key && this.eph.isForeground;
+      const reading = this.activeChat?.key === key && this.eph.isForeground;
       const m = this.state.addMessage(f, { unread: !reading });
       if (!m) return;
       const conv = this.state.conversation(f.chat);
