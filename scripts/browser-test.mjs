@@ -126,6 +126,7 @@ async function main() {
     const hasPresence = (await fetch(`${base}/v1/users/probe/presence`, { headers: auth })).status !== 404;
     const mediaProbe = await fetch(`${base}/v1/media`, { method: "POST", headers: { ...auth, "content-type": "image/png" }, body: png(4, 4) });
     const hasMedia = mediaProbe.status !== 404;
+    const hasGroups = (await fetch(`${base}/v1/groups`, { headers: auth })).status !== 404;
 
     browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS, headless: true, timeout: 30_000 });
     const run = Date.now().toString(36);
@@ -225,6 +226,28 @@ async function main() {
       await a.locator('.row.mine[data-status="read"]', { hasText: "Sent while you reloaded" }).waitFor();
     });
 
+    if (hasGroups) {
+      await check("Alice creates a group with Bob; he gets its message; message info lists him", async () => {
+        await a.click("#new-group");
+        await a.fill("#group-name", "Lunch crew");
+        await a.fill("#group-members", bob);
+        await a.click("#group-create");
+        await a.waitForSelector('.conv[data-chat^="group:"]');
+        const key = await a.locator('.conv[data-chat^="group:"]').getAttribute("data-chat");
+        await a.fill("#composer-input", "Group hello");
+        await a.press("#composer-input", "Enter");
+        await b.locator(`.chat[data-chat="${key}"]`, { hasText: "Group hello" }).waitFor();
+        await b.click(`.chat[data-chat="${key}"]`);
+        await b.locator(".row.theirs", { hasText: "Group hello" }).waitFor();
+        await a.locator('.row.mine[data-status="read"]', { hasText: "Group hello" }).waitFor();
+        await bubble(a, "Group hello").locator(".bubble").click();
+        await a.locator("#message-info .receipts li", { hasText: bob }).waitFor();
+        await a.click(".dialog .close");
+        await a.click(`.chat[data-chat="user:${bob}"]`);
+        await a.waitForSelector(`.conv[data-chat="user:${bob}"]`);
+      });
+    } else notRun("Alice creates a group with Bob; he gets its message; message info lists him", "the server has no groups (GET /v1/groups is 404)");
+
     await check("group creation degrades or works without breaking the page", async () => {
       await a.click("#new-group");
       await a.fill("#group-name", "Lunch crew");
@@ -235,6 +258,18 @@ async function main() {
       if (await a.locator(".dialog .close").count()) await a.click(".dialog .close");
       await a.click(`.chat[data-chat="user:${bob}"]`);
       await a.waitForSelector(`.conv[data-chat="user:${bob}"]`);
+    });
+
+    await check("chat settings (permanent, disappearing) save or explain, and the page keeps working", async () => {
+      await a.click("#chat-info");
+      await a.selectOption("#retention", "permanent");
+      await a.selectOption("#disappear", "86400");
+      await a.click("#settings-save");
+      await a.waitForFunction(() => /Saved|support|not/.test(document.querySelector(".dialog .hint:last-child")?.textContent ?? ""));
+      await a.click(".dialog .close");
+      await a.fill("#composer-input", "Still works after settings");
+      await a.press("#composer-input", "Enter");
+      await b.locator(".row.theirs", { hasText: "Still works after settings" }).waitFor();
     });
 
     mkdirSync(join(root, "docs"), { recursive: true });

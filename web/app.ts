@@ -101,7 +101,8 @@ export class App {
     c.on("synced", () => this.renderList());
     c.on("gap", (g) => toast(`Some messages expired before this device got them (${g.to - g.from + 1}).`, "error"));
     c.on("error", (e) => {
-      if (e.ref && this.client.message(e.ref) === undefined && e.code !== "bad_frame") toast(`${e.code}: ${e.message}`, "error");
+      // A feature this server lacks is not the user's problem; everything else is shown.
+      if (!/not supported/.test(e.message) && e.code !== "bad_server_frame") toast(e.ref ? `Not sent: ${e.message}` : e.message, "error");
     });
     // Open the chat named in the URL hash (#user:bob), so a reload returns to it.
     const fromHash = parseChatParam(decodeURIComponent(location.hash.slice(1)));
