@@ -109,7 +109,11 @@ async function main() {
   const port = await freePort();
   const persistTo = mkdtempSync(join(tmpdir(), "relay-browser-"));
   const serverLog = [];
-  const server = startDevServer({ port, persistTo, log: (l) => serverLog.push(l) });
+  // Its own inspector port too: the default (9229) may be taken by another wrangler dev.
+  const server = startDevServer({ port, persistTo, inspectorPort: await freePort(), log: (l) => serverLog.push(l) });
+  // Whatever ends this process (a signal, a crash) ends the server's process group too.
+  process.on("exit", () => server.stop());
+  for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"]) process.on(sig, () => process.exit(1));
   let browser;
   const deadline = setTimeout(() => {
     log(`time budget of ${BUDGET_MS / 1000} s exceeded: stopping`);

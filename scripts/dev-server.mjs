@@ -27,7 +27,7 @@ function env() {
 }
 
 /**
- * @param {{ port: number, persistTo: string, stdio?: "inherit" | "pipe", log?: (line: string) => void }} o
+ * @param {{ port: number, persistTo: string, inspectorPort?: number, stdio?: "inherit" | "pipe", log?: (line: string) => void }} o
  * @returns {{ child: import("node:child_process").ChildProcess, url: string, stop: () => void, ready: Promise<void> }}
  */
 export function startDevServer(o) {
@@ -41,7 +41,7 @@ export function startDevServer(o) {
     throw new Error(`d1 migrations failed (${migrate.status}): ${migrate.stderr?.toString() ?? ""}${migrate.stdout?.toString() ?? ""}`);
   }
   const vars = Object.entries(DEV_VARS).flatMap(([k, v]) => ["--var", `${k}:${v}`]);
-  const child = spawn(`${bin}/wrangler`, ["dev", "--ip", "127.0.0.1", "--port", String(o.port), "--persist-to", o.persistTo, "--show-interactive-dev-session=false", ...vars], {
+  const child = spawn(`${bin}/wrangler`, ["dev", "--ip", "127.0.0.1", "--port", String(o.port), "--persist-to", o.persistTo, "--show-interactive-dev-session=false", ...(o.inspectorPort ? ["--inspector-port", String(o.inspectorPort)] : []), ...vars], {
     cwd: root,
     env: env(),
     stdio: o.stdio === "inherit" ? "inherit" : ["ignore", "pipe", "pipe"],
