@@ -10,6 +10,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { deflateSync } from "node:zlib";
+import { build } from "esbuild";
 import { chromium } from "playwright-core";
 import { startDevServer } from "./dev-server.mjs";
 
@@ -251,6 +252,26 @@ async function main() {
         await a.waitForSelector(`.conv[data-chat="user:${bob}"]`);
       });
     } else notRun("Alice creates a group with Bob; he gets its message; message info lists him", "the server has no groups (GET /v1/groups is 404)");
+
+    await check("the client library runs in Node 22 (global WebSocket and fetch): Carol's message reaches Alice's page", async () => {
+      // Bundled like the web client, but for Node; imported from the temp dir.
+      const out = join(persistTo, "client-node.mjs");
+      await build({ entryPoints: [join(root, "src/client/index.ts")], outfile: out, bundle: true, format: "esm", platform: "node", target: "node22", logLevel: "warning" });
+      const { ChatClient } = await import(out);
+      const carol = `carol-${run}`;
+      const tok = (await (await fetch(`${base}/v1/dev/token`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ user: carol }) })).json()).token;
+      const client = new ChatClient({ baseUrl: base, user: carol, token: tok });
+      await client.start();
+      try {
+        await client.once("synced", () => true, 10_000);
+        const m = client.send({ user: alice }, { text: "Hello from Node" });
+        await a.locator(`.chat[data-chat="user:${carol}"]`, { hasText: "Hello from Node" }).waitFor();
+        await client.once("messageUpdated", (e) => e.message.key === m.key && e.message.status === "delivered", 10_000).catch(() => {});
+        if (client.message(m.key)?.status !== "delivered") throw new Error(`status ${client.message(m.key)?.status}`);
+      } finally {
+        await client.stop();
+      }
+    });
 
     await check("group creation degrades or works without breaking the page", async () => {
       await a.click("#new-group");

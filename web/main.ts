@@ -3,7 +3,7 @@
 // IndexedDB store (so a reload loses nothing) and mount the app.
 import { ChatClient, IndexedDbStore, MemoryStore, indexedDbAvailable, randomId } from "../src/client";
 import { App } from "./app";
-import { $, h } from "./dom";
+import { $, h, toast } from "./dom";
 import { icon } from "./icons";
 
 interface Session {
@@ -94,7 +94,17 @@ async function start(root: HTMLElement, session: Session): Promise<void> {
     void client.stop().then(() => location.reload());
   });
   app.mount();
-  await client.start();
+  // Repeated failures to connect may be a token the server no longer accepts
+  // (a changed secret): mint a new one before the next attempt.
+  client.on("connection", (e) => {
+    if (e.state === "offline" && e.attempt >= 3) current = { ...current, expiresAt: 0 };
+  });
+  try {
+    await client.start();
+  } catch (err) {
+    toast(`Could not open the local message store: ${err instanceof Error ? err.message : String(err)}`, "error");
+    return;
+  }
   (window as unknown as { relay: unknown }).relay = { client, app };
   const foreground = () => client.setForeground(document.visibilityState === "visible");
   document.addEventListener("visibilitychange", foreground);

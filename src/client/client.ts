@@ -358,7 +358,8 @@ export class ChatClient extends Emitter<ClientEvents> {
   flush(): Promise<void> {
     if (this.flushTimer) clearTimeout(this.flushTimer);
     this.flushTimer = null;
-    this.flushChain = this.flushChain.then(() => this.writeOnce());
+    // A failure never breaks the chain: the next flush runs regardless.
+    this.flushChain = this.flushChain.then(() => this.writeOnce()).catch((err: unknown) => this.emit("error", { code: "flush_failed", message: String(err) }));
     return this.flushChain;
   }
 
