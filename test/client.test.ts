@@ -3,7 +3,7 @@
 // socket lets the tests close it mid-stream like a network failure would.
 import { exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { ApiError, ChatClient, MemoryStore, backoffDelay, type ClientStore, type MessageStatus, type SocketLike } from "../src/client";
+import { ApiError, ChatClient, MemoryStore, backoffDelay, multipartUpload, singleUpload, type ClientStore, type MessageStatus, type SocketLike } from "../src/client";
 import { BASE, connect, token, uid } from "./helpers";
 
 interface Tapped {
@@ -403,6 +403,62 @@ describe("client library with a scripted server (frames of features still being 
     await until("replaced", () => client.connectionState === "replaced");
     await new Promise((r) => setTimeout(r, 150));
     expect(sockets.length).toBe(1);
+    await client.stop();
+  });
+
+  it("media: raw upload with progress, multipart in parts, and the MediaRef with hints in the send frame", async () => {
+    const requests: Array<{ method: string; path: string; type: string | null; bytes: number }> = [];
+    const sha = "a".repeat(64);
+    const fakeFetch = async (req: Request) => {
+      const bytes = (await req.arrayBuffer()).byteLength;
+      const path = new URL(req.url).pathname;
+      requests.push({ method: req.method, path, type: req.headers.get("content-type"), bytes });
+      if (path === "/v1/media/uploads") return Response.json({ uploadId: "up1", partSize: 4 }, { status: 201 });
+      if (path.includes("/parts/")) return Response.json({ ok: true });
+      return Response.json({ id: "med_1", type: "image/png", size: 10, sha256: sha }, { status: 201 });
+    };
+    const ctx = { url: (p: string) => BASE + p, token: async () => "t", fetch: fakeFetch };
+    const file = new Blob([new Uint8Array(10)], { type: "image/png" });
+    const progress: number[] = [];
+    const ref = await singleUpload(file, { type: "image/png", onProgress: (p) => progress.push(p.loaded) }, ctx);
+    expect(ref).toEqual({ id: "med_1", type: "image/png", size: 10, sha256: sha });
+    expect(requests[0]).toEqual({ method: "POST", path: "/v1/media", type: "image/png", bytes: 10 });
+    expect(progress).toEqual([0, 10]);
+
+    requests.length = 0;
+    progress.length = 0;
+    await multipartUpload(file, { type: "image/png", onProgress: (p) => progress.push(p.loaded) }, ctx);
+    expect(requests.map((r) => `${r.method} ${r.path} ${r.bytes}`)).toEqual([
+      "POST /v1/media/uploads 30",
+      "PUT /v1/media/uploads/up1/parts/1 4",
+      "PUT /v1/media/uploads/up1/parts/2 4",
+      "PUT /v1/media/uploads/up1/parts/3 2",
+      "POST /v1/media/uploads/up1/complete 0",
+    ]);
+    expect(progress).toEqual([0, 4, 8, 10]);
+
+    const sockets: FakeSocket[] = [];
+    const client = new ChatClient({
+      baseUrl: BASE,
+      user: "alice",
+      token: "t",
+      device: "web",
+      fetch: fakeFetch,
+      uploader: async (f, o, c) => singleUpload(f, o, c),
+      socketFactory: () => {
+        const s = new FakeSocket((sock) => {
+          sock.push({ type: "hello", protocol: 1, user: "alice", device: "web", head: 0, serverTime: Date.now() });
+          sock.push({ type: "synced", head: 0 });
+        });
+        sockets.push(s);
+        return s;
+      },
+    });
+    await client.start();
+    await online(client);
+    const m = await client.sendMedia({ user: "bob" }, file, { caption: "look", width: 2, height: 5 });
+    await until("send on the wire", () => sockets[0]!.frames("send").length === 1);
+    expect(sockets[0]!.frames("send")[0]).toEqual({ type: "send", id: m.id, to: { user: "bob" }, media: { id: "med_1", type: "image/png", size: 10, sha256: sha, caption: "look", width: 2, height: 5 } });
     await client.stop();
   });
 });
