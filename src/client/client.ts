@@ -48,9 +48,14 @@ export class ChatClient extends ChatSync {
   async uploadMedia(file: Blob, opts: UploadOptions = {}): Promise<MediaRef> {
     const type = opts.type ?? (file.type || "application/octet-stream");
     const ref = await this.uploader(file, { ...opts, type }, { url: (p) => this.api.url(p), token: () => this.api.token(), fetch: this.o.fetch ?? ((r) => fetch(r)) });
-    // A local copy to show the sender's own media at once (browsers only).
-    const U = URL as unknown as { createObjectURL?: (b: Blob) => string };
-    if (typeof U.createObjectURL === "function") this.localMedia.set(ref.id, U.createObjectURL(file));
+    // A local copy to show the sender's own media at once. Browsers have it;
+    // workerd defines createObjectURL but throws "not implemented".
+    try {
+      const U = URL as unknown as { createObjectURL?: (b: Blob) => string };
+      if (typeof U.createObjectURL === "function") this.localMedia.set(ref.id, U.createObjectURL(file));
+    } catch {
+      // no local copy: mediaUrl() asks the server
+    }
     return ref;
   }
 
