@@ -269,7 +269,10 @@ class FakeSocket implements SocketLike {
   }
 }
 
-function scripted(user: string, opts: { head?: number; ephemeral?: ConstructorParameters<typeof ChatClient>[0]["ephemeral"]; store?: ClientStore } = {}) {
+function scripted(
+  user: string,
+  opts: { head?: number; ephemeral?: ConstructorParameters<typeof ChatClient>[0]["ephemeral"]; store?: ClientStore; replay?: () => Array<Record<string, unknown>> } = {},
+) {
   const sockets: FakeSocket[] = [];
   const client = new ChatClient({
     baseUrl: BASE,
@@ -284,6 +287,7 @@ function scripted(user: string, opts: { head?: number; ephemeral?: ConstructorPa
     socketFactory: () => {
       const s = new FakeSocket((sock) => {
         sock.push({ type: "hello", protocol: 1, user, device: "web", head: opts.head ?? 0, serverTime: Date.now() });
+        for (const f of opts.replay?.() ?? []) sock.push(f);
         sock.push({ type: "synced", head: opts.head ?? 0 });
       });
       sockets.push(s);
@@ -392,6 +396,50 @@ describe("client library with a scripted server (frames of features still being 
     await until("gone", () => client.messages({ user: "bob" }).length === 0, 2000);
     await client.flush();
     expect((await store.loadAll()).filter(([k]) => k.startsWith("msg:"))).toEqual([]);
+    await client.stop();
+  });
+
+  it("an entry the server replays after a lost ack is dropped by seq, even one the client no longer holds", async () => {
+    // The server never saw the ack, so every connect replays seq 1: a message that disappeared meanwhile.
+    const entry = { type: "message", seq: 1, msg: "0000004000000eee", id: "b9", from: "bob", chat: { user: "bob" }, ts: Date.now(), text: "gone soon", expiresAt: Date.now() + 60 };
+    const { client, sockets, sock } = scripted("alice", { head: 1, replay: () => [entry] });
+    let added = 0;
+    client.on("message", () => added++);
+    await client.start();
+    await online(client);
+    expect(added).toBe(1);
+    await until("expired", () => client.messages({ user: "bob" }).length === 0, 2000);
+    sock().close(1006);
+    await until("reconnected", () => sockets.length === 2 && client.connectionState === "online");
+    expect(client.messages({ user: "bob" })).toEqual([]);
+    expect(added).toBe(1);
+    expect(client.lastSeq).toBe(1);
+    await client.stop();
+  });
+
+  it("nothing is acknowledged, and no send goes out, until the store has written it", async () => {
+    class FlakyStore extends MemoryStore {
+      broken = true;
+      override async write(puts: Array<[string, unknown]>, deletes: string[]): Promise<void> {
+        if (this.broken) throw new Error("disk full");
+        return super.write(puts, deletes);
+      }
+    }
+    const store = new FlakyStore();
+    const { client, sock } = scripted("alice", { store });
+    await client.start();
+    await online(client);
+    sock().push({ type: "message", seq: 1, msg: "0000005000000fff", id: "b1", from: "bob", chat: { user: "bob" }, ts: Date.now(), text: "keep me" });
+    client.send({ user: "bob" }, { text: "and me" });
+    await new Promise((r) => setTimeout(r, 150));
+    expect(sock().frames("ack")).toEqual([]);
+    expect(sock().frames("send")).toEqual([]);
+    store.broken = false;
+    await until("acked and sent once stored", () => sock().frames("ack").length === 1 && sock().frames("send").length === 1, 3000);
+    expect(sock().frames("ack")[0]).toEqual({ type: "ack", seq: 1 });
+    const stored = new Map(await store.loadAll());
+    expect(stored.get("meta")).toMatchObject({ lastSeq: 1 });
+    expect([...stored.keys()].filter((k) => k.startsWith("msg:"))).toHaveLength(2);
     await client.stop();
   });
 

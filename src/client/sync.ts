@@ -59,6 +59,7 @@ export class ChatSync extends Emitter<ClientEvents> {
   private readonly titleAsked = new Set<string>();
   protected readonly localMedia = new Map<string, string>();
   private started = false;
+  private storeFailures = 0;
 
   constructor(protected readonly o: ChatClientOptions) {
     super();
@@ -179,8 +180,8 @@ export class ChatSync extends Emitter<ClientEvents> {
     return this.flushChain;
   }
 
-  protected scheduleFlush(): void {
-    if (!this.flushTimer) this.flushTimer = setTimeout(() => void this.flush(), this.o.ackDelayMs ?? 50);
+  protected scheduleFlush(delayMs = this.o.ackDelayMs ?? 50): void {
+    if (!this.flushTimer) this.flushTimer = setTimeout(() => void this.flush(), delayMs);
   }
 
   private async writeOnce(): Promise<void> {
@@ -194,10 +195,13 @@ export class ChatSync extends Emitter<ClientEvents> {
         // Nothing is acknowledged or sent that is not stored; try again shortly.
         this.state.requeue(puts, deletes);
         this.emit("error", { code: "store_failed", message: String(err) });
-        this.scheduleFlush();
+        // A store that keeps failing (disk full, IndexedDB closed) is retried less and less often.
+        this.storeFailures++;
+        this.scheduleFlush(Math.min(5_000, 50 * 2 ** Math.min(this.storeFailures, 7)));
         return;
       }
     }
+    this.storeFailures = 0;
     for (const id of ids) this.persisted.add(id);
     this.ack(seq);
     this.pump();
