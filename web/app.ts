@@ -84,7 +84,7 @@ export class App {
     c.on("message", () => this.renderList());
     c.on("messageUpdated", () => this.renderList());
     c.on("typing", () => this.renderList());
-    c.on("connection", (e) => {
+    const showConnection = (e: { state: string; retryInMs?: number }) => {
       const text: Record<string, string> = {
         connecting: "connecting…",
         syncing: "syncing…",
@@ -97,7 +97,9 @@ export class App {
       this.status.textContent = text[e.state] ?? e.state;
       this.status.dataset.state = e.state;
       if (e.state === "replaced") toast("Relay is open in another tab; this one stopped.", "error");
-    });
+    };
+    c.on("connection", showConnection);
+    showConnection({ state: c.connectionState });
     c.on("synced", () => this.renderList());
     c.on("gap", (g) => toast(`Some messages expired before this device got them (${g.to - g.from + 1}).`, "error"));
     c.on("error", (e) => {

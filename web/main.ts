@@ -93,7 +93,6 @@ async function start(root: HTMLElement, session: Session): Promise<void> {
     localStorage.removeItem(SESSION_KEY);
     void client.stop().then(() => location.reload());
   });
-  app.mount();
   // Repeated failures to connect may be a token the server no longer accepts
   // (a changed secret): mint a new one before the next attempt.
   client.on("connection", (e) => {
@@ -105,6 +104,8 @@ async function start(root: HTMLElement, session: Session): Promise<void> {
     toast(`Could not open the local message store: ${err instanceof Error ? err.message : String(err)}`, "error");
     return;
   }
+  // Mounted after the store is loaded, so the first render shows the stored chats.
+  app.mount();
   (window as unknown as { relay: unknown }).relay = { client, app };
   const foreground = () => client.setForeground(document.visibilityState === "visible");
   document.addEventListener("visibilitychange", foreground);
