@@ -86,7 +86,7 @@ async function check(name, fn) {
     log(`PASS ${name}`);
   } catch (err) {
     results.push({ name, ok: false, err });
-    log(`FAIL ${name}: ${err instanceof Error ? err.message.split("\n")[0] : err}`);
+    log(`FAIL ${name}: ${err instanceof Error ? err.message.split("\n").slice(0, 3).join(" / ") : err}`);
   }
 }
 
@@ -138,8 +138,16 @@ async function main() {
     const alice = `alice-${run}`;
     const bob = `bob-${run}`;
     const viewport = { width: 1100, height: 720 };
-    const aliceCtx = await browser.newContext({ viewport });
-    const bobCtx = await browser.newContext({ viewport });
+    // en-GB: 24-hour times, as in "last seen today at 14:02".
+    const aliceCtx = await browser.newContext({ viewport, locale: "en-GB" });
+    const bobCtx = await browser.newContext({ viewport, locale: "en-GB" });
+    // Alice's socket passes through a route, so frames of server parts that are
+    // missing can be injected to check the UI that shows them.
+    let aliceWs = null;
+    await aliceCtx.routeWebSocket(/\/v1\/connect/, (ws) => {
+      ws.connectToServer();
+      aliceWs = ws;
+    });
     aliceCtx.setDefaultTimeout(10_000);
     bobCtx.setDefaultTimeout(10_000);
     const a = await aliceCtx.newPage();
@@ -201,7 +209,25 @@ async function main() {
         await a.locator("#peer-status", { hasText: "typing" }).waitFor();
         await b.fill("#composer-input", "");
       });
-    } else notRun("Alice sees Bob online, then typing", "the server has no presence (GET /v1/users/:user/presence is 404)");
+    } else {
+      notRun("Alice sees Bob online, then typing", "the server has no presence (GET /v1/users/:user/presence is 404)");
+      await check("the header shows online, last seen and typing… (frames injected: the server has no presence yet)", async () => {
+        const inject = (f) => aliceWs.send(JSON.stringify(f));
+        inject({ type: "presence", user: bob, online: true, lastSeen: null });
+        await a.locator("#peer-status", { hasText: /^online$/ }).waitFor();
+        const seen = new Date();
+        const today = seen.getHours() * 60 + seen.getMinutes() > 14 * 60 + 2;
+        if (!today) seen.setDate(seen.getDate() - 1);
+        seen.setHours(14, 2, 0, 0);
+        inject({ type: "presence", user: bob, online: false, lastSeen: seen.getTime() });
+        await a.locator("#peer-status", { hasText: `last seen ${today ? "today" : "yesterday"} at 14:02` }).waitFor();
+        inject({ type: "typing", user: bob, chat: { user: bob }, on: true });
+        await a.locator("#peer-status", { hasText: "typing…" }).waitFor();
+        await a.locator(`.chat[data-chat="user:${bob}"] .preview`, { hasText: "typing…" }).waitFor();
+        inject({ type: "typing", user: bob, chat: { user: bob }, on: false });
+        await a.locator("#peer-status", { hasText: "last seen" }).waitFor();
+      });
+    }
 
     if (hasMedia) {
       await check("an image Alice sends renders inline at Bob's", async () => {
@@ -214,7 +240,25 @@ async function main() {
         await img.waitFor();
         await b.waitForFunction(() => [...document.querySelectorAll(".row.theirs .media img")].some((i) => i.complete && i.naturalWidth === 320));
       });
-    } else notRun("an image Alice sends renders inline at Bob's", `the server has no media upload (POST /v1/media answered ${mediaProbe.status})`);
+    } else {
+      notRun("an image Alice sends renders inline at Bob's", `the server has no media upload (POST /v1/media answered ${mediaProbe.status})`);
+      await check("image send: preview, upload, inline at Bob's (media HTTP API mocked in the browser: the server has none yet)", async () => {
+        const image = png(320, 200);
+        const ref = { id: `med_${run}`, type: "image/png", size: image.length, sha256: "0".repeat(64) };
+        await aliceCtx.route("**/v1/media", (route) => (route.request().method() === "POST" ? route.fulfill({ status: 201, json: ref }) : route.fallback()));
+        await bobCtx.route(`**/v1/media/${ref.id}/url`, (route) => route.fulfill({ json: { url: `/__mock_media/${ref.id}.png`, urlExpiresAt: Date.now() + 3600_000 } }));
+        await bobCtx.route("**/__mock_media/**", (route) => route.fulfill({ body: image, contentType: "image/png" }));
+        const file = join(persistTo, "view.png");
+        writeFileSync(file, image);
+        await a.setInputFiles("#attach-input", file);
+        await a.locator(".dialog .preview img").waitFor();
+        await a.fill("#media-caption", "Our view today");
+        await a.click("#media-send");
+        await a.locator(".row.mine .media img").last().waitFor();
+        await b.locator(".row.theirs", { hasText: "Our view today" }).waitFor();
+        await b.waitForFunction(() => [...document.querySelectorAll(".row.theirs .media img")].some((i) => i.complete && i.naturalWidth === 320));
+      });
+    }
 
     await check("a reload of Bob's page loses nothing, even what arrived meanwhile", async () => {
       const before = await b.locator(".row.theirs, .row.mine").allTextContents();

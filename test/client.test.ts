@@ -329,6 +329,18 @@ describe("client library with a scripted server (frames of features still being 
     await client.stop();
   });
 
+  it("a message whose media has no signed url yet is kept (not dropped as outside the protocol)", async () => {
+    const { client, sock } = scripted("alice");
+    await client.start();
+    await online(client);
+    const media = { id: "med_1", type: "image/jpeg", size: 1234, caption: "beach" };
+    sock().push({ type: "message", seq: 1, msg: "0000006000000aaa", id: "p1", from: "bob", chat: { user: "bob" }, ts: 6000, media });
+    await until("held", () => client.messages({ user: "bob" }).length === 1);
+    expect(client.messages({ user: "bob" })[0]!.media).toEqual(media);
+    await until("acked", () => sock().frames("ack").some((a) => a.seq === 1));
+    await client.stop();
+  });
+
   it("a refused group post turns the message from sent to failed", async () => {
     const { client, sock } = scripted("alice");
     await client.start();
