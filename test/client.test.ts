@@ -1,10 +1,13 @@
 // The client library (src/client) against the real server, inside workerd: its
-// socket factory upgrades through exports.default.fetch, and a tap on every
+// socket factory upgrades through worker.fetch, and a tap on every
 // socket lets the tests close it mid-stream like a network failure would.
 import { exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { ApiError, ChatClient, MemoryStore, backoffDelay, multipartUpload, singleUpload, type ClientStore, type MessageStatus, type SocketLike } from "../src/client";
 import { BASE, connect, token, uid } from "./helpers";
+
+// Typed here: Cloudflare.Exports only knows `default` once `wrangler types` has run.
+const worker = (exports as unknown as { default: { fetch(req: Request): Promise<Response> } }).default;
 
 interface Tapped {
   sockets: WebSocket[];
@@ -17,7 +20,7 @@ function socketFactory(tap: Tapped) {
     if (tap.offline) throw new Error("offline");
     const u = new URL(url);
     u.protocol = "https:";
-    const res = await exports.default.fetch(new Request(u.toString(), { headers: { Upgrade: "websocket" } }));
+    const res = await worker.fetch(new Request(u.toString(), { headers: { Upgrade: "websocket" } }));
     if (res.status !== 101 || !res.webSocket) throw new Error(`connect failed: ${res.status}`);
     const ws = res.webSocket;
     tap.sockets.push(ws);
@@ -39,7 +42,7 @@ async function makeClient(user: string, opts: { store?: ClientStore; device?: st
     device: opts.device ?? "web",
     store: opts.store ?? new MemoryStore(),
     socketFactory: socketFactory(tap),
-    fetch: (req) => exports.default.fetch(req),
+    fetch: (req) => worker.fetch(req),
     backoff: { baseMs: 20, maxMs: 200 },
     ...(opts.ackDelayMs !== undefined ? { ackDelayMs: opts.ackDelayMs } : {}),
   });
