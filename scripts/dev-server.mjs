@@ -1,6 +1,8 @@
-// Starts a throwaway `wrangler dev` on 127.0.0.1 (a free port, its own state
-// directory, its own process group) for scripts that need a real server:
-// latency measurements, benchmarks, browser tests. stop() kills the whole group.
+// Starts `wrangler dev` the way `npm start`, the browser test, the benchmarks and
+// the fault tests need it: D1 migrations applied to the persistence directory,
+// then the server on 127.0.0.1 with development variables, in its own process
+// group so that stop() stops workerd too (killing only the launcher leaves
+// workerd holding the port). Plain JS, run by the Node 22 in node_modules/.bin.
 import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
@@ -8,7 +10,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 const root = new URL("..", import.meta.url).pathname;
-const bin = (name) => join(root, "node_modules", ".bin", name);
+const bin = join(root, "node_modules", ".bin");
+
+export const DEV_VARS = {
+  DEV_AUTH: "true",
+  // Development-only secrets: the server refuses to run without them.
+  AUTH_SECRET: "dev-auth-secret-not-for-production",
+  MEDIA_SIGNING_SECRET: "dev-media-secret-not-for-production",
+};
 
 export async function freePort() {
   return new Promise((resolve, reject) => {
@@ -21,53 +30,98 @@ export async function freePort() {
   });
 }
 
+function childEnv() {
+  return {
+    ...process.env,
+    PATH: `${bin}:${process.env.PATH ?? ""}`,
+    WRANGLER_SEND_METRICS: "false",
+    CLOUDFLARE_CF_FETCH_ENABLED: "false",
+    // No prompts: `d1 migrations apply` asks for confirmation on a terminal.
+    CI: "true",
+  };
+}
+
 /**
- * @param {{ config?: string, vars?: Record<string,string>, log?: boolean }} opts
- * @returns {Promise<{ url: string, port: number, pid: number, stop: () => void }>}
+ * Starts the server and resolves once /v1/health answers.
+ * @param {{
+ *   port?: number,            // default: a free port
+ *   persistTo?: string,       // default: a fresh temporary directory, deleted by stop()
+ *   keepState?: boolean,      // do not delete the state directory on stop() (crash tests restart on it)
+ *   config?: string,          // wrangler config (default wrangler.toml)
+ *   vars?: Record<string, string>,
+ *   inspectorPort?: number,
+ *   stdio?: "inherit" | "pipe",
+ *   log?: (line: string) => void,
+ * }} o
  */
-export async function startDevServer(opts = {}) {
-  const port = await freePort();
-  const state = mkdtempSync(join(tmpdir(), "relay-dev-"));
-  const config = opts.config ?? join(root, "wrangler.toml");
-  const env = { ...process.env, WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false", CI: "true" };
-  const node = bin("node");
-  const wrangler = join(root, "node_modules", "wrangler", "bin", "wrangler.js");
-  const mig = spawnSync(node, [wrangler, "d1", "migrations", "apply", "DB", "--local", "--persist-to", state, "-c", config], {
-    env,
+export async function startDevServer(o = {}) {
+  const port = o.port ?? (await freePort());
+  const temp = o.persistTo === undefined;
+  const state = o.persistTo ?? mkdtempSync(join(tmpdir(), "relay-dev-"));
+  const config = o.config ?? join(root, "wrangler.toml");
+  const env = childEnv();
+  const migrate = spawnSync(`${bin}/wrangler`, ["d1", "migrations", "apply", "DB", "--local", "--persist-to", state, "-c", config], {
     cwd: root,
-    encoding: "utf8",
+    env,
+    stdio: o.stdio === "inherit" ? "inherit" : "pipe",
+    timeout: 60_000,
   });
-  if (mig.status !== 0) throw new Error(`migrations failed: ${mig.stderr}`);
-  const vars = { DEV_AUTH: "true", AUTH_SECRET: "dev-server-secret", MEDIA_SIGNING_SECRET: "dev-server-media", ...(opts.vars ?? {}) };
-  const args = [wrangler, "dev", "-c", config, "--ip", "127.0.0.1", "--port", String(port), "--persist-to", state, "--show-interactive-dev-session=false"];
-  for (const [k, v] of Object.entries(vars)) args.push("--var", `${k}:${v}`);
-  const child = spawn(node, args, { cwd: root, env, detached: true, stdio: ["ignore", opts.log ? "inherit" : "ignore", opts.log ? "inherit" : "ignore"] });
+  if (migrate.status !== 0) {
+    throw new Error(`d1 migrations failed (${migrate.status}): ${migrate.stderr?.toString() ?? ""}${migrate.stdout?.toString() ?? ""}`);
+  }
+  const vars = Object.entries({ ...DEV_VARS, ...(o.vars ?? {}) }).flatMap(([k, v]) => ["--var", `${k}:${v}`]);
+  const args = ["dev", "-c", config, "--ip", "127.0.0.1", "--port", String(port), "--persist-to", state, "--show-interactive-dev-session=false"];
+  if (o.inspectorPort) args.push("--inspector-port", String(o.inspectorPort));
+  const child = spawn(`${bin}/wrangler`, [...args, ...vars], {
+    cwd: root,
+    env,
+    stdio: o.stdio === "inherit" ? "inherit" : ["ignore", "pipe", "pipe"],
+    detached: true, // its own process group: stop() kills the whole group
+  });
+  if (o.stdio !== "inherit") {
+    child.stdout?.on("data", (d) => o.log?.(String(d)));
+    child.stderr?.on("data", (d) => o.log?.(String(d)));
+  }
+  const url = `http://127.0.0.1:${port}`;
   let stopped = false;
-  const stop = () => {
+  const stop = (signal = "SIGKILL") => {
     if (stopped) return;
     stopped = true;
     try {
-      process.kill(-child.pid, "SIGKILL");
+      process.kill(-child.pid, signal);
     } catch {
       // already gone
     }
-    rmSync(state, { recursive: true, force: true });
+    if (signal !== "SIGKILL") {
+      // workerd sometimes ignores SIGTERM while busy: make sure.
+      setTimeout(() => {
+        try {
+          process.kill(-child.pid, "SIGKILL");
+        } catch {
+          // gone
+        }
+      }, 2000).unref();
+    }
+    if (temp && !o.keepState) rmSync(state, { recursive: true, force: true });
   };
-  process.on("exit", stop);
-  const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 60_000;
+  process.on("exit", () => stop());
+  const deadline = Date.now() + 90_000;
   for (;;) {
+    if (child.exitCode !== null) {
+      stop();
+      throw new Error(`wrangler dev exited with ${child.exitCode}`);
+    }
     try {
       const res = await fetch(`${url}/v1/health`);
       if (res.ok) break;
     } catch {
-      // not up yet
+      // not listening yet
     }
-    if (Date.now() > deadline || child.exitCode !== null) {
+    if (Date.now() > deadline) {
       stop();
-      throw new Error("wrangler dev did not start");
+      throw new Error("wrangler dev did not answer /v1/health within 90 s");
     }
     await new Promise((r) => setTimeout(r, 250));
   }
-  return { url, port, pid: child.pid, stop, state };
+  return { child, url, port, pid: child.pid, state, stop, ready: Promise.resolve() };
 }

@@ -12,3 +12,6 @@ if (stale) {
   console.error("[setup] installing dependencies (npm ci)...");
   execSync("npm ci --no-audit --no-fund", { cwd: root, stdio: "inherit" });
 }
+
+// The web client's bundle (public/app.js) is built, not committed.
+await import("./build-web.mjs");

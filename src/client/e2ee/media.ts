@@ -25,23 +25,26 @@ export interface MediaSecret {
   size: number;
 }
 
+/** WebCrypto wants ArrayBuffer-backed views; the DOM typings reject a possibly shared buffer. */
+const buf = (b: Uint8Array): Uint8Array<ArrayBuffer> => b as Uint8Array<ArrayBuffer>;
+
 const subtle: SubtleCrypto | undefined = (globalThis as { crypto?: { subtle?: SubtleCrypto } }).crypto?.subtle;
 
 async function digestHex(bytes: Uint8Array): Promise<string> {
   if (!subtle) return toHex(sha256(bytes));
-  return toHex(new Uint8Array(await subtle.digest("SHA-256", bytes)));
+  return toHex(new Uint8Array(await subtle.digest("SHA-256", buf(bytes))));
 }
 
 async function gcmEncrypt(key: Uint8Array, nonce: Uint8Array, data: Uint8Array): Promise<Uint8Array> {
   if (!subtle) return gcm(key, nonce).encrypt(data);
-  const k = await subtle.importKey("raw", key, "AES-GCM", false, ["encrypt"]);
-  return new Uint8Array(await subtle.encrypt({ name: "AES-GCM", iv: nonce }, k, data));
+  const k = await subtle.importKey("raw", buf(key), "AES-GCM", false, ["encrypt"]);
+  return new Uint8Array(await subtle.encrypt({ name: "AES-GCM", iv: buf(nonce) }, k, buf(data)));
 }
 
 async function gcmDecrypt(key: Uint8Array, nonce: Uint8Array, data: Uint8Array): Promise<Uint8Array> {
   if (!subtle) return gcm(key, nonce).decrypt(data);
-  const k = await subtle.importKey("raw", key, "AES-GCM", false, ["decrypt"]);
-  return new Uint8Array(await subtle.decrypt({ name: "AES-GCM", iv: nonce }, k, data));
+  const k = await subtle.importKey("raw", buf(key), "AES-GCM", false, ["decrypt"]);
+  return new Uint8Array(await subtle.decrypt({ name: "AES-GCM", iv: buf(nonce) }, k, buf(data)));
 }
 
 export async function encryptMedia(file: Uint8Array): Promise<{ ciphertext: Uint8Array } & MediaSecret> {

@@ -1,0 +1,378 @@
+// The client's model of the user's chats, rebuilt from the store at start and
+// changed by frames: conversations, their messages (own ones with a status),
+// the queue of sends waiting for `sent`, and the last applied inbox seq. Pure
+// bookkeeping: no sockets, no timers. Every change marks the records it touched
+// dirty; ChatClient writes them to the store before acknowledging anything.
+import { chatFromKey, chatKey, type Chat, type EventFrame, type MessageFrame, type ReceiptFrame } from "../protocol";
+import type { HistoryMessage } from "./api";
+import { STATUS_RANK, type ChatMessage, type Conversation, type MessageStatus } from "./types";
+
+/** A send waiting for its `sent` frame: re-sent with the same id after every reconnect. */
+export interface OutgoingEntry {
+  id: string;
+  /** Local order of sends (kept across reloads). */
+  order: number;
+  frame: { type: "send"; id: string; to: Chat; text?: string; media?: ChatMessage["media"]; replyTo?: string };
+  attempts: number;
+}
+
+export interface Meta {
+  user: string;
+  device: string;
+  /** Highest inbox seq applied (and, once written, acknowledged). */
+  lastSeq: number;
+  nextOrder: number;
+}
+
+export type MessageInput = Omit<MessageFrame, "type" | "seq">;
+
+export class ChatState {
+  meta: Meta;
+  readonly conversations = new Map<string, Conversation>();
+  private readonly lists = new Map<string, ChatMessage[]>();
+  private readonly byKey = new Map<string, ChatMessage>();
+  private readonly byMsg = new Map<string, ChatMessage>();
+  readonly outgoing: OutgoingEntry[] = [];
+  private readonly dirty = new Set<string>();
+  private readonly removed = new Set<string>();
+
+  constructor(user: string, device: string) {
+    this.meta = { user, device, lastSeq: 0, nextOrder: 1 };
+  }
+
+  get self(): string {
+    return this.meta.user;
+  }
+
+  /** Rebuilds from store records (see store.ts for the key layout). */
+  load(records: Array<[string, unknown]>): void {
+    for (const [k, v] of records) {
+      if (k === "meta") {
+        const m = v as Meta;
+        if (m.user === this.meta.user) this.meta = { ...this.meta, ...m };
+      } else if (k.startsWith("conv:")) this.conversations.set((v as Conversation).key, v as Conversation);
+      else if (k.startsWith("msg:")) this.index(v as ChatMessage);
+      else if (k.startsWith("out:")) this.outgoing.push(v as OutgoingEntry);
+    }
+    this.outgoing.sort((a, b) => a.order - b.order);
+    for (const list of this.lists.values()) list.sort(byTime);
+  }
+
+  /** Dirty records to write (and clears the dirty set). */
+  takeChanges(): { puts: Array<[string, unknown]>; deletes: string[] } {
+    const puts: Array<[string, unknown]> = [];
+    for (const k of this.dirty) {
+      const v = this.recordOf(k);
+      if (v !== undefined) puts.push([k, v]);
+    }
+    const deletes = [...this.removed];
+    this.dirty.clear();
+    this.removed.clear();
+    return { puts, deletes };
+  }
+
+  /** A write failed: its records are dirty again. */
+  requeue(puts: Array<[string, unknown]>, deletes: string[]): void {
+    for (const [k] of puts) this.dirty.add(k);
+    for (const k of deletes) this.removed.add(k);
+  }
+
+  get hasChanges(): boolean {
+    return this.dirty.size > 0 || this.removed.size > 0;
+  }
+
+  touchMeta(): void {
+    this.dirty.add("meta");
+  }
+
+  // ---- reading ---------------------------------------------------------------
+
+  messages(key: string): ChatMessage[] {
+    return this.lists.get(key) ?? [];
+  }
+
+  message(key: string): ChatMessage | undefined {
+    return this.byKey.get(key);
+  }
+
+  messageByMsg(msg: string): ChatMessage | undefined {
+    return this.byMsg.get(msg);
+  }
+
+  conversation(chat: Chat): Conversation {
+    const key = chatKey(chat);
+    let c = this.conversations.get(key);
+    if (!c) {
+      c = { key, chat: chatFromKey(key), unread: 0, lastActivity: 0 };
+      this.conversations.set(key, c);
+      this.dirty.add(`conv:${key}`);
+    }
+    return c;
+  }
+
+  changedConversation(c: Conversation): void {
+    this.dirty.add(`conv:${c.key}`);
+  }
+
+  // ---- own sends -----------------------------------------------------------------
+
+  addPending(chat: Chat, id: string, content: Pick<ChatMessage, "text" | "media" | "replyTo">, now: number): { message: ChatMessage; entry: OutgoingEntry } {
+    const conv = this.conversation(chat);
+    const order = this.meta.nextOrder++;
+    const message: ChatMessage = { key: messageKey(conv.key, this.self, id), chatKey: conv.key, chat: conv.chat, id, from: this.self, ts: now, mine: true, status: "pending", order, ...clean(content) };
+    this.index(message);
+    this.touchLast(conv, message);
+    const frame: OutgoingEntry["frame"] = { type: "send", id, to: conv.chat, ...clean(content) };
+    const entry: OutgoingEntry = { id, order, frame, attempts: 0 };
+    this.outgoing.push(entry);
+    this.dirty.add(`out:${id}`);
+    this.dirty.add("meta");
+    return { message, entry };
+  }
+
+  outgoingById(id: string): OutgoingEntry | undefined {
+    return this.outgoing.find((e) => e.id === id);
+  }
+
+  /** `sent`: the server stored it. Returns the message if this device sent it. */
+  markSent(id: string, msg: string, ts: number): { message: ChatMessage; previous: MessageStatus | undefined } | null {
+    const entry = this.outgoingById(id);
+    const key = entry ? messageKey(chatKey(entry.frame.to), this.self, id) : null;
+    if (entry) this.removeOutgoing(id);
+    const m = key ? this.byKey.get(key) : undefined;
+    if (!m) return null;
+    const previous = m.status;
+    m.msg = msg;
+    m.ts = ts;
+    this.byMsg.set(msg, m);
+    if (m.status === "pending" || m.status === undefined) m.status = "sent";
+    this.reposition(m);
+    this.dirty.add(`msg:${m.key}`);
+    return { message: m, previous };
+  }
+
+  /** The server refused a send for good (or a group refused the post). */
+  markFailed(id: string, error: { code: string; message: string }): ChatMessage | null {
+    const entry = this.outgoingById(id);
+    if (entry) this.removeOutgoing(id);
+    const key = entry ? messageKey(chatKey(entry.frame.to), this.self, id) : null;
+    const m = key ? this.byKey.get(key) : [...this.byKey.values()].find((x) => x.mine && x.id === id && x.status !== "read" && x.status !== "delivered");
+    if (!m) return null;
+    m.status = "failed";
+    m.error = error;
+    this.dirty.add(`msg:${m.key}`);
+    return m;
+  }
+
+  removeOutgoing(id: string): void {
+    const i = this.outgoing.findIndex((e) => e.id === id);
+    if (i >= 0) this.outgoing.splice(i, 1);
+    this.removed.add(`out:${id}`);
+    this.dirty.delete(`out:${id}`);
+  }
+
+  // ---- frames ------------------------------------------------------------------
+
+  /** Adds a received message (live, replayed or from history); null if already held. */
+  addMessage(input: MessageInput | (HistoryMessage & { chat: Chat }), opts: { unread: boolean }): ChatMessage | null {
+    const conv = this.conversation(input.chat);
+    const key = messageKey(conv.key, input.from, input.id);
+    const existing = this.byKey.get(key);
+    if (existing) {
+      // A history copy of a message already held: only fill what is missing.
+      if (!existing.msg) {
+        existing.msg = input.msg;
+        this.byMsg.set(input.msg, existing);
+        this.dirty.add(`msg:${key}`);
+      }
+      return null;
+    }
+    const mine = input.from === this.self;
+    const m: ChatMessage = { key, chatKey: conv.key, chat: conv.chat, id: input.id, msg: input.msg, from: input.from, ts: input.ts, mine };
+    if (input.text !== undefined) m.text = input.text;
+    if (input.media !== undefined) m.media = input.media;
+    if (input.replyTo !== undefined) m.replyTo = input.replyTo;
+    if (input.expiresAt !== undefined) m.expiresAt = input.expiresAt;
+    if (mine) m.status = historyStatus(input);
+    this.index(m);
+    this.touchLast(conv, m);
+    if (!mine && opts.unread && (!conv.readUpTo || input.msg > conv.readUpTo)) {
+      conv.unread++;
+      this.changedConversation(conv);
+    }
+    return m;
+  }
+
+  /** Upgrades own messages' status; returns those that changed. */
+  applyReceipt(frame: ReceiptFrame): Array<{ message: ChatMessage; previous: MessageStatus | undefined }> {
+    const changed: Array<{ message: ChatMessage; previous: MessageStatus | undefined }> = [];
+    for (const msg of frame.msgs) {
+      const m = this.byMsg.get(msg);
+      if (!m || !m.mine || m.status === "failed") continue;
+      const previous = m.status;
+      if (STATUS_RANK[frame.status] > STATUS_RANK[previous ?? "pending"]) {
+        m.status = frame.status;
+        this.dirty.add(`msg:${m.key}`);
+        changed.push({ message: m, previous });
+      }
+    }
+    return changed;
+  }
+
+  /** Applies a chat/group event; returns the messages it changed and the system line it added. */
+  applyEvent(frame: EventFrame): { changed: ChatMessage[]; system: ChatMessage | null; conversation: Conversation } {
+    const conv = this.conversation(frame.chat);
+    const ev = frame.event as { kind: string; [k: string]: unknown };
+    const changed: ChatMessage[] = [];
+    const target = typeof ev.msg === "string" ? this.byMsg.get(ev.msg) : undefined;
+    if (ev.kind === "edited" && target && typeof ev.text === "string") {
+      target.text = ev.text;
+      target.edited = true;
+      changed.push(target);
+    } else if (ev.kind === "deleted" && target) {
+      delete target.text;
+      delete target.media;
+      target.deleted = true;
+      changed.push(target);
+    }
+    for (const m of changed) this.dirty.add(`msg:${m.key}`);
+    if (ev.kind === "retention_changed") {
+      if (ev.retention === "temporary" || ev.retention === "permanent") conv.retention = ev.retention;
+      if (typeof ev.disappearAfterSeconds === "number" || ev.disappearAfterSeconds === null) conv.disappearAfterSeconds = ev.disappearAfterSeconds;
+    }
+    if (ev.kind === "renamed" && typeof ev.name === "string") conv.title = ev.name;
+    if (ev.kind === "created" && typeof ev.name === "string" && !conv.title) conv.title = ev.name;
+    this.changedConversation(conv);
+    if (ev.kind === "edited" || ev.kind === "deleted") return { changed, system: null, conversation: conv };
+    // Everything else is shown as a line in the conversation.
+    const system: ChatMessage = {
+      key: messageKey(conv.key, "~event", String(frame.seq)),
+      chatKey: conv.key,
+      chat: conv.chat,
+      id: `event-${frame.seq}`,
+      from: typeof ev.by === "string" ? ev.by : "",
+      ts: frame.ts,
+      mine: false,
+      system: ev,
+    };
+    this.index(system);
+    this.touchLast(conv, system);
+    return { changed, system, conversation: conv };
+  }
+
+  /** Marks a conversation read up to its newest incoming message; returns that msg if it moved. */
+  markRead(key: string): string | null {
+    const conv = this.conversations.get(key);
+    if (!conv) return null;
+    const list = this.lists.get(key) ?? [];
+    let newest: string | undefined;
+    for (const m of list) if (!m.mine && !m.system && m.msg && (!newest || m.msg > newest)) newest = m.msg;
+    const moved = newest !== undefined && (!conv.readUpTo || newest > conv.readUpTo);
+    if (moved) conv.readUpTo = newest;
+    if (moved || conv.unread !== 0) {
+      conv.unread = 0;
+      this.changedConversation(conv);
+    }
+    return moved ? newest! : null;
+  }
+
+  /** Removes messages past their `expiresAt` (disappearing messages); returns the chats touched. */
+  sweepExpired(now: number): Set<string> {
+    const touched = new Set<string>();
+    for (const m of [...this.byKey.values()]) {
+      if (m.expiresAt !== undefined && m.expiresAt <= now) {
+        this.unindex(m);
+        touched.add(m.chatKey);
+      }
+    }
+    return touched;
+  }
+
+  nextExpiry(): number | null {
+    let next: number | null = null;
+    for (const m of this.byKey.values()) if (m.expiresAt !== undefined && (next === null || m.expiresAt < next)) next = m.expiresAt;
+    return next;
+  }
+
+  markMessageChanged(m: ChatMessage): void {
+    this.dirty.add(`msg:${m.key}`);
+  }
+
+  // ---- internals ---------------------------------------------------------------
+
+  private index(m: ChatMessage): void {
+    this.byKey.set(m.key, m);
+    if (m.msg) this.byMsg.set(m.msg, m);
+    let list = this.lists.get(m.chatKey);
+    if (!list) this.lists.set(m.chatKey, (list = []));
+    // Usually the newest: append, else insert in order.
+    let i = list.length;
+    while (i > 0 && byTime(list[i - 1]!, m) > 0) i--;
+    list.splice(i, 0, m);
+    this.dirty.add(`msg:${m.key}`);
+  }
+
+  /** Moves a message whose sort position changed (pending → sent) to its place. */
+  private reposition(m: ChatMessage): void {
+    const list = this.lists.get(m.chatKey);
+    const at = list?.indexOf(m) ?? -1;
+    if (!list || at < 0) return;
+    list.splice(at, 1);
+    let i = list.length;
+    while (i > 0 && byTime(list[i - 1]!, m) > 0) i--;
+    list.splice(i, 0, m);
+  }
+
+  private unindex(m: ChatMessage): void {
+    this.byKey.delete(m.key);
+    if (m.msg) this.byMsg.delete(m.msg);
+    const list = this.lists.get(m.chatKey);
+    const i = list?.indexOf(m) ?? -1;
+    if (list && i >= 0) list.splice(i, 1);
+    this.dirty.delete(`msg:${m.key}`);
+    this.removed.add(`msg:${m.key}`);
+  }
+
+  private touchLast(conv: Conversation, m: ChatMessage): void {
+    if (m.ts >= conv.lastActivity) {
+      conv.lastActivity = m.ts;
+      conv.lastMessageKey = m.key;
+      this.changedConversation(conv);
+    }
+  }
+
+  private recordOf(k: string): unknown {
+    if (k === "meta") return this.meta;
+    if (k.startsWith("conv:")) return this.conversations.get(k.slice(5));
+    if (k.startsWith("msg:")) return this.byKey.get(k.slice(4));
+    if (k.startsWith("out:")) return this.outgoingById(k.slice(4));
+    return undefined;
+  }
+}
+
+export function messageKey(chatKeyValue: string, from: string, id: string): string {
+  return `${chatKeyValue}|${from}|${id}`;
+}
+
+function byTime(a: ChatMessage, b: ChatMessage): number {
+  // Pending messages (no server time yet) go last, in the order they were sent;
+  // the rest by server time, then by msg (which sorts by acceptance).
+  const pa = a.status === "pending" || (a.status === "failed" && !a.msg);
+  const pb = b.status === "pending" || (b.status === "failed" && !b.msg);
+  if (pa !== pb) return pa ? 1 : -1;
+  if (pa && pb) return (a.order ?? 0) - (b.order ?? 0);
+  if (a.ts !== b.ts) return a.ts - b.ts;
+  if (a.msg && b.msg) return a.msg < b.msg ? -1 : a.msg > b.msg ? 1 : 0;
+  return (a.order ?? 0) - (b.order ?? 0);
+}
+
+function historyStatus(input: unknown): MessageStatus {
+  const h = input as { readAt?: unknown; deliveredAt?: unknown; status?: unknown };
+  if (h.status === "read" || typeof h.readAt === "number") return "read";
+  if (h.status === "delivered" || typeof h.deliveredAt === "number") return "delivered";
+  return "sent";
+}
+
+function clean<T extends object>(o: T): T {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+}

@@ -1,0 +1,381 @@
+// ChatSync: keeps the client's model in step with the server. One connection
+// kept up (connection.ts), the server's frames applied to the model (state.ts)
+// and stored (store.ts) before anything is acknowledged, unconfirmed sends
+// re-sent with their original id after every reconnect, reads re-sent if a
+// socket dropped them. ChatClient (client.ts) puts the app-facing calls on top.
+import { chatKey, type Chat, type ServerFrame } from "../protocol";
+import { Api, type FetchLike, type TokenSource } from "./api";
+import { Connection, DEFAULT_BACKOFF, defaultSocketFactory, type BackoffOptions, type SocketFactory } from "./connection";
+import { Emitter } from "./emitter";
+import { DEFAULT_EPHEMERAL, Ephemeral, type EphemeralOptions } from "./ephemeral";
+import { defaultUploader, type Uploader } from "./media";
+import { ChatState } from "./state";
+import { MemoryStore, type ClientStore } from "./store";
+import type { ChatMessage, ClientEvents, ConnectionState, Conversation, MediaRef } from "./types";
+
+export interface ChatClientOptions {
+  /** Origin of the server, e.g. "https://chat.example.com" (ws/wss is derived). */
+  baseUrl: string;
+  /** The signed-in user (the token's `sub`). */
+  user: string;
+  /** A JWT, or a function returning a fresh one (called per connect and request). */
+  token: TokenSource;
+  /** Device id; default: the one in the store, else a new random one. */
+  device?: string;
+  store?: ClientStore;
+  socketFactory?: SocketFactory;
+  fetch?: FetchLike;
+  uploader?: Uploader;
+  backoff?: Partial<BackoffOptions>;
+  /** Acks are batched: sent this long after the first unacknowledged entry, or at `synced`. */
+  ackDelayMs?: number;
+  ephemeral?: Partial<EphemeralOptions>;
+  /** Keepalive: ping after this much silence, give up after the pong timeout. */
+  pingIntervalMs?: number;
+  pongTimeoutMs?: number;
+}
+
+/** Errors after which a send will never succeed: the message is marked failed. */
+const FINAL_SEND_ERRORS = new Set(["bad_frame", "too_large", "id_conflict", "not_member", "forbidden", "not_found", "bad_media", "group_full", "unauthorized"]);
+const MAX_SEND_RETRIES = 5;
+
+export class ChatSync extends Emitter<ClientEvents> {
+  readonly api: Api;
+  protected readonly store: ClientStore;
+  protected readonly conn: Connection;
+  protected readonly eph: Ephemeral;
+  protected state: ChatState;
+  protected readonly uploader: Uploader;
+  private connState: ConnectionState = "idle";
+  /** Outgoing ids written to the store: only those go on the wire (a reload must not lose a sent message). */
+  private readonly persisted = new Set<string>();
+  /** Which socket generation each outgoing id was last handed to. */
+  private readonly sentOn = new Map<string, number>();
+  private ackedOn = { gen: -1, seq: 0 };
+  private flushChain: Promise<void> = Promise.resolve();
+  private flushTimer: ReturnType<typeof setTimeout> | null = null;
+  private expiryTimer: ReturnType<typeof setTimeout> | null = null;
+  protected activeChat: { key: string; chat: Chat } | null = null;
+  private readonly titleAsked = new Set<string>();
+  protected readonly localMedia = new Map<string, string>();
+  private started = false;
+  private storeFailures = 0;
+
+  constructor(protected readonly o: ChatClientOptions) {
+    super();
+    this.api = new Api({ baseUrl: o.baseUrl, token: o.token, ...(o.fetch ? { fetch: o.fetch } : {}) });
+    this.store = o.store ?? new MemoryStore();
+    this.uploader = o.uploader ?? defaultUploader;
+    this.state = new ChatState(o.user, o.device ?? randomId("d"));
+    this.eph = new Ephemeral({ ...DEFAULT_EPHEMERAL, ...o.ephemeral }, {
+      send: (f) => this.conn.send(f),
+      onTyping: (chat, user, on) => {
+        this.emit("typing", { chat, chatKey: chatKey(chat), user, on });
+        const conv = this.state.conversations.get(chatKey(chat));
+        if (conv) this.emit("conversation", conv);
+      },
+    });
+    this.conn = new Connection({
+      factory: o.socketFactory ?? defaultSocketFactory,
+      backoff: { ...DEFAULT_BACKOFF, ...o.backoff },
+      url: async () => {
+        const u = new URL("/v1/connect", o.baseUrl);
+        u.protocol = u.protocol === "https:" ? "wss:" : "ws:";
+        u.searchParams.set("device", this.state.meta.device);
+        u.searchParams.set("access_token", await this.api.token());
+        return u.toString();
+      },
+      onFrame: (f, gen) => this.onFrame(f, gen),
+      onConnecting: (attempt) => this.setConn("connecting", attempt),
+      onDown: (i) => this.setConn(i.replaced ? "replaced" : "offline", i.attempt, i.willRetryInMs ?? undefined, i.code),
+      onBadFrame: (raw, why) => this.emit("error", { code: "bad_server_frame", message: `${why}: ${raw.slice(0, 200)}` }),
+      ...(o.pingIntervalMs ? { pingIntervalMs: o.pingIntervalMs } : {}),
+      ...(o.pongTimeoutMs ? { pongTimeoutMs: o.pongTimeoutMs } : {}),
+    });
+  }
+
+  // ---- lifecycle -----------------------------------------------------------------
+
+  /** Loads the stored state, then connects (and keeps reconnecting until stop()). */
+  async start(): Promise<void> {
+    if (this.started) return;
+    this.started = true;
+    const records = await this.store.loadAll();
+    const device = this.o.device ?? (records.find(([k]) => k === "meta")?.[1] as { device?: string } | undefined)?.device;
+    this.state = new ChatState(this.o.user, device ?? this.state.meta.device);
+    this.state.load(records);
+    this.state.touchMeta();
+    for (const e of this.state.outgoing) this.persisted.add(e.id);
+    this.sweep();
+    this.conn.start();
+  }
+
+  /** Closes the socket and stops every timer; the store keeps everything. */
+  async stop(): Promise<void> {
+    this.conn.stop();
+    this.eph.stop();
+    for (const t of [this.flushTimer, this.expiryTimer]) if (t) clearTimeout(t);
+    this.flushTimer = this.expiryTimer = null;
+    this.started = false;
+    this.setConn("stopped", 0);
+    await this.flush();
+  }
+
+  get user(): string {
+    return this.state.self;
+  }
+  get device(): string {
+    return this.state.meta.device;
+  }
+  get connectionState(): ConnectionState {
+    return this.connState;
+  }
+  /** Highest inbox seq applied and stored. */
+  get lastSeq(): number {
+    return this.state.meta.lastSeq;
+  }
+
+  /** Reconnects now instead of waiting out the backoff (e.g. the browser came back online). */
+  reconnectNow(): void {
+    this.conn.reconnectNow();
+  }
+  /** Drops the socket as a network failure would (it reconnects by itself). */
+  dropConnection(): void {
+    this.conn.drop();
+  }
+
+  // ---- sending ---------------------------------------------------------------------
+
+  /** Queues a message (stored first, then sent; re-sent after reconnects until `sent`). */
+  send(chat: Chat, content: { text?: string; media?: MediaRef; replyTo?: string }, id = randomId("m")): ChatMessage {
+    if (content.text === undefined && content.media === undefined) throw new Error("a message needs text or media");
+    const { message } = this.state.addPending(chat, id, content, Date.now());
+    this.eph.stopTyping(chat);
+    const conv = this.state.conversation(chat);
+    this.emit("message", { message, conversation: conv, source: "own" });
+    this.emit("conversation", conv);
+    void this.flush();
+    return message;
+  }
+
+  /** Marks everything received in the chat as read and tells the server (now or after reconnecting). */
+  markRead(chat: Chat): void {
+    const key = chatKey(chat);
+    this.state.markRead(key);
+    const conv = this.state.conversations.get(key);
+    if (!conv) return;
+    this.sendRead(conv);
+    this.emit("conversation", conv);
+    this.scheduleFlush();
+  }
+
+  // ---- persistence and acks ----------------------------------------------------------
+
+  /** Writes every change to the store, then acks and sends what the write covered. */
+  flush(): Promise<void> {
+    if (this.flushTimer) clearTimeout(this.flushTimer);
+    this.flushTimer = null;
+    // A failure never breaks the chain: the next flush runs regardless.
+    this.flushChain = this.flushChain.then(() => this.writeOnce()).catch((err: unknown) => this.emit("error", { code: "flush_failed", message: String(err) }));
+    return this.flushChain;
+  }
+
+  protected scheduleFlush(delayMs = this.o.ackDelayMs ?? 50): void {
+    if (!this.flushTimer) this.flushTimer = setTimeout(() => void this.flush(), delayMs);
+  }
+
+  private async writeOnce(): Promise<void> {
+    const seq = this.state.meta.lastSeq;
+    const ids = this.state.outgoing.map((e) => e.id);
+    if (this.state.hasChanges) {
+      const { puts, deletes } = this.state.takeChanges();
+      try {
+        await this.store.write(puts, deletes);
+      } catch (err) {
+        // Nothing is acknowledged or sent that is not stored; try again shortly.
+        this.state.requeue(puts, deletes);
+        this.emit("error", { code: "store_failed", message: String(err) });
+        // A store that keeps failing (disk full, IndexedDB closed) is retried less and less often.
+        this.storeFailures++;
+        this.scheduleFlush(Math.min(5_000, 50 * 2 ** Math.min(this.storeFailures, 7)));
+        return;
+      }
+    }
+    this.storeFailures = 0;
+    for (const id of ids) this.persisted.add(id);
+    this.ack(seq);
+    this.pump();
+  }
+
+  private ack(seq: number): void {
+    const gen = this.conn.generation;
+    if (seq <= 0 || (this.ackedOn.gen === gen && this.ackedOn.seq >= seq)) return;
+    if (this.conn.send({ type: "ack", seq })) this.ackedOn = { gen, seq };
+  }
+
+  /** Hands stored, unconfirmed sends to the current socket, in order. */
+  private pump(): void {
+    const gen = this.conn.generation;
+    if (!this.conn.isOpen) return;
+    for (const e of this.state.outgoing) {
+      if (!this.persisted.has(e.id)) break;
+      if (this.sentOn.get(e.id) === gen) continue;
+      if (!this.conn.send(e.frame)) break;
+      this.sentOn.set(e.id, gen);
+      e.attempts++;
+    }
+    for (const conv of this.state.conversations.values()) this.sendRead(conv);
+  }
+
+  private sendRead(conv: Conversation): void {
+    if (!conv.readUpTo || conv.readUpTo === conv.readSent) return;
+    if (this.conn.send({ type: "read", chat: conv.chat, upTo: conv.readUpTo })) {
+      conv.readSent = conv.readUpTo;
+      this.state.changedConversation(conv);
+    }
+  }
+
+  // ---- frames --------------------------------------------------------------------------
+
+  private onFrame(f: ServerFrame, gen: number): void {
+    switch (f.type) {
+      case "hello":
+        // A server that lost its state (a wiped dev database) has a lower head: follow it.
+        if (f.head < this.state.meta.lastSeq) {
+          this.state.meta.lastSeq = f.head;
+          this.state.touchMeta();
+        }
+        this.setConn("syncing", 0);
+        this.eph.connected();
+        this.pump();
+        return;
+      case "synced":
+        void this.flush().then(() => {
+          if (gen !== this.conn.generation) return;
+          this.ack(this.state.meta.lastSeq);
+          this.setConn("online", 0);
+          this.emit("synced", { head: f.head });
+        });
+        return;
+      case "message":
+      case "receipt":
+      case "event":
+        // Replays are harmless: an entry already applied is dropped (and acked again at synced).
+        if (f.seq <= this.state.meta.lastSeq) return;
+        this.state.meta.lastSeq = f.seq;
+        this.state.touchMeta();
+        this.applyEntry(f);
+        this.scheduleFlush();
+        return;
+      case "sent": {
+        const r = this.state.markSent(f.id, f.msg, f.ts);
+        this.sentOn.delete(f.id);
+        if (r) this.emit("messageUpdated", { message: r.message, ...(r.previous ? { previousStatus: r.previous } : {}) });
+        this.scheduleFlush();
+        return;
+      }
+      case "gap":
+        this.emit("gap", { from: f.from, to: f.to });
+        return;
+      case "presence":
+        this.eph.applyPresence(f);
+        this.emit("presence", f);
+        return;
+      case "typing":
+        this.eph.applyTyping(f.chat, f.user, f.on);
+        return;
+      case "error":
+        this.onError(f);
+        return;
+    }
+  }
+
+  private applyEntry(f: Extract<ServerFrame, { type: "message" | "receipt" | "event" }>): void {
+    if (f.type === "message") {
+      const key = chatKey(f.chat);
+      const reading = this.activeChat?.key === key && this.eph.isForeground;
+      const m = this.state.addMessage(f, { unread: !reading });
+      if (!m) return;
+      const conv = this.state.conversation(f.chat);
+      this.eph.applyTyping(f.chat, f.from, false);
+      this.ensureTitle(conv);
+      this.emit("message", { message: m, conversation: conv, source: "live" });
+      if (reading) this.markRead(f.chat);
+      else this.emit("conversation", conv);
+      this.sweep();
+    } else if (f.type === "receipt") {
+      for (const c of this.state.applyReceipt(f)) this.emit("messageUpdated", { message: c.message, ...(c.previous ? { previousStatus: c.previous } : {}) });
+      this.emit("receipt", f);
+    } else {
+      const r = this.state.applyEvent(f);
+      for (const m of r.changed) this.emit("messageUpdated", { message: m });
+      if (r.system) this.emit("message", { message: r.system, conversation: r.conversation, source: "live" });
+      this.ensureTitle(r.conversation);
+      this.emit("event", f);
+      this.emit("conversation", r.conversation);
+    }
+  }
+
+  private onError(f: Extract<ServerFrame, { type: "error" }>): void {
+    this.eph.noteError(f.code, f.message);
+    this.emit("error", { code: f.code, message: f.message, ...(f.ref ? { ref: f.ref } : {}) });
+    if (!f.ref) return;
+    const entry = this.state.outgoingById(f.ref);
+    const retry = f.code === "rate_limited" || f.code === "internal";
+    if (entry && retry && entry.attempts < MAX_SEND_RETRIES) {
+      // Sent again on the next pump, after a pause that grows with the attempts.
+      this.sentOn.delete(f.ref);
+      setTimeout(() => this.pump(), 1000 * 2 ** entry.attempts);
+      return;
+    }
+    if (entry || FINAL_SEND_ERRORS.has(f.code)) {
+      const m = this.state.markFailed(f.ref, { code: f.code, message: f.message });
+      if (m) this.emit("messageUpdated", { message: m });
+      this.scheduleFlush();
+    }
+  }
+
+  // ---- helpers ---------------------------------------------------------------------------
+
+  private setConn(state: ConnectionState, attempt: number, retryInMs?: number, closeCode?: number): void {
+    this.connState = state;
+    this.emit("connection", { state, attempt, ...(retryInMs !== undefined ? { retryInMs } : {}), ...(closeCode !== undefined ? { closeCode } : {}) });
+  }
+
+  /** Fills a conversation's title from the directory or the group, once per session. */
+  protected ensureTitle(conv: Conversation): void {
+    if (conv.title || this.titleAsked.has(conv.key)) return;
+    this.titleAsked.add(conv.key);
+    const chat = conv.chat;
+    const lookup = "user" in chat ? this.api.user(chat.user).then((p) => p.displayName) : this.api.group(chat.group).then((g) => g.name);
+    lookup.then(
+      (title) => {
+        conv.title = title;
+        this.state.changedConversation(conv);
+        this.emit("conversation", conv);
+        this.scheduleFlush();
+      },
+      () => {},
+    );
+  }
+
+  /** Drops disappearing messages past their time and sets a timer for the next one. */
+  private sweep(): void {
+    const touched = this.state.sweepExpired(Date.now());
+    for (const key of touched) {
+      const conv = this.state.conversations.get(key);
+      if (conv) this.emit("conversation", conv);
+    }
+    if (touched.size > 0) this.scheduleFlush();
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    this.expiryTimer = null;
+    const next = this.state.nextExpiry();
+    if (next !== null) this.expiryTimer = setTimeout(() => this.sweep(), Math.min(Math.max(0, next - Date.now()) + 50, 2 ** 31 - 1));
+  }
+}
+
+/** Ids for devices and messages: prefix, time and randomness, within the protocol's id set. */
+export function randomId(prefix: string): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(8));
+  return `${prefix}${Date.now().toString(36)}${[...bytes].map((b) => (b % 36).toString(36)).join("")}`;
+}

@@ -1,0 +1,205 @@
+// The open conversation: header (name, online / last seen / typing…), the
+// message list (bubbles with ticks, media inline, date separators, older
+// history loaded on scroll) and the composer (text, typing, image/video send).
+import { chatKey, type Chat, type ChatMessage, type Conversation } from "../src/client";
+import type { App } from "./app";
+import { chatInfoDialog, messageInfoDialog, sendMediaDialog } from "./dialogs";
+import { avatar, coalesce, fill, h, toast } from "./dom";
+import { clock, dayLabel, lastSeen, systemText, ticks } from "./format";
+import { icon } from "./icons";
+
+export class ConversationView {
+  readonly el: HTMLElement;
+  readonly key: string;
+  private readonly rows = new Map<string, { el: HTMLElement; sig: string }>();
+  private readonly list: HTMLElement;
+  private readonly head: HTMLElement;
+  private readonly input: HTMLTextAreaElement;
+  private readonly historyNote: HTMLElement;
+  private readonly offs: Array<() => void> = [];
+  private order = "";
+  private loading = false;
+  readonly render = coalesce(() => this.draw());
+
+  constructor(
+    private readonly app: App,
+    readonly chat: Chat,
+  ) {
+    this.key = chatKey(chat);
+    this.head = h("header", { class: "conv-head" });
+    this.historyNote = h("div", { class: "history-note" });
+    this.list = h("div", { class: "messages", id: "messages", onscroll: () => this.onScroll() });
+    const file = h("input", { type: "file", accept: "image/*,video/*", id: "attach-input", hidden: true, onchange: () => this.attach(file) });
+    this.input = h("textarea", {
+      id: "composer-input",
+      rows: 1,
+      placeholder: "Type a message",
+      oninput: () => {
+        this.app.client.typing(this.chat);
+        this.input.style.height = "auto";
+        this.input.style.height = `${Math.min(this.input.scrollHeight, 140)}px`;
+      },
+      onkeydown: (ev: Event) => {
+        const e = ev as KeyboardEvent;
+        if (e.key === "Enter" && !e.shiftKey) {
+          e.preventDefault();
+          this.sendText();
+        }
+      },
+    });
+    const composer = h(
+      "footer",
+      { class: "composer" },
+      h("button", { class: "icon", title: "Send a photo or video", id: "attach", onclick: () => file.click() }, icon("attach")),
+      file,
+      this.input,
+      h("button", { class: "send", id: "send", title: "Send", onclick: () => this.sendText() }, icon("send")),
+    );
+    this.el = h("section", { class: "conv", "data-chat": this.key }, this.head, this.list, composer);
+    const c = app.client;
+    const mine = (k: string) => k === this.key;
+    this.offs.push(
+      c.on("message", (e) => mine(e.message.chatKey) && this.render()),
+      c.on("messageUpdated", (e) => mine(e.message.chatKey) && this.render()),
+      c.on("conversation", (conv) => mine(conv.key) && this.render()),
+      c.on("typing", (e) => mine(e.chatKey) && this.renderHeader()),
+      c.on("presence", (p) => "user" in this.chat && p.user === this.chat.user && this.renderHeader()),
+    );
+  }
+
+  get conv(): Conversation {
+    return this.app.client.conversation(this.chat);
+  }
+
+  mounted(): void {
+    this.app.client.openChat(this.chat);
+    this.draw();
+    this.list.scrollTop = this.list.scrollHeight;
+    this.input.focus();
+    // A short local history: ask the server for more (permanent chats).
+    if (this.app.client.messages(this.chat).length < 30) void this.loadOlder();
+  }
+
+  destroy(): void {
+    for (const off of this.offs) off();
+    this.app.client.closeChat();
+  }
+
+  renderHeader(): void {
+    const conv = this.conv;
+    const title = this.app.title(conv);
+    const typing = this.app.client.typingIn(this.chat);
+    let sub = "";
+    if (typing.length > 0) sub = "user" in this.chat ? "typing…" : `${typing.map((u) => this.app.name(u)).join(", ")} typing…`;
+    else if ("user" in this.chat) sub = lastSeen(this.app.client.presenceOf(this.chat.user));
+    else sub = "tap for group info";
+    const flags = [conv.retention === "permanent" ? "permanent" : null, conv.disappearAfterSeconds ? "disappearing" : null].filter(Boolean).join(" · ");
+    fill(this.head,
+      h("button", { class: "icon back", title: "Back", onclick: () => this.app.closeConversation() }, icon("back")),
+      avatar(title, "group" in this.chat),
+      h("div", { class: "who", onclick: () => chatInfoDialog(this.app, this.chat) }, h("div", { class: "title", id: "conv-title" }, title), h("div", { class: `subtitle${typing.length ? " typing" : ""}`, id: "peer-status" }, sub)),
+      flags ? h("span", { class: "flags" }, flags) : null,
+      h("button", { class: "icon", title: "Chat info and settings", id: "chat-info", onclick: () => chatInfoDialog(this.app, this.chat) }, icon("more")),
+    );
+  }
+
+  private draw(): void {
+    this.renderHeader();
+    const messages = this.app.client.messages(this.chat);
+    const nearBottom = this.list.scrollHeight - this.list.scrollTop - this.list.clientHeight < 120;
+    const lastMine = messages.at(-1)?.mine && messages.at(-1)?.status === "pending";
+    for (const m of messages) this.row(m);
+    const order = messages.map((m) => m.key).join("\n");
+    if (order !== this.order) {
+      const before = this.list.scrollHeight;
+      const prependedOnly = this.order !== "" && order.endsWith(this.order);
+      this.order = order;
+      const nodes: Node[] = [this.historyNote];
+      let lastDay = "";
+      for (const m of messages) {
+        const d = dayLabel(m.ts);
+        if (d !== lastDay) nodes.push(h("div", { class: "day" }, h("span", {}, d)));
+        lastDay = d;
+        nodes.push(this.rows.get(m.key)!.el);
+      }
+      this.list.replaceChildren(...nodes);
+      if (prependedOnly) this.list.scrollTop += this.list.scrollHeight - before;
+    }
+    if (nearBottom || lastMine) this.list.scrollTop = this.list.scrollHeight;
+    this.historyNote.textContent = this.conv.historyComplete ? "" : this.loading ? "Loading older messages…" : "";
+  }
+
+  /** The row of a message, rebuilt only when something visible changed. */
+  private row(m: ChatMessage): void {
+    const sig = [m.status, m.text, m.deleted, m.edited, m.media?.id, "group" in this.chat ? this.app.name(m.from) : ""].join("|");
+    const have = this.rows.get(m.key);
+    if (have && have.sig === sig) return;
+    const el = have?.el ?? h("div", {});
+    el.className = m.system ? "row system" : `row ${m.mine ? "mine" : "theirs"}`;
+    el.dataset.key = m.key;
+    if (m.msg) el.dataset.msg = m.msg;
+    if (m.status) el.dataset.status = m.status;
+    if (m.system) {
+      el.replaceChildren(h("div", { class: "pill" }, systemText(m, (u) => this.app.name(u))));
+    } else {
+      const t = m.mine ? ticks(m) : null;
+      const bubble = h(
+        "div",
+        { class: "bubble", onclick: () => m.mine && m.msg && messageInfoDialog(this.app, m) },
+        "group" in this.chat && !m.mine ? h("div", { class: "sender" }, this.app.name(m.from)) : null,
+        m.media && !m.deleted ? this.media(m) : null,
+        m.deleted ? h("div", { class: "text deleted" }, "This message was deleted") : m.text ? h("div", { class: "text" }, m.text) : m.media?.caption ? h("div", { class: "text" }, m.media.caption) : null,
+        h("div", { class: "meta" }, m.edited ? h("span", { class: "edited" }, "edited") : null, h("span", { class: "time" }, clock(m.ts)), t ? h("span", { class: t.cls, title: t.title }, t.cls.includes("pending") ? icon("clock", 12) : t.glyph) : null),
+      );
+      el.replaceChildren(bubble);
+    }
+    this.rows.set(m.key, { el, sig });
+  }
+
+  private media(m: ChatMessage): HTMLElement {
+    const media = m.media!;
+    const video = media.type.startsWith("video/");
+    const box = h("div", { class: "media" });
+    if (media.width && media.height) box.style.aspectRatio = `${media.width} / ${media.height}`;
+    if (media.thumb) box.style.backgroundImage = `url(data:image/jpeg;base64,${media.thumb})`;
+    void this.app.client.mediaUrl(m).then((url) => {
+      if (!url) return;
+      const el = video ? h("video", { src: url, controls: true, preload: "metadata" }) : h("img", { src: url, alt: media.caption ?? "photo", loading: "lazy" });
+      el.addEventListener("error", () => box.classList.add("broken"));
+      box.replaceChildren(el);
+    });
+    return box;
+  }
+
+  private onScroll(): void {
+    if (this.list.scrollTop < 80) void this.loadOlder();
+  }
+
+  private async loadOlder(): Promise<void> {
+    if (this.loading || this.conv.historyComplete) return;
+    this.loading = true;
+    this.render();
+    try {
+      await this.app.client.loadOlder(this.chat, 40);
+    } finally {
+      this.loading = false;
+      this.render();
+    }
+  }
+
+  private sendText(): void {
+    const text = this.input.value.trim();
+    if (!text) return;
+    this.input.value = "";
+    this.input.style.height = "auto";
+    this.app.client.send(this.chat, { text });
+  }
+
+  private attach(input: HTMLInputElement): void {
+    const file = input.files?.[0];
+    input.value = "";
+    if (!file) return;
+    if (!file.type.startsWith("image/") && !file.type.startsWith("video/")) return toast("Only photos and videos can be sent.", "error");
+    void sendMediaDialog(this.app, this.chat, file);
+  }
+}

@@ -1,0 +1,194 @@
+// Dialogs: new group, chat info (group members and admin actions; temporary /
+// permanent and disappearing settings), message info (per-member delivered and
+// read times in a group) and the media preview before sending. Each degrades
+// to a clear message when the server has no such API yet.
+import { ApiError, type Chat, type ChatMessage, type Group } from "../src/client";
+import type { App } from "./app";
+import { dialog, fill, h, toast } from "./dom";
+import { bytes, clock, dayLabel, duration } from "./format";
+import { hintsFor } from "./media";
+
+function explain(err: unknown): string {
+  if (err instanceof ApiError) {
+    if (err.status === 404 && err.code === "not_found" && /route/.test(err.message)) return "This server does not support that yet.";
+    return err.message;
+  }
+  return err instanceof Error ? err.message : String(err);
+}
+
+function users(text: string): string[] {
+  return text.split(/[\s,]+/).map((s) => s.trim()).filter(Boolean);
+}
+
+export function newGroupDialog(app: App): Promise<void> {
+  return dialog("New group", (close) => {
+    const name = h("input", { id: "group-name", placeholder: "Group name", maxlength: 100 });
+    const members = h("input", { id: "group-members", placeholder: "Members: user ids, separated by commas" });
+    const err = h("p", { class: "error" });
+    return h(
+      "form",
+      {
+        class: "form",
+        onsubmit: async (ev: Event) => {
+          ev.preventDefault();
+          try {
+            const g = await app.client.createGroup(name.value.trim() || "New group", users(members.value));
+            close();
+            app.open({ group: g.id });
+          } catch (e) {
+            err.textContent = explain(e);
+          }
+        },
+      },
+      name,
+      members,
+      err,
+      h("button", { type: "submit", class: "primary", id: "group-create" }, "Create group"),
+    );
+  });
+}
+
+const DISAPPEAR: Array<[string, number | null]> = [
+  ["Off", null],
+  ["1 hour", 3600],
+  ["24 hours", 86_400],
+  ["7 days", 7 * 86_400],
+  ["90 days", 90 * 86_400],
+];
+
+function settingsForm(app: App, chat: Chat): HTMLElement {
+  const conv = app.client.conversation(chat);
+  const retention = h(
+    "select",
+    { id: "retention" },
+    h("option", { value: "temporary", selected: conv.retention !== "permanent" }, "Temporary: the server forgets messages once delivered"),
+    h("option", { value: "permanent", selected: conv.retention === "permanent" }, "Permanent: the server keeps the history"),
+  );
+  const disappear = h("select", { id: "disappear" }, ...DISAPPEAR.map(([label, s]) => h("option", { value: String(s ?? 0), selected: (conv.disappearAfterSeconds ?? null) === s }, label)));
+  const note = h("p", { class: "hint" });
+  return h(
+    "form",
+    {
+      class: "form",
+      onsubmit: async (ev: Event) => {
+        ev.preventDefault();
+        const seconds = Number(disappear.value);
+        try {
+          await app.client.setChatSettings(chat, { retention: retention.value as "temporary" | "permanent", disappearAfterSeconds: seconds > 0 ? seconds : null });
+          note.textContent = `Saved${seconds > 0 ? `: messages disappear after ${duration(seconds)}` : ""}.`;
+        } catch (e) {
+          note.textContent = explain(e);
+        }
+      },
+    },
+    h("label", {}, "Messages", retention),
+    h("label", {}, "Disappearing messages", disappear),
+    h("button", { type: "submit", class: "primary", id: "settings-save" }, "Save settings"),
+    note,
+  );
+}
+
+export function chatInfoDialog(app: App, chat: Chat): Promise<void> {
+  const title = app.title(app.client.conversation(chat));
+  return dialog(title, (close) => {
+    const body = h("div", { class: "info" });
+    if ("user" in chat) {
+      body.append(h("p", { class: "hint" }, `User id: ${chat.user}`), settingsForm(app, chat));
+      return body;
+    }
+    const members = h("div", { class: "members" }, h("p", { class: "hint" }, "Loading members…"));
+    body.append(members, settingsForm(app, chat));
+    const draw = (g: Group) => {
+      const amAdmin = g.members.some((m) => m.user === app.me && m.role === "admin");
+      const add = h("input", { id: "add-member", placeholder: "Add members: user ids" });
+      fill(
+        members,
+        h("h3", {}, `${g.members.length} members`),
+        h(
+          "ul",
+          {},
+          ...g.members.map((m) =>
+            h(
+              "li",
+              {},
+              h("span", {}, app.name(m.user)),
+              m.role === "admin" ? h("span", { class: "role" }, "admin") : null,
+              amAdmin && m.user !== app.me && m.role !== "admin" ? h("button", { class: "link", onclick: () => act(() => app.client.api.makeAdmin(g.id, m.user)) }, "make admin") : null,
+              amAdmin && m.user !== app.me ? h("button", { class: "link danger", onclick: () => act(() => app.client.api.removeMember(g.id, m.user)) }, "remove") : null,
+            ),
+          ),
+        ),
+        amAdmin
+          ? h("form", { class: "row-form", onsubmit: (ev: Event) => (ev.preventDefault(), act(() => app.client.api.addMembers(g.id, users(add.value)))) }, add, h("button", { type: "submit", id: "add-member-submit" }, "Add"))
+          : null,
+        h("button", { class: "link danger", onclick: () => act(() => app.client.api.removeMember(g.id, app.me)).then(close) }, "Leave group"),
+      );
+    };
+    const refresh = () =>
+      app.client.api.group(chat.group).then(draw, (e) => members.replaceChildren(h("p", { class: "hint" }, `Members unavailable: ${explain(e)}`)));
+    const act = async (fn: () => Promise<unknown>) => {
+      try {
+        await fn();
+        await refresh();
+      } catch (e) {
+        toast(explain(e), "error");
+      }
+    };
+    void refresh();
+    return body;
+  });
+}
+
+export function messageInfoDialog(app: App, m: ChatMessage): Promise<void> {
+  return dialog("Message info", () => {
+    const body = h("div", { class: "info", id: "message-info" }, h("p", {}, m.text ?? m.media?.caption ?? (m.media ? "Photo or video" : "")), h("p", { class: "hint" }, `Sent ${dayLabel(m.ts)} at ${clock(m.ts)} · status: ${m.status ?? ""}`));
+    if ("group" in m.chat && m.msg) {
+      const list = h("ul", { class: "receipts" }, h("li", {}, "Loading…"));
+      body.append(list);
+      const at = (ts: number | null | undefined) => (ts ? `${dayLabel(ts)} ${clock(ts)}` : "—");
+      app.client.api.messageReceipts(m.chat.group, m.msg).then(
+        (rows) => list.replaceChildren(...rows.map((r) => h("li", {}, h("strong", {}, app.name(r.user)), h("span", { class: "tick read" }, "✓✓"), ` read ${at(r.readAt)}`, h("span", { class: "tick delivered" }, " ✓✓"), ` delivered ${at(r.deliveredAt)}`))),
+        (e) => list.replaceChildren(h("li", { class: "hint" }, `Receipts unavailable: ${explain(e)}`)),
+      );
+    }
+    return body;
+  });
+}
+
+export function sendMediaDialog(app: App, chat: Chat, file: File): Promise<void> {
+  return dialog("Send " + (file.type.startsWith("video/") ? "video" : "photo"), (close) => {
+    const url = URL.createObjectURL(file);
+    const preview = file.type.startsWith("video/") ? h("video", { src: url, controls: true, muted: true }) : h("img", { src: url, alt: "preview" });
+    const caption = h("input", { id: "media-caption", placeholder: "Add a caption" });
+    const bar = h("progress", { max: 1, value: 0, hidden: true });
+    const err = h("p", { class: "error" });
+    const send = h("button", { type: "submit", class: "primary", id: "media-send" }, "Send");
+    return h(
+      "form",
+      {
+        class: "form media-preview",
+        onsubmit: async (ev: Event) => {
+          ev.preventDefault();
+          send.disabled = true;
+          bar.hidden = false;
+          try {
+            const hints = await hintsFor(file);
+            const text = caption.value.trim();
+            await app.client.sendMedia(chat, file, { ...hints, ...(text ? { caption: text } : {}), onProgress: (p) => (bar.value = p.total ? p.loaded / p.total : 0) });
+            URL.revokeObjectURL(url);
+            close();
+          } catch (e) {
+            err.textContent = e instanceof ApiError && e.status === 404 ? "This server does not accept media yet." : `Upload failed: ${explain(e)}`;
+            send.disabled = false;
+          }
+        },
+      },
+      h("div", { class: "preview" }, preview),
+      h("p", { class: "hint" }, `${file.name} · ${bytes(file.size)}`),
+      caption,
+      bar,
+      err,
+      send,
+    );
+  });
+}

@@ -1,0 +1,84 @@
+// A few DOM helpers so the app needs no framework: element creation with
+// attributes and children, and a coalesced re-render per animation frame.
+import { icon } from "./icons";
+
+type Child = Node | string | null | undefined | false;
+type Attrs = Record<string, string | number | boolean | ((ev: Event) => void) | undefined | null>;
+
+export function h<K extends keyof HTMLElementTagNameMap>(tag: K, attrs: Attrs = {}, ...children: Child[]): HTMLElementTagNameMap[K] {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (typeof v === "function") el.addEventListener(k.replace(/^on/, ""), v);
+    else if (k === "class") el.className = String(v);
+    else if (k === "text") el.textContent = String(v);
+    else if (v === true) el.setAttribute(k, "");
+    else el.setAttribute(k, String(v));
+  }
+  append(el, ...children);
+  return el;
+}
+
+export function append(el: Element, ...children: Child[]): void {
+  for (const c of children) if (c !== null && c !== undefined && c !== false) el.append(c);
+}
+
+/** replaceChildren that skips null/false children. */
+export function fill(el: Element, ...children: Child[]): void {
+  el.replaceChildren();
+  append(el, ...children);
+}
+
+export function $(selector: string, root: ParentNode = document): HTMLElement {
+  const el = root.querySelector<HTMLElement>(selector);
+  if (!el) throw new Error(`no element ${selector}`);
+  return el;
+}
+
+/** Runs fn once on the next animation frame however often it is asked. */
+export function coalesce(fn: () => void): () => void {
+  let queued = false;
+  return () => {
+    if (queued) return;
+    queued = true;
+    requestAnimationFrame(() => {
+      queued = false;
+      fn();
+    });
+  };
+}
+
+/** A short message at the bottom of the screen. */
+export function toast(text: string, kind: "info" | "error" = "info"): void {
+  const el = h("div", { class: `toast ${kind}`, role: "status" }, text);
+  document.body.append(el);
+  setTimeout(() => el.classList.add("gone"), 3500);
+  setTimeout(() => el.remove(), 4000);
+}
+
+/** A modal dialog; resolves when closed. `body` gets a close function. */
+export function dialog(title: string, body: (close: () => void) => Node): Promise<void> {
+  return new Promise((resolve) => {
+    const close = () => {
+      backdrop.remove();
+      resolve();
+    };
+    const backdrop: HTMLElement = h(
+      "div",
+      { class: "backdrop", onclick: (ev: Event) => ev.target === backdrop && close() },
+      h("div", { class: "dialog", role: "dialog", "aria-label": title }, h("header", {}, h("h2", {}, title), h("button", { class: "icon close", title: "Close", onclick: close }, icon("close", 20))), body(close)),
+    );
+    document.body.append(backdrop);
+    backdrop.querySelector<HTMLElement>("input, textarea, select, button:not(.close)")?.focus();
+  });
+}
+
+const PALETTE = ["#e17076", "#7bc862", "#65aadd", "#a695e7", "#ee7aae", "#6ec9cb", "#faa774", "#d4a72c"];
+
+export function avatar(name: string, group = false): HTMLElement {
+  let hash = 0;
+  for (const ch of name) hash = (hash * 31 + ch.charCodeAt(0)) >>> 0;
+  if (group) return h("div", { class: "avatar", style: `background:${PALETTE[hash % PALETTE.length]}` }, icon("group", 24));
+  const initials = name.replace(/[^A-Za-z0-9]/g, " ").trim().split(/\s+/).map((w) => w[0]).join("").slice(0, 2).toUpperCase() || "?";
+  return h("div", { class: "avatar", style: `background:${PALETTE[hash % PALETTE.length]}` }, initials);
+}
