@@ -1,5 +1,8 @@
 // One-to-one chat as a client sees it: delivery, receipts, devices, replay.
+import { runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import type { UserObject } from "../src/objects/UserObject";
 import { connect, open, sleep, uid } from "./helpers";
 
 describe("one-to-one chat", () => {
@@ -192,6 +195,30 @@ describe("one-to-one chat", () => {
     expect((await first.waitClosed()).code).toBe(4000);
     second.send("ping");
     expect(second.closed).toBeNull();
+  });
+
+  it("frames a replaced socket delivers late are dropped, so resends on the new socket keep their order", async () => {
+    const alice = uid("alice");
+    const bob = uid("bob");
+    const b = await connect(bob);
+    await connect(alice, "phone");
+    // Keep the server side of the first socket, as the runtime would hand it a straggling frame.
+    const stale = await runInDurableObject(env.USERS.getByName(alice), (_obj, state) => state.getWebSockets("phone")[0]!);
+    const fresh = await connect(alice, "phone"); // replaces the first socket (closed by the server with 4000)
+    fresh.send({ type: "send", id: "late-1", to: { user: bob }, text: "first" });
+    await fresh.next("sent", (f) => f.id === "late-1");
+    // A frame the client wrote on the old socket before it noticed arrives now.
+    const taken = await runInDurableObject(env.USERS.getByName(alice), async (obj: UserObject, state) => {
+      expect(state.getWebSockets("phone")).not.toContain(stale);
+      await obj.webSocketMessage(stale, JSON.stringify({ type: "send", id: "late-2", to: { user: bob }, text: "second" }));
+      return state.storage.sql.exec("SELECT id FROM sent_ids ORDER BY ts").toArray().map((r) => r.id);
+    });
+    expect(taken).toEqual(["late-1"]);
+    fresh.send({ type: "send", id: "late-2", to: { user: bob }, text: "second" });
+    await fresh.next("sent", (f) => f.id === "late-2");
+    expect([(await b.next("message")).text, (await b.next("message")).text]).toEqual(["first", "second"]);
+    await sleep(200);
+    expect(b.all("message")).toHaveLength(0);
   });
 
   it("a sixth device at once is refused with 4009 while the five keep working", async () => {

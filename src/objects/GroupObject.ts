@@ -10,6 +10,7 @@
 // at that moment. Expected refusals cross RPC as Result values (thrown errors
 // lose their class there).
 import { DurableObject } from "cloudflare:workers";
+import { AlarmClock } from "../alarm";
 import { AppError, fail, type Result } from "../errors";
 import type { Env } from "../env";
 import { GroupLog } from "../group/log";
@@ -36,8 +37,7 @@ export class GroupObject extends DurableObject<Env> {
   private readonly retention: GroupRetention;
   /** Typing relays: a few at a time, at most one round for the whole roster queued. */
   private readonly typingRelays = new TaskPool("group typing", 6, MAX_GROUP_MEMBERS);
-  /** Cached alarm time; null when none is set (loaded in the constructor). */
-  private alarmAt: number | null = null;
+  private readonly clock: AlarmClock;
   /** Test-only failure injection (see failNextHandoffs); in memory on purpose: eviction clears it. */
   private readonly failures = new Map<string, { count: number; when: "before" | "after" }>();
 
@@ -55,9 +55,8 @@ export class GroupObject extends DurableObject<Env> {
     this.roster = new Roster(this.sql, this.log);
     this.retention = new GroupRetention(this.sql, this.log, this.roster);
     this.receipts = new GroupReceipts(this.sql, this.outbox, () => this.groupId());
-    void ctx.blockConcurrencyWhile(async () => {
-      this.alarmAt = await ctx.storage.getAlarm();
-    });
+    this.clock = new AlarmClock(ctx.storage);
+    void ctx.blockConcurrencyWhile(() => this.clock.load());
   }
 
   // ---- RPC: the Worker's group routes ----------------------------------------
@@ -206,7 +205,7 @@ export class GroupObject extends DurableObject<Env> {
   // ---- alarm ------------------------------------------------------------------
 
   override async alarm(): Promise<void> {
-    this.alarmAt = null;
+    this.clock.fired();
     const now = Date.now();
     if (Number(this.log.meta("housekeeping_at") ?? "0") <= now) {
       this.ctx.storage.transactionSync(() => {
@@ -236,12 +235,7 @@ export class GroupObject extends DurableObject<Env> {
       }
       candidates.push(Number(due));
     }
-    if (candidates.length === 0) return;
-    const next = Math.min(...candidates);
-    if (this.alarmAt === null || next < this.alarmAt) {
-      this.alarmAt = next;
-      void this.ctx.storage.setAlarm(next);
-    }
+    this.clock.request(candidates);
   }
 
   /** Something was queued: set the backstop alarm, then drain now. */

@@ -4,6 +4,7 @@
 // does lifecycle and dispatch; the inbox, outbox and chat policy live in
 // src/user/*.ts and src/outbox.ts.
 import { DurableObject } from "cloudflare:workers";
+import { AlarmClock } from "../alarm";
 import { ensureUser, knownUsers } from "../directory";
 import { AppError } from "../errors";
 import { HOUSEKEEPING_INTERVAL_MS, MAX_DEVICES_PER_USER, OUTBOX_RETRY_BASE_MS, MAX_FRAME_BYTES, REPLAY_CHUNK } from "../limits";
@@ -48,8 +49,7 @@ export class UserObject extends DurableObject<Env> {
   private readonly retention: Retention;
   private readonly media: MediaLedger;
   private readonly keys: KeyDirectory;
-  /** Cached alarm time; null when none is set (loaded in the constructor). */
-  private alarmAt: number | null = null;
+  private readonly clock: AlarmClock;
   private userId: string | null;
   private readonly privacy: PrivacyStore;
   private readonly presence: PresenceService;
@@ -104,9 +104,8 @@ export class UserObject extends DurableObject<Env> {
     });
     // Answered by the runtime without waking the object.
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair("ping", "pong"));
-    void ctx.blockConcurrencyWhile(async () => {
-      this.alarmAt = await ctx.storage.getAlarm();
-    });
+    this.clock = new AlarmClock(ctx.storage);
+    void ctx.blockConcurrencyWhile(() => this.clock.load());
   }
 
   // ---- connect -----------------------------------------------------------
@@ -175,6 +174,11 @@ export class UserObject extends DurableObject<Env> {
   override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
     const attachment = attachmentOf(ws);
     if (!attachment) return safeClose(ws, CLOSE.internal, "unknown socket");
+    // A socket this object closed (replaced by the device's newer connection)
+    // may still deliver frames the client wrote before it noticed. They are
+    // dropped: the client resends whatever got no answer on the new socket, and
+    // taking a straggler after the new socket's frames would reorder its sends.
+    if (ws.readyState !== WebSocket.OPEN || this.replaced(ws, attachment)) return;
     const now = Date.now();
     if (attachment.expiresAt <= now) return safeClose(ws, CLOSE.tokenExpired, "token expired");
     if (typeof message !== "string") {
@@ -214,6 +218,11 @@ export class UserObject extends DurableObject<Env> {
     } finally {
       this.framesInFlight--;
     }
+  }
+
+  /** Whether a newer socket of the same device exists. */
+  private replaced(ws: WebSocket, a: DeviceAttachment): boolean {
+    return this.ctx.getWebSockets(a.device).some((other) => other !== ws && (attachmentOf(other)?.connectedAt ?? 0) > a.connectedAt);
   }
 
   override async webSocketClose(ws: WebSocket): Promise<void> {
@@ -383,7 +392,7 @@ export class UserObject extends DurableObject<Env> {
   // ---- alarm ---------------------------------------------------------------
 
   override async alarm(): Promise<void> {
-    this.alarmAt = null;
+    this.clock.fired();
     const now = Date.now();
     for (const ws of this.ctx.getWebSockets()) {
       const a = attachmentOf(ws);
@@ -428,12 +437,7 @@ export class UserObject extends DurableObject<Env> {
     }
     const presenceDue = this.presence.nextAlarmAt(Date.now());
     if (presenceDue !== null) candidates.push(presenceDue);
-    if (candidates.length === 0) return;
-    const next = Math.min(...candidates);
-    if (this.alarmAt === null || next < this.alarmAt) {
-      this.alarmAt = next;
-      void this.ctx.storage.setAlarm(next);
-    }
+    this.clock.request(candidates);
   }
 
   /** Something was queued: set the backstop alarm, then drain now. */
