@@ -5,14 +5,14 @@
 // socket dropped them. E2eeSync (e2ee-sync.ts) adds encryption through the
 // protected hooks below; ChatClient (client.ts) puts the app-facing calls on top.
 import { chatKey, type Chat, type ServerFrame } from "../protocol";
-import { Api, type FetchLike, type TokenSource } from "./api";
-import { Connection, DEFAULT_BACKOFF, defaultSocketFactory, type BackoffOptions, type SocketFactory } from "./connection";
+import { Api } from "./api";
+import { Connection, DEFAULT_BACKOFF, defaultSocketFactory } from "./connection";
 import { Emitter } from "./emitter";
-import { DEFAULT_EPHEMERAL, Ephemeral, type EphemeralOptions } from "./ephemeral";
+import { DEFAULT_EPHEMERAL, Ephemeral } from "./ephemeral";
 import { defaultUploader, type Uploader } from "./media";
 import { ChatState, type MessageInput, type OutgoingEntry } from "./state";
 import { MemoryStore, type ClientStore } from "./store";
-import type { ChatMessage, ClientEvents, ConnectionState, Conversation, MediaRef } from "./types";
+import type { ChatMessage, ClientEvents, ConnectionState, Conversation } from "./types";
 import { randomId, type ChatClientOptions } from "./options";
 
 export { randomId, type ChatClientOptions };
