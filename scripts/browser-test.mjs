@@ -369,6 +369,46 @@ async function main() {
       if (life !== 86_400_000) throw new Error(`the message lives ${life} ms`);
     });
 
+    await check("scrolling up a permanent chat on a new device pages its history in from the server; an unencrypted chat says so", async () => {
+      // Carol and Dave's first device are the client library in Node, without encryption: a device
+      // added later can read a permanent chat's history only if it is not end-to-end encrypted.
+      const carol = `carol2-${run}`;
+      const dave = `dave-${run}`;
+      const carolC = new ChatClient({ baseUrl: base, user: carol, token: await devToken(base, carol), e2ee: false });
+      const daveC = new ChatClient({ baseUrl: base, user: dave, token: await devToken(base, dave), e2ee: false });
+      await Promise.all([carolC.start(), daveC.start()]);
+      try {
+        await Promise.all([carolC.once("synced", () => true, 10_000), daveC.once("synced", () => true, 10_000)]);
+        await carolC.setChatSettings({ user: dave }, { retention: "permanent" });
+        for (let i = 0; i < 60; i++) carolC.send({ user: dave }, { text: `History ${String(i).padStart(2, "0")}` });
+        const deadline = Date.now() + 15_000;
+        while (daveC.messages({ user: carol }).filter((m) => !m.system).length < 60 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+        await daveC.flush(); // acknowledged: the inbox lets them go, the history keeps them
+      } finally {
+        await Promise.all([carolC.stop(), daveC.stop()]);
+      }
+      const ctx = await browser.newContext({ viewport, locale: "en-GB" });
+      ctx.setDefaultTimeout(10_000);
+      try {
+        const d = await ctx.newPage();
+        await signIn(d, base, dave);
+        await d.fill("#new-chat", carol);
+        await d.press("#new-chat", "Enter");
+        await d.locator(".row.theirs", { hasText: "History 59" }).waitFor();
+        const first = await d.locator(".row.theirs").count();
+        if (first >= 60) throw new Error(`the first page already had ${first} messages`);
+        await d.locator('#e2ee-banner[data-encryption="off"]', { hasText: "has not set up encryption" }).waitFor();
+        await d.locator('#e2ee-lock[data-encryption="off"]').waitFor();
+        await d.locator("#messages").evaluate((el) => (el.scrollTop = 0));
+        await d.locator(".row.theirs", { hasText: "History 00" }).waitFor();
+        const texts = await d.locator(".row.theirs .text").allTextContents();
+        const expected = Array.from({ length: 60 }, (_, i) => `History ${String(i).padStart(2, "0")}`);
+        if (JSON.stringify(texts) !== JSON.stringify(expected)) throw new Error(`after scrolling: ${texts.length} messages, ${texts.slice(0, 3).join(", ")}…`);
+      } finally {
+        await ctx.close();
+      }
+    });
+
     await check("a long conversation scrolls inside its pane: the composer stays on screen", async () => {
       const box = await a.locator("#composer-input").boundingBox();
       const list = await a.locator("#messages").evaluate((el) => ({ scrolls: el.scrollHeight > el.clientHeight, atBottom: el.scrollHeight - el.scrollTop - el.clientHeight < 4 }));

@@ -475,6 +475,32 @@ describe("client library: end-to-end encryption", () => {
     for (const c of [A, A2, B]) await c.client.stop();
   });
 
+  it("in a group, an encrypted edit and a delete come back through the group to every member and to the editor", async () => {
+    const alice = uid("alice");
+    const bob = uid("bob");
+    const A = await started(alice);
+    const A2 = await started(alice, { device: "tablet" });
+    const B = await started(bob);
+    const g = await A.client.createGroup("Plans", [bob]);
+    const group = { group: g.id };
+    const m = A.client.send(group, { text: "dinner at 7" });
+    await until("bob has it", () => texts(B.client, group).includes("dinner at 7"));
+    await until("tablet has it", () => texts(A2.client, group).includes("dinner at 7"));
+    const msg = A.client.message(m.key)!.msg!;
+    const at = (c: ChatClient) => c.messages(group).find((x) => x.msg === msg);
+    expect(await A.client.edit(msg, "dinner at 8")).toBe(true);
+    await until("bob sees the edit", () => at(B.client)?.text === "dinner at 8" && at(B.client)?.edited === true);
+    await until("tablet sees the edit", () => at(A2.client)?.text === "dinner at 8");
+    await until("the editor got the group's event", () => at(A.client)?.edited === true);
+    const edit = framesOf(A.tap.sent, "edit")[0]!;
+    expect(edit.e2ee).toMatchObject({ senderKeyCiphertext: expect.any(String) });
+    expect(JSON.stringify(edit)).not.toContain("dinner");
+    expect(framesOf(A.tap.frames, "event").some((f) => (f.event as { kind: string; msg?: string }).kind === "edited" && (f.chat as { group?: string }).group === g.id)).toBe(true);
+    expect(A.client.deleteMessage(msg)).toBe(true);
+    for (const c of [A.client, A2.client, B.client]) await until("deleted", () => at(c)?.deleted === true && at(c)?.text === undefined);
+    for (const c of [A, A2, B]) await c.client.stop();
+  });
+
   it("one-time prekeys running low are topped up when the device connects", async () => {
     const alice = uid("alice");
     const bob = uid("bob");
