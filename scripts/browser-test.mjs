@@ -2,8 +2,10 @@
 // dev` on a free 127.0.0.1 port with its own persistence directory (in its own
 // process group, killed at the end whatever happens), drives Debian's Chromium
 // with playwright-core in two contexts, Alice and Bob, and checks what a user
-// sees. Checks that need a server part this build lacks (presence, media) are
-// reported as "not run" with the reason, never as passed. Bounded: 110 s.
+// sees against the real server (nothing mocked): ticks, presence, typing,
+// encrypted chats (lock, ciphertext on the wire, safety numbers, a new device),
+// encrypted media, reloads, groups, chat settings, and the client library in
+// Node 22. Bounded: 110 s.
 import { execSync } from "node:child_process";
 import { existsSync, mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
@@ -90,20 +92,31 @@ async function check(name, fn) {
   }
 }
 
-function notRun(name, why) {
-  results.push({ name, ok: null, why });
-  log(`NOT RUN ${name}: ${why}`);
-}
-
 async function signIn(page, base, user) {
   await page.goto(`${base}/`);
   await page.fill("#signin-user", user);
   await page.click("#signin-submit");
   await page.waitForSelector("#chat-list");
   await page.waitForFunction(() => document.querySelector("#conn-status")?.getAttribute("data-state") === "online");
+  // Its keys are in the directory: others can encrypt for this device from now on.
+  await page.waitForFunction(() => window.relay?.client.keysPublished === true);
 }
 
 const bubble = (page, text) => page.locator(".row", { hasText: text }).last();
+
+/** The safety number a page shows for its open one-to-one chat (opened from the lock). */
+async function safetyDigits(page) {
+  await page.click("#e2ee-lock");
+  await page.waitForSelector("#safety-number[data-digits]");
+  const digits = await page.getAttribute("#safety-number", "data-digits");
+  await page.click(".dialog .close");
+  return digits;
+}
+
+async function devToken(base, user) {
+  const res = await fetch(`${base}/v1/dev/token`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ user }) });
+  return (await res.json()).token;
+}
 
 async function main() {
   ensureChromium();
@@ -125,14 +138,6 @@ async function main() {
     server = await startDevServer({ port, persistTo, inspectorPort: await freePort(), log: (l) => serverLog.push(l) });
     log(`wrangler dev up at ${server.url}`);
     const base = server.url;
-    // Which server parts exist decides which checks can run (the others are reported).
-    const probeToken = (await (await fetch(`${base}/v1/dev/token`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ user: "probe" }) })).json()).token;
-    const auth = { Authorization: `Bearer ${probeToken}` };
-    const hasPresence = (await fetch(`${base}/v1/users/probe/presence`, { headers: auth })).status !== 404;
-    const mediaProbe = await fetch(`${base}/v1/media`, { method: "POST", headers: { ...auth, "content-type": "image/png" }, body: png(4, 4) });
-    const hasMedia = mediaProbe.status !== 404;
-    const hasGroups = (await fetch(`${base}/v1/groups`, { headers: auth })).status !== 404;
-
     browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS, headless: true, timeout: 30_000 });
     const run = Date.now().toString(36);
     const alice = `alice-${run}`;
@@ -141,30 +146,35 @@ async function main() {
     // en-GB: 24-hour times, as in "last seen today at 14:02".
     const aliceCtx = await browser.newContext({ viewport, locale: "en-GB" });
     const bobCtx = await browser.newContext({ viewport, locale: "en-GB" });
-    // Alice's socket passes through a route, so frames of server parts that are
-    // missing can be injected to check the UI that shows them.
-    let aliceWs = null;
+    // Alice's socket passes through a route that records what her page sends.
+    const aliceSent = [];
     await aliceCtx.routeWebSocket(/\/v1\/connect/, (ws) => {
-      ws.connectToServer();
-      aliceWs = ws;
+      const server = ws.connectToServer();
+      ws.onMessage((m) => {
+        aliceSent.push(String(m));
+        server.send(m);
+      });
     });
     aliceCtx.setDefaultTimeout(10_000);
     bobCtx.setDefaultTimeout(10_000);
     const a = await aliceCtx.newPage();
     let b = await bobCtx.newPage();
     for (const [who, p] of [["alice", a], ["bob", b]]) p.on("pageerror", (e) => log(`${who} page error: ${e.message}`));
+    const sentFrames = (type) => aliceSent.filter((f) => f.startsWith("{")).map((f) => JSON.parse(f)).filter((f) => f.type === type);
 
-    // Bob signs in once (so the directory knows him), then leaves.
-    await check("sign in with a development token", async () => {
+    // Bob signs in once (so the directory knows him and his keys are published), then leaves.
+    await check("sign in with a development token; keys are published", async () => {
       await signIn(b, base, bob);
       await signIn(a, base, alice);
     });
     await b.close();
 
-    await check("Alice sends while Bob is away: one grey tick", async () => {
+    await check("Alice sends while Bob is away: one grey tick, and the chat shows a lock", async () => {
       await a.fill("#new-chat", bob);
       await a.press("#new-chat", "Enter");
       await a.waitForSelector(`.conv[data-chat="user:${bob}"]`);
+      await a.locator('#e2ee-lock[data-encryption="on"]').waitFor();
+      await a.locator('#e2ee-banner[data-encryption="on"]', { hasText: "end-to-end encrypted" }).waitFor();
       await a.fill("#composer-input", "Hi Bob! Lunch at 1?");
       await a.press("#composer-input", "Enter");
       await bubble(a, "Lunch at 1?").locator('[data-status="sent"], .tick.sent').first().waitFor();
@@ -187,9 +197,10 @@ async function main() {
       if (await tick.evaluate((el) => el.classList.contains("read"))) throw new Error("already blue");
     });
 
-    await check("Bob opens the chat: Alice's ticks turn blue", async () => {
+    await check("Bob opens the chat: Alice's ticks turn blue, and Bob sees the lock too", async () => {
       await b.click(`.chat[data-chat="user:${alice}"]`);
       await b.locator(".row.theirs", { hasText: "Lunch at 1?" }).waitFor();
+      await b.locator('#e2ee-lock[data-encryption="on"]').waitFor();
       await a.locator('.row.mine[data-status="read"]', { hasText: "Lunch at 1?" }).waitFor();
       const color = await bubble(a, "Lunch at 1?").locator(".tick").evaluate((el) => getComputedStyle(el).color);
       if (color !== "rgb(83, 189, 235)") throw new Error(`read tick colour ${color}`);
@@ -202,146 +213,211 @@ async function main() {
       await a.locator(".row.theirs", { hasText: "see you there" }).waitFor();
     });
 
-    if (hasPresence) {
-      await check("Alice sees Bob online, then typing", async () => {
-        await a.locator("#peer-status", { hasText: "online" }).waitFor();
-        await b.type("#composer-input", "typing something", { delay: 20 });
-        await a.locator("#peer-status", { hasText: "typing" }).waitFor();
-        await b.fill("#composer-input", "");
-      });
-    } else {
-      notRun("Alice sees Bob online, then typing", "the server has no presence (GET /v1/users/:user/presence is 404)");
-      await check("the header shows online, last seen and typing… (frames injected: the server has no presence yet)", async () => {
-        const inject = (f) => aliceWs.send(JSON.stringify(f));
-        inject({ type: "presence", user: bob, online: true, lastSeen: null });
-        await a.locator("#peer-status", { hasText: /^online$/ }).waitFor();
-        const seen = new Date();
-        const today = seen.getHours() * 60 + seen.getMinutes() > 14 * 60 + 2;
-        if (!today) seen.setDate(seen.getDate() - 1);
-        seen.setHours(14, 2, 0, 0);
-        inject({ type: "presence", user: bob, online: false, lastSeen: seen.getTime() });
-        await a.locator("#peer-status", { hasText: `last seen ${today ? "today" : "yesterday"} at 14:02` }).waitFor();
-        inject({ type: "typing", user: bob, chat: { user: bob }, on: true });
-        await a.locator("#peer-status", { hasText: "typing…" }).waitFor();
-        await a.locator(`.chat[data-chat="user:${bob}"] .preview`, { hasText: "typing…" }).waitFor();
-        inject({ type: "typing", user: bob, chat: { user: bob }, on: false });
-        await a.locator("#peer-status", { hasText: "last seen" }).waitFor();
-      });
-    }
+    await check("what Alice's page put on the wire is ciphertext: every send carries e2ee and no text", async () => {
+      const sends = sentFrames("send");
+      if (sends.length === 0) throw new Error("no send frame recorded");
+      const leaked = sends.filter((f) => f.text !== undefined || f.media !== undefined || !f.e2ee?.recipients || JSON.stringify(f).includes("Lunch"));
+      if (leaked.length) throw new Error(`plaintext on the wire: ${JSON.stringify(leaked[0]).slice(0, 200)}`);
+    });
 
-    if (hasMedia) {
-      await check("an image Alice sends renders inline at Bob's", async () => {
-        const file = join(persistTo, "sunset.png");
-        writeFileSync(file, png(320, 200));
-        await a.setInputFiles("#attach-input", file);
-        await a.fill("#media-caption", "Our view today");
-        await a.click("#media-send");
-        const img = b.locator(".row.theirs .media img").last();
-        await img.waitFor();
-        await b.waitForFunction(() => [...document.querySelectorAll(".row.theirs .media img")].some((i) => i.complete && i.naturalWidth === 320));
-      });
-    } else {
-      notRun("an image Alice sends renders inline at Bob's", `the server has no media upload (POST /v1/media answered ${mediaProbe.status})`);
-      await check("image send: preview, upload, inline at Bob's (media HTTP API mocked in the browser: the server has none yet)", async () => {
-        const image = png(320, 200);
-        const ref = { id: `med_${run}`, type: "image/png", size: image.length, sha256: "0".repeat(64) };
-        await aliceCtx.route("**/v1/media", (route) => (route.request().method() === "POST" ? route.fulfill({ status: 201, json: ref }) : route.fallback()));
-        await bobCtx.route(`**/v1/media/${ref.id}/url`, (route) => route.fulfill({ json: { url: `/__mock_media/${ref.id}.png`, urlExpiresAt: Date.now() + 3600_000 } }));
-        await bobCtx.route("**/__mock_media/**", (route) => route.fulfill({ body: image, contentType: "image/png" }));
-        const file = join(persistTo, "view.png");
-        writeFileSync(file, image);
-        await a.setInputFiles("#attach-input", file);
-        await a.locator(".dialog .preview img").waitFor();
-        await a.fill("#media-caption", "Our view today");
-        await a.click("#media-send");
-        await a.locator(".row.mine .media img").last().waitFor();
-        await b.locator(".row.theirs", { hasText: "Our view today" }).waitFor();
-        await b.waitForFunction(() => [...document.querySelectorAll(".row.theirs .media img")].some((i) => i.complete && i.naturalWidth === 320));
-      });
-    }
+    await check("Alice sees Bob online, then typing", async () => {
+      await a.locator("#peer-status", { hasText: "online" }).waitFor();
+      await b.type("#composer-input", "typing something", { delay: 20 });
+      await a.locator("#peer-status", { hasText: "typing" }).waitFor();
+      await b.fill("#composer-input", "");
+    });
 
-    await check("a reload of Bob's page loses nothing, even what arrived meanwhile", async () => {
+    await check("an encrypted image Alice sends is decrypted and renders inline at Bob's", async () => {
+      const file = join(persistTo, "sunset.png");
+      writeFileSync(file, png(320, 200));
+      await a.setInputFiles("#attach-input", file);
+      await a.locator(".dialog .preview img").waitFor();
+      await a.fill("#media-caption", "Our view today");
+      await a.click("#media-send");
+      await a.locator(".row.mine .media img").last().waitFor();
+      await b.locator(".row.theirs", { hasText: "Our view today" }).waitFor();
+      await b.waitForFunction(() => [...document.querySelectorAll(".row.theirs .media img")].some((i) => i.complete && i.naturalWidth === 320 && i.src.startsWith("blob:")));
+      const send = sentFrames("send").at(-1);
+      if (send.media !== undefined || send.e2ee?.attachments?.length !== 1 || JSON.stringify(send).includes("Our view")) throw new Error(`media send frame ${JSON.stringify(send).slice(0, 200)}`);
+    });
+
+    await check("a reload of Bob's page loses nothing, even what arrived meanwhile, and keeps his keys", async () => {
       const before = await b.locator(".row.theirs, .row.mine").allTextContents();
       if (before.length < 2) throw new Error(`only ${before.length} messages before reload`);
       const reload = b.reload();
       await a.fill("#composer-input", "Sent while you reloaded");
       await a.press("#composer-input", "Enter");
       await reload;
+      // Decrypted after the reload: keys and sessions came back from IndexedDB.
       await b.locator(".row.theirs", { hasText: "Sent while you reloaded" }).waitFor();
       const after = await b.locator(".row.theirs, .row.mine").allTextContents();
       const missing = before.filter((t) => !after.includes(t));
       if (missing.length) throw new Error(`lost after reload: ${missing.join(" | ")}`);
       if (after.length !== before.length + 1) throw new Error(`expected ${before.length + 1} messages, have ${after.length}`);
       await a.locator('.row.mine[data-status="read"]', { hasText: "Sent while you reloaded" }).waitFor();
+      if (await b.locator(".text.undecryptable").count()) throw new Error("something could not be decrypted after the reload");
     });
 
-    if (hasGroups) {
-      await check("Alice creates a group with Bob; he gets its message; message info lists him", async () => {
-        await a.click("#new-group");
-        await a.fill("#group-name", "Lunch crew");
-        await a.fill("#group-members", bob);
-        await a.click("#group-create");
-        await a.waitForSelector('.conv[data-chat^="group:"]');
-        const key = await a.locator('.conv[data-chat^="group:"]').getAttribute("data-chat");
-        await a.fill("#composer-input", "Group hello");
-        await a.press("#composer-input", "Enter");
-        await b.locator(`.chat[data-chat="${key}"]`, { hasText: "Group hello" }).waitFor();
-        await b.click(`.chat[data-chat="${key}"]`);
-        await b.locator(".row.theirs", { hasText: "Group hello" }).waitFor();
-        await a.locator('.row.mine[data-status="read"]', { hasText: "Group hello" }).waitFor();
-        await bubble(a, "Group hello").locator(".bubble").click();
-        await a.locator("#message-info .receipts li", { hasText: bob }).waitFor();
-        await a.click(".dialog .close");
-        await a.click(`.chat[data-chat="user:${bob}"]`);
-        await a.waitForSelector(`.conv[data-chat="user:${bob}"]`);
-      });
-    } else notRun("Alice creates a group with Bob; he gets its message; message info lists him", "the server has no groups (GET /v1/groups is 404)");
+    let safetyBefore = null;
+    await check("the safety numbers on both screens match", async () => {
+      const mine = await safetyDigits(a);
+      const theirs = await safetyDigits(b);
+      if (!/^(\d{5} ){11}\d{5}$/.test(mine ?? "")) throw new Error(`safety number ${mine}`);
+      if (mine !== theirs) throw new Error(`Alice sees ${mine}, Bob sees ${theirs}`);
+      safetyBefore = mine;
+    });
 
-    await check("the client library runs in Node 22 (global WebSocket and fetch): Carol's message reaches Alice's page", async () => {
-      // Bundled like the web client, but for Node; imported from the temp dir.
-      const out = join(persistTo, "client-node.mjs");
-      await build({ entryPoints: [join(root, "src/client/index.ts")], outfile: out, bundle: true, format: "esm", platform: "node", target: "node22", logLevel: "warning" });
-      const { ChatClient } = await import(out);
+    // The client library in Node 22, bundled like the web client (imported from the temp dir).
+    const out = join(persistTo, "client-node.mjs");
+    await build({ entryPoints: [join(root, "src/client/index.ts")], outfile: out, bundle: true, format: "esm", platform: "node", target: "node22", logLevel: "warning" });
+    const { ChatClient } = await import(out);
+    const recording = (frames) => (url) => {
+      const ws = new WebSocket(url);
+      ws.addEventListener("message", (ev) => frames.push(String(ev.data)));
+      return ws;
+    };
+
+    await check("a second device of Bob (the client library in Node) gets only ciphertext, decrypts it, and Alice is warned that his code changed", async () => {
+      const frames = [];
+      const node = new ChatClient({ baseUrl: base, user: bob, device: "node", token: await devToken(base, bob), socketFactory: recording(frames) });
+      await node.start();
+      try {
+        const deadline = Date.now() + 10_000;
+        while (!node.keysPublished && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+        if (!node.keysPublished) throw new Error("the Node device did not publish its keys");
+        await a.fill("#composer-input", "For all of Bob's devices");
+        await a.press("#composer-input", "Enter");
+        await node.once("message", (e) => e.message.text === "For all of Bob's devices", 10_000);
+        await b.locator(".row.theirs", { hasText: "For all of Bob's devices" }).waitFor();
+        const raw = frames.map((f) => JSON.parse(f)).filter((f) => f.type === "message");
+        const mine = raw.find((f) => f.from === alice && f.e2ee?.sender);
+        if (!mine || raw.some((f) => f.text !== undefined || JSON.stringify(f).includes("For all of"))) throw new Error(`frames at the Node device: ${JSON.stringify(raw).slice(0, 300)}`);
+        if (mine.e2ee.type !== "prekey" || typeof mine.e2ee.body !== "string") throw new Error(`not a first (prekey) ciphertext: ${JSON.stringify(mine.e2ee).slice(0, 120)}`);
+        // Alice's page learned of the new device (devices_changed, same id) and says the code changed.
+        await a.locator(".row.system", { hasText: "security code changed" }).waitFor();
+        await a.locator("#e2ee-lock.changed").waitFor();
+        const [first, again] = sentFrames("send").filter((f) => f.to?.user === bob).slice(-2);
+        if (first?.id !== again?.id || Object.keys(again.e2ee.recipients).length <= Object.keys(first.e2ee.recipients).length) {
+          throw new Error("the send was not repeated, with the same id, for the new device");
+        }
+        const after = await safetyDigits(a);
+        if (after === safetyBefore) throw new Error("the safety number did not change with a new device");
+        if ((await safetyDigits(b)) !== after) throw new Error("the two screens disagree after the new device");
+        if (await a.locator("#e2ee-lock.changed").count()) throw new Error("the warning stayed after verifying");
+      } finally {
+        await node.stop();
+      }
+    });
+
+    await check("Alice creates a group with Bob; he gets its encrypted message; message info lists him", async () => {
+      await a.click("#new-group");
+      await a.fill("#group-name", "Lunch crew");
+      await a.fill("#group-members", bob);
+      await a.click("#group-create");
+      await a.waitForSelector('.conv[data-chat^="group:"]');
+      const key = await a.locator('.conv[data-chat^="group:"]').getAttribute("data-chat");
+      await a.fill("#composer-input", "Group hello");
+      await a.press("#composer-input", "Enter");
+      await b.locator(`.chat[data-chat="${key}"]`, { hasText: "Group hello" }).waitFor();
+      await b.click(`.chat[data-chat="${key}"]`);
+      await b.locator(".row.theirs", { hasText: "Group hello" }).waitFor();
+      await a.locator('.row.mine[data-status="read"]', { hasText: "Group hello" }).waitFor();
+      const post = sentFrames("send").find((f) => f.to?.group === key.slice("group:".length));
+      if (!post?.e2ee?.senderKeyCiphertext || post.text !== undefined) throw new Error(`group send ${JSON.stringify(post).slice(0, 160)}`);
+      await bubble(a, "Group hello").locator(".bubble").click();
+      await a.locator("#message-info .receipts li", { hasText: bob }).waitFor();
+      await a.click(".dialog .close");
+      await a.click(`.chat[data-chat="user:${bob}"]`);
+      await a.waitForSelector(`.conv[data-chat="user:${bob}"]`);
+    });
+
+    await check("the client library runs in Node 22 (global WebSocket and fetch): Carol's encrypted message reaches Alice's page", async () => {
       const carol = `carol-${run}`;
-      const tok = (await (await fetch(`${base}/v1/dev/token`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ user: carol }) })).json()).token;
-      const client = new ChatClient({ baseUrl: base, user: carol, token: tok });
+      const frames = [];
+      const client = new ChatClient({ baseUrl: base, user: carol, token: await devToken(base, carol), socketFactory: recording(frames) });
       await client.start();
       try {
         await client.once("synced", () => true, 10_000);
         const m = client.send({ user: alice }, { text: "Hello from Node" });
         await a.locator(`.chat[data-chat="user:${carol}"]`, { hasText: "Hello from Node" }).waitFor();
-        await client.once("messageUpdated", (e) => e.message.key === m.key && e.message.status === "delivered", 10_000).catch(() => {});
+        const deadline = Date.now() + 10_000;
+        while (client.message(m.key)?.status !== "delivered" && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
         if (client.message(m.key)?.status !== "delivered") throw new Error(`status ${client.message(m.key)?.status}`);
+        if (client.message(m.key)?.encrypted !== true) throw new Error("Carol's message went unencrypted");
       } finally {
         await client.stop();
       }
     });
 
-    await check("group creation degrades or works without breaking the page", async () => {
-      await a.click("#new-group");
-      await a.fill("#group-name", "Lunch crew");
-      await a.fill("#group-members", bob);
-      await a.click("#group-create");
-      // Either the group opens, or the dialog explains; the app keeps running either way.
-      await a.waitForFunction(() => document.querySelector('.conv[data-chat^="group:"]') || document.querySelector(".dialog .error")?.textContent);
-      if (await a.locator(".dialog .close").count()) await a.click(".dialog .close");
-      await a.click(`.chat[data-chat="user:${bob}"]`);
-      await a.waitForSelector(`.conv[data-chat="user:${bob}"]`);
-    });
-
-    await check("chat settings (permanent, disappearing) save or explain, and the page keeps working", async () => {
+    await check("chat settings (permanent, disappearing) reach Bob, and what follows disappears on time", async () => {
       await a.click("#chat-info");
       await a.selectOption("#retention", "permanent");
       await a.selectOption("#disappear", "86400");
       await a.click("#settings-save");
-      await a.waitForFunction(() => /Saved|support|not/.test(document.querySelector(".dialog .hint:last-child")?.textContent ?? ""));
+      await a.locator(".dialog .hint", { hasText: "Saved: messages disappear after 1 day" }).waitFor();
       await a.click(".dialog .close");
+      await b.click(`.chat[data-chat="user:${alice}"]`);
+      await b.locator(".row.system", { hasText: "made messages kept on the server (permanent chat); messages disappear after 1 day" }).waitFor();
+      await b.locator(".conv-head .flags", { hasText: "permanent · disappearing" }).waitFor();
       await a.fill("#composer-input", "Still works after settings");
       await a.press("#composer-input", "Enter");
       await b.locator(".row.theirs", { hasText: "Still works after settings" }).waitFor();
+      const life = await b.evaluate((peer) => {
+        const m = window.relay.client.messages({ user: peer }).find((x) => x.text === "Still works after settings");
+        return m.expiresAt - m.ts;
+      }, alice);
+      if (life !== 86_400_000) throw new Error(`the message lives ${life} ms`);
+    });
+
+    await check("scrolling up a permanent chat on a new device pages its history in from the server; an unencrypted chat says so", async () => {
+      // Carol and Dave's first device are the client library in Node, without encryption: a device
+      // added later can read a permanent chat's history only if it is not end-to-end encrypted.
+      const carol = `carol2-${run}`;
+      const dave = `dave-${run}`;
+      const carolC = new ChatClient({ baseUrl: base, user: carol, token: await devToken(base, carol), e2ee: false });
+      const daveC = new ChatClient({ baseUrl: base, user: dave, token: await devToken(base, dave), e2ee: false });
+      await Promise.all([carolC.start(), daveC.start()]);
+      try {
+        await Promise.all([carolC.once("synced", () => true, 10_000), daveC.once("synced", () => true, 10_000)]);
+        await carolC.setChatSettings({ user: dave }, { retention: "permanent" });
+        for (let i = 0; i < 60; i++) carolC.send({ user: dave }, { text: `History ${String(i).padStart(2, "0")}` });
+        const deadline = Date.now() + 15_000;
+        while (daveC.messages({ user: carol }).filter((m) => !m.system).length < 60 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+        await daveC.flush(); // acknowledged: the inbox lets them go, the history keeps them
+      } finally {
+        await Promise.all([carolC.stop(), daveC.stop()]);
+      }
+      const ctx = await browser.newContext({ viewport, locale: "en-GB" });
+      ctx.setDefaultTimeout(10_000);
+      try {
+        const d = await ctx.newPage();
+        await signIn(d, base, dave);
+        await d.fill("#new-chat", carol);
+        await d.press("#new-chat", "Enter");
+        await d.locator(".row.theirs", { hasText: "History 59" }).waitFor();
+        const first = await d.locator(".row.theirs").count();
+        if (first >= 60) throw new Error(`the first page already had ${first} messages`);
+        await d.locator('#e2ee-banner[data-encryption="off"]', { hasText: "has not set up encryption" }).waitFor();
+        await d.locator('#e2ee-lock[data-encryption="off"]').waitFor();
+        await d.locator("#messages").evaluate((el) => (el.scrollTop = 0));
+        await d.locator(".row.theirs", { hasText: "History 00" }).waitFor();
+        const texts = await d.locator(".row.theirs .text").allTextContents();
+        const expected = Array.from({ length: 60 }, (_, i) => `History ${String(i).padStart(2, "0")}`);
+        if (JSON.stringify(texts) !== JSON.stringify(expected)) throw new Error(`after scrolling: ${texts.length} messages, ${texts.slice(0, 3).join(", ")}…`);
+      } finally {
+        await ctx.close();
+      }
+    });
+
+    await check("a long conversation scrolls inside its pane: the composer stays on screen", async () => {
+      const box = await a.locator("#composer-input").boundingBox();
+      const list = await a.locator("#messages").evaluate((el) => ({ scrolls: el.scrollHeight > el.clientHeight, atBottom: el.scrollHeight - el.scrollTop - el.clientHeight < 4 }));
+      if (!box || box.y + box.height > viewport.height) throw new Error(`composer at ${JSON.stringify(box)}, viewport ${viewport.height}`);
+      if (!list.scrolls || !list.atBottom) throw new Error(`message list ${JSON.stringify(list)}`);
     });
 
     mkdirSync(join(root, "docs"), { recursive: true });
+    await a.waitForFunction(() => !document.querySelector(".toast") && !document.querySelector("#peer-status.typing"), null, { timeout: 6000 }).catch(() => {});
     await a.screenshot({ path: join(root, "docs/screenshot.png") });
     log("screenshot saved to docs/screenshot.png");
   } catch (err) {
@@ -357,8 +433,7 @@ async function main() {
   }
   const passed = results.filter((r) => r.ok === true).length;
   const failed = results.filter((r) => r.ok === false).length;
-  const skipped = results.filter((r) => r.ok === null).length;
-  console.log(`browser: ${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ""}`);
+  console.log(`browser: ${passed} passed, ${failed} failed in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   process.exit(failed > 0 || passed === 0 ? 1 : 0);
 }
 

@@ -97,7 +97,16 @@ export const MAX_AV_BYTES = 64 * MiB;
 /** Largest video through the multipart upload (Worker bodies stop at 100 MB, so big files go in parts). */
 export const MAX_MULTIPART_VIDEO_BYTES = 1024 * MiB;
 
-export type MediaKind = "image" | "video" | "audio";
+export type MediaKind = "image" | "video" | "audio" | "encrypted";
+/**
+ * End-to-end encrypted attachments are uploaded as this type: AES-256-GCM
+ * ciphertext (nonce 12 + tag 16 bytes around the file), which no magic number
+ * can check. Allowed only in e2ee messages (`e2ee.attachments`), never as a
+ * plaintext message's `media`.
+ */
+export const E2EE_MEDIA_TYPE = "application/octet-stream";
+/** What AES-256-GCM adds to an encrypted file (bytes): nonce 12 + tag 16. */
+export const E2EE_MEDIA_OVERHEAD_BYTES = 28;
 /**
  * The media types the server stores, with their largest size in one request
  * (`maxBytes`) and through a multipart upload (`maxMultipartBytes`). Anything
@@ -115,6 +124,12 @@ export const MEDIA_TYPES: Readonly<Record<string, { kind: MediaKind; maxBytes: n
   "audio/mpeg": { kind: "audio", maxBytes: MAX_AV_BYTES, maxMultipartBytes: MAX_AV_BYTES },
   "audio/mp4": { kind: "audio", maxBytes: MAX_AV_BYTES, maxMultipartBytes: MAX_AV_BYTES },
   "audio/aac": { kind: "audio", maxBytes: MAX_AV_BYTES, maxMultipartBytes: MAX_AV_BYTES },
+  // The ciphertext of any file above: the largest plaintext limits plus the GCM overhead.
+  [E2EE_MEDIA_TYPE]: {
+    kind: "encrypted",
+    maxBytes: MAX_AV_BYTES + E2EE_MEDIA_OVERHEAD_BYTES,
+    maxMultipartBytes: MAX_MULTIPART_VIDEO_BYTES + E2EE_MEDIA_OVERHEAD_BYTES,
+  },
 };
 
 /** Multipart parts: R2 wants every part but the last to be at least 5 MiB and all the same size. */

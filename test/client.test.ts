@@ -1,17 +1,25 @@
 // The client library (src/client) against the real server, inside workerd: its
-// socket factory upgrades through worker.fetch, and a tap on every
-// socket lets the tests close it mid-stream like a network failure would.
-import { exports } from "cloudflare:workers";
+// socket factory upgrades through worker.fetch, and a tap on every socket
+// records what goes each way and lets a test close it like a network failure
+// would. End-to-end encryption is on (the default) unless a test says not.
+// A scripted fake server remains only for what a real one cannot produce on
+// demand: messages that expire within milliseconds, and a group message that
+// overtakes its sender key.
+import { env, exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { ApiError, ChatClient, MemoryStore, backoffDelay, multipartUpload, singleUpload, type ClientStore, type MessageStatus, type SocketLike } from "../src/client";
-import { BASE, connect, token, uid } from "./helpers";
+import { ApiError, ChatClient, MemoryStore, PREKEY_REFILL_BELOW, backoffDelay, multipartUpload, singleUpload, type Chat, type ChatMessage, type ClientStore, type MessageStatus, type SocketLike } from "../src/client";
+import { E2eeDevice, encodeContent } from "../src/client/e2ee";
+import { BASE, call, connect, sleep, token, uid } from "./helpers";
 
 // Typed here: Cloudflare.Exports only knows `default` once `wrangler types` has run.
 const worker = (exports as unknown as { default: { fetch(req: Request): Promise<Response> } }).default;
 
 interface Tapped {
   sockets: WebSocket[];
+  /** Frames the server sent. */
   frames: string[];
+  /** Frames the client sent. */
+  sent: string[];
   offline: boolean;
 }
 
@@ -28,12 +36,32 @@ function socketFactory(tap: Tapped) {
     ws.addEventListener("message", (ev: MessageEvent) => {
       tap.frames.push(ev.data as string);
     });
-    return ws as unknown as SocketLike;
+    return {
+      send: (data: string) => {
+        tap.sent.push(data);
+        ws.send(data);
+      },
+      close: (code?: number, reason?: string) => ws.close(code, reason),
+      get readyState() {
+        return ws.readyState;
+      },
+      addEventListener: (type: string, fn: (ev: never) => void) => ws.addEventListener(type as "message", fn as never),
+      accept: () => ws.accept(),
+    } as SocketLike;
   };
 }
 
-async function makeClient(user: string, opts: { store?: ClientStore; device?: string; offline?: boolean; ackDelayMs?: number } = {}) {
-  const tap: Tapped = { sockets: [], frames: [], offline: opts.offline ?? false };
+interface MakeOptions {
+  store?: ClientStore;
+  device?: string;
+  offline?: boolean;
+  ackDelayMs?: number;
+  e2ee?: boolean;
+  ephemeral?: ConstructorParameters<typeof ChatClient>[0]["ephemeral"];
+}
+
+async function makeClient(user: string, opts: MakeOptions = {}) {
+  const tap: Tapped = { sockets: [], frames: [], sent: [], offline: opts.offline ?? false };
   const tok = await token(user);
   const client = new ChatClient({
     baseUrl: BASE,
@@ -45,15 +73,17 @@ async function makeClient(user: string, opts: { store?: ClientStore; device?: st
     fetch: (req) => worker.fetch(req),
     backoff: { baseMs: 20, maxMs: 200 },
     ...(opts.ackDelayMs !== undefined ? { ackDelayMs: opts.ackDelayMs } : {}),
+    ...(opts.e2ee !== undefined ? { e2ee: opts.e2ee } : {}),
+    ...(opts.ephemeral ? { ephemeral: opts.ephemeral } : {}),
   });
-  return { client, tap };
+  return { client, tap, token: tok };
 }
 
 async function until(what: string, pred: () => boolean, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!pred()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
+    await sleep(10);
   }
 }
 
@@ -61,18 +91,30 @@ async function online(c: ChatClient): Promise<void> {
   await until(`${c.user} online`, () => c.connectionState === "online");
 }
 
-describe("client library", () => {
-  it("a socket closed in the middle of 50 sends loses and duplicates nothing, on either side", async () => {
+/** Started, online, and its keys published (others can encrypt for it). */
+async function started(user: string, opts: MakeOptions = {}) {
+  const made = await makeClient(user, opts);
+  await made.client.start();
+  await online(made.client);
+  if (opts.e2ee !== false) await until(`${user} keys published`, () => made.client.keysPublished);
+  return made;
+}
+
+/** Frames of a type the tap recorded, parsed. */
+function framesOf(list: string[], type: string): Array<Record<string, unknown>> {
+  return list.filter((f) => f.startsWith("{")).map((f) => JSON.parse(f) as Record<string, unknown>).filter((f) => f.type === type);
+}
+
+const texts = (c: ChatClient, chat: Chat) => c.messages(chat).filter((m) => !m.system).map((m) => m.text);
+
+describe("client library: delivery", () => {
+  it("a socket closed in the middle of 50 encrypted sends loses and duplicates nothing, on either side", async () => {
     const alice = uid("alice");
     const bob = uid("bob");
-    // A second device of Bob that never acks: it sees every stored copy exactly as the server holds it.
+    const A = await started(alice);
+    const B = await started(bob);
+    // A device of Bob without keys that never acks: it sees every stored entry exactly as the server holds it.
     const audit = await connect(bob, "audit");
-    const A = await makeClient(alice);
-    const B = await makeClient(bob);
-    await A.client.start();
-    await B.client.start();
-    await online(A.client);
-    await online(B.client);
 
     let bobDropped = false;
     B.client.on("message", () => {
@@ -83,39 +125,41 @@ describe("client library", () => {
     });
     for (let i = 0; i < 50; i++) {
       A.client.send({ user: bob }, { text: `m${i}` });
-      await A.client.flush(); // on the wire now, so the close below lands mid-stream
+      await A.client.flush(); // on the wire now (once sealed), so the close below lands mid-stream
       if (i === 25) A.tap.sockets.at(-1)!.close(1000, "network went away");
     }
 
     await until("all 50 sent", () => A.client.pendingSends().length === 0 && A.client.messages({ user: bob }).every((m) => m.status !== "pending"));
     await until("bob has 50", () => B.client.messages({ user: alice }).length === 50);
     await until("audit device has 50", () => audit.all("message").length >= 50);
-    await new Promise((r) => setTimeout(r, 300)); // a duplicate would show up by now
+    await sleep(300); // a duplicate would show up by now
 
     expect(A.tap.sockets.length).toBeGreaterThanOrEqual(2);
     expect(B.tap.sockets.length).toBeGreaterThanOrEqual(2);
     expect(bobDropped).toBe(true);
-    const texts = B.client.messages({ user: alice }).map((m) => m.text);
-    expect(texts).toEqual(Array.from({ length: 50 }, (_, i) => `m${i}`));
+    const expected = Array.from({ length: 50 }, (_, i) => `m${i}`);
+    expect(texts(B.client, { user: alice })).toEqual(expected);
+    expect(B.client.messages({ user: alice }).every((m) => m.encrypted === true)).toBe(true);
     const mine = A.client.messages({ user: bob });
-    expect(mine.map((m) => m.text)).toEqual(texts);
+    expect(mine.map((m) => m.text)).toEqual(expected);
     expect(new Set(mine.map((m) => m.msg)).size).toBe(50);
-    // Stored once each: the never-acking device got exactly 50 message frames, in order.
+    // Stored once each, in order, and as ciphertext: the server never saw a text.
     const stored = audit.all("message");
-    expect(stored.map((m) => m.text)).toEqual(texts);
     expect(stored.map((m) => m.msg)).toEqual(mine.map((m) => m.msg));
+    expect(stored.every((m) => m.text === undefined && m.e2ee?.sender === "web")).toBe(true);
+    expect(framesOf(A.tap.sent, "send").every((f) => f.text === undefined && f.e2ee !== undefined)).toBe(true);
     await A.client.stop();
     await B.client.stop();
     audit.close();
   });
 
-  it("an own message goes pending, sent, delivered, read as Bob comes online and opens the chat", async () => {
+  it("an own message goes pending, sent, delivered, read as Bob comes back online and opens the chat", async () => {
     const alice = uid("alice");
     const bob = uid("bob");
-    const A = await makeClient(alice);
-    const B = await makeClient(bob);
-    await A.client.start();
-    await online(A.client);
+    const bobStore = new MemoryStore();
+    const first = await started(bob, { store: bobStore });
+    await first.client.stop(); // Bob has keys, and is away
+    const A = await started(alice);
 
     const seen: MessageStatus[] = [];
     A.client.on("messageUpdated", ({ message }) => {
@@ -125,11 +169,13 @@ describe("client library", () => {
     seen.push(m.status!);
     await until("sent", () => seen.includes("sent"));
     expect(A.client.message(m.key)?.msg).toMatch(/^[0-9a-z]+$/);
+    expect(A.client.message(m.key)?.encrypted).toBe(true);
 
-    await B.client.start(); // Bob was offline: the replay delivers it and his ack ticks it twice
+    const B = await makeClient(bob, { store: bobStore });
+    await B.client.start(); // the replay delivers it and his ack ticks it twice
     await until("delivered", () => seen.includes("delivered"));
     expect(B.client.conversation({ user: alice }).unread).toBe(1);
-    expect(B.client.messages({ user: alice })[0]).toMatchObject({ text: "are you there?", msg: A.client.message(m.key)!.msg, mine: false });
+    expect(B.client.messages({ user: alice })[0]).toMatchObject({ text: "are you there?", msg: A.client.message(m.key)!.msg, mine: false, encrypted: true });
 
     B.client.openChat({ user: alice });
     await until("read", () => seen.includes("read"));
@@ -139,34 +185,38 @@ describe("client library", () => {
     await B.client.stop();
   });
 
-  it("sends made offline are kept in the store across a restart and flushed, in order, once connected", async () => {
+  it("sends made offline are sealed, kept in the store across a restart and flushed, in order, once connected", async () => {
     const alice = uid("alice");
     const bob = uid("bob");
+    const B = await started(bob);
     const store = new MemoryStore();
     const A = await makeClient(alice, { store, offline: true });
     const states: string[] = [];
     A.client.on("connection", (e) => states.push(e.state));
     await A.client.start();
     const queued = ["one", "two", "three"].map((text) => A.client.send({ user: bob }, { text }));
-    await A.client.flush();
     await until("a few failed attempts", () => states.filter((s) => s === "offline").length >= 3);
+    // What waits in the store becomes ciphertext (the key directory answers over HTTP).
+    const queue = async () => (await store.loadAll()).filter(([k]) => k.startsWith("out:")).map(([, v]) => v as { frame: Record<string, unknown>; seal?: string });
+    let waiting = await queue();
+    for (let i = 0; i < 100 && !waiting.every((w) => w.seal === "sealed"); i++) waiting = (await sleep(20), await queue());
+    expect(waiting.map((w) => w.seal)).toEqual(["sealed", "sealed", "sealed"]);
     expect(queued.map((m) => A.client.message(m.key)?.status)).toEqual(["pending", "pending", "pending"]);
     await A.client.stop();
+    expect(waiting.every((w) => w.frame.text === undefined && w.frame.e2ee !== undefined)).toBe(true);
 
-    // A reload: a new client on the same store still holds the queue.
+    // A reload: a new client on the same store still holds the queue, and sends exactly those frames.
     const A2 = await makeClient(alice, { store, offline: true });
     await A2.client.start();
     expect(A2.client.pendingSends()).toEqual(queued.map((m) => m.id));
-    expect(A2.client.messages({ user: bob }).map((m) => m.text)).toEqual(["one", "two", "three"]);
-
-    const B = await makeClient(bob);
-    await B.client.start();
+    expect(texts(A2.client, { user: bob })).toEqual(["one", "two", "three"]);
     A2.tap.offline = false;
     A2.client.reconnectNow();
     await until("queue flushed", () => A2.client.pendingSends().length === 0);
     await until("bob has them", () => B.client.messages({ user: alice }).length === 3);
-    expect(B.client.messages({ user: alice }).map((m) => m.text)).toEqual(["one", "two", "three"]);
+    expect(texts(B.client, { user: alice })).toEqual(["one", "two", "three"]);
     expect(A2.client.messages({ user: bob }).map((m) => m.status)).toEqual(["sent", "sent", "sent"]);
+    expect(framesOf(A2.tap.sent, "send").map((f) => JSON.stringify(f.e2ee))).toEqual(waiting.map((w) => JSON.stringify(w.frame.e2ee)));
     await A2.client.stop();
     await B.client.stop();
   });
@@ -175,17 +225,13 @@ describe("client library", () => {
     const alice = uid("alice");
     const bob = uid("bob");
     const store = new MemoryStore();
-    const A = await makeClient(alice);
     // A long ack delay: Bob's client stores the messages but is stopped before it acks.
-    const B = await makeClient(bob, { store, ackDelayMs: 60_000 });
-    await A.client.start();
-    await B.client.start();
-    await online(A.client);
-    await online(B.client);
+    const B = await started(bob, { store, ackDelayMs: 60_000 });
+    const A = await started(alice);
     for (const text of ["a", "b", "c"]) A.client.send({ user: bob }, { text });
     await until("bob has 3", () => B.client.messages({ user: alice }).length === 3);
     await B.client.stop();
-    expect(B.tap.frames.some((f) => f.includes('"type":"ack"'))).toBe(false);
+    expect(B.tap.sent.some((f) => f.includes('"type":"ack"'))).toBe(false);
 
     const B2 = await makeClient(bob, { store });
     let added = 0;
@@ -194,40 +240,53 @@ describe("client library", () => {
     await online(B2.client);
     const replayed = B2.tap.frames.filter((f) => f.startsWith('{"type":"message"'));
     expect(replayed.length).toBe(3); // the server did replay them...
-    expect(added).toBe(0); // ...and the client dropped them by seq
-    expect(B2.client.messages({ user: alice }).map((m) => m.text)).toEqual(["a", "b", "c"]);
+    expect(added).toBe(0); // ...and the client dropped them by seq (message keys open once)
+    expect(texts(B2.client, { user: alice })).toEqual(["a", "b", "c"]);
     expect(B2.client.lastSeq).toBe(3);
     await A.client.stop();
     await B2.client.stop();
   });
 
-  it("calls whose server side may be missing fail as ApiError and leave the client working", async () => {
+  it("nothing is acknowledged, and no send goes out, until the store has written it", async () => {
+    class FlakyStore extends MemoryStore {
+      broken = false;
+      override async write(puts: Array<[string, unknown]>, deletes: string[]): Promise<void> {
+        if (this.broken) throw new Error("disk full");
+        return super.write(puts, deletes);
+      }
+    }
     const alice = uid("alice");
     const bob = uid("bob");
-    const A = await makeClient(alice);
-    const B = await makeClient(bob);
-    await A.client.start();
-    await B.client.start();
-    await online(A.client);
-    await online(B.client);
-    A.client.setForeground(true);
-    A.client.openChat({ user: bob });
-    A.client.typing({ user: bob });
-    A.client.stopTyping({ user: bob });
-    const group = await A.client.createGroup("trip", [bob]).then(
-      (g) => g.id,
-      (e: unknown) => e,
-    );
-    if (typeof group !== "string") expect(group).toBeInstanceOf(ApiError);
-    const page = await A.client.loadOlder({ user: bob });
-    expect(page.complete).toBe(true);
-    expect(await A.client.api.me()).toMatchObject({ id: alice });
-    // Still online, and messages still flow both ways.
-    A.client.send({ user: bob }, { text: "still here" });
-    await until("bob got it", () => B.client.messages({ user: alice }).length === 1);
-    expect(A.client.connectionState).toBe("online");
+    const store = new FlakyStore();
+    const A = await started(alice, { store });
+    const B = await started(bob);
+    store.broken = true;
+    B.client.send({ user: alice }, { text: "keep me" });
+    await until("alice's socket got it", () => A.tap.frames.some((f) => f.startsWith('{"type":"message"')));
+    A.client.send({ user: bob }, { text: "and me" });
+    await sleep(200);
+    expect(framesOf(A.tap.sent, "ack")).toEqual([]);
+    expect(framesOf(A.tap.sent, "send")).toEqual([]);
+    store.broken = false;
+    await until("acked and sent once stored", () => framesOf(A.tap.sent, "ack").length >= 1 && framesOf(A.tap.sent, "send").length === 1, 5000);
+    const stored = new Map(await store.loadAll());
+    expect((stored.get("meta") as { lastSeq: number }).lastSeq).toBeGreaterThanOrEqual(framesOf(A.tap.sent, "ack")[0]!.seq as number);
+    expect([...stored.keys()].filter((k) => k.startsWith("msg:"))).toHaveLength(2);
+    await until("bob got it", () => texts(B.client, { user: alice }).includes("and me"));
     await A.client.stop();
     await B.client.stop();
+  });
+
+  it("a second connection of the same device (another tab) makes the first stop with 4000 instead of fighting it", async () => {
+    const alice = uid("alice");
+    const A = await started(alice, { e2ee: false });
+    const other = await connect(alice, "web");
+    await until("replaced", () => A.client.connectionState === "replaced");
+    await sleep(200);
+    expect(A.tap.sockets.length).toBe(1);
+    expect(other.closed).toBeNull();
+    await A.client.stop();
+    other.close();
   });
 
   it("reconnect delays double with jitter and stay under the cap", () => {
@@ -241,9 +300,427 @@ describe("client library", () => {
   });
 });
 
-// ---- the parts of the protocol this server does not send yet --------------------
-// A scripted server behind a fake socket: the client is the real one, the frames
-// are what PROTOCOL.md says groups, presence, typing, edits and retention send.
+describe("client library: end-to-end encryption", () => {
+  it("a device Bob adds is encrypted for after devices_changed (same id), both sides show one safety number, and it changes", async () => {
+    const alice = uid("alice");
+    const bob = uid("bob");
+    const A = await started(alice);
+    const B = await started(bob);
+    A.client.send({ user: bob }, { text: "hello phone" });
+    await until("bob read it", () => texts(B.client, { user: alice }).includes("hello phone"));
+    const before = await A.client.safetyNumber(bob);
+    expect(before.digits).toMatch(/^(\d{5} ){11}\d{5}$/);
+    expect((await B.client.safetyNumber(alice)).digits).toBe(before.digits);
+
+    const B2 = await started(bob, { device: "laptop" }); // a new device: keys published
+    const changed = A.client.once("identityChanged", (e) => e.user === bob);
+    const m = A.client.send({ user: bob }, { text: "hello laptop too" });
+    await until("laptop read it", () => texts(B2.client, { user: alice }).includes("hello laptop too"));
+    await until("phone read it", () => texts(B.client, { user: alice }).includes("hello laptop too"));
+    // Alice's cached list lacked the laptop: refused, sealed again for it, sent again with the SAME id.
+    const sends = framesOf(A.tap.sent, "send").filter((f) => f.id === m.id);
+    expect(sends.length).toBe(2);
+    expect(Object.keys((sends[0]!.e2ee as { recipients: object }).recipients)).toEqual([`${bob}/web`]);
+    expect(Object.keys((sends[1]!.e2ee as { recipients: object }).recipients).sort()).toEqual([`${bob}/laptop`, `${bob}/web`]);
+    expect(framesOf(A.tap.frames, "error").some((e) => e.code === "devices_changed" && e.ref === m.id)).toBe(true);
+    expect(B.client.messages({ user: alice }).filter((x) => x.id === m.id)).toHaveLength(1);
+    // Alice is told Bob's keys changed; the numbers still match on all three screens, and differ from before.
+    await changed;
+    expect(A.client.conversation({ user: bob }).securityChanged).toBe(true);
+    expect(A.client.messages({ user: bob }).some((x) => x.system?.kind === "security_changed")).toBe(true);
+    const after = await A.client.safetyNumber(bob);
+    expect(A.client.conversation({ user: bob }).securityChanged).toBe(false);
+    expect(after.digits).not.toBe(before.digits);
+    expect(after.theirs).toBe(2);
+    expect((await B.client.safetyNumber(alice)).digits).toBe(after.digits);
+    expect((await B2.client.safetyNumber(alice)).digits).toBe(after.digits);
+
+    // Bob's laptop answers; his phone (his other device) reads it too.
+    B2.client.send({ user: alice }, { text: "from the laptop" });
+    await until("alice read it", () => texts(A.client, { user: bob }).includes("from the laptop"));
+    await until("bob's phone read it", () => texts(B.client, { user: alice }).includes("from the laptop"));
+    expect(B.client.messages({ user: alice }).find((x) => x.text === "from the laptop")?.mine).toBe(true);
+    for (const c of [A, B, B2]) await c.client.stop();
+  });
+
+  it("keys and sessions survive a reload from the store: no new keys, no new session, and the chat goes on", async () => {
+    const alice = uid("alice");
+    const bob = uid("bob");
+    const store = new MemoryStore();
+    const A = await started(alice, { store });
+    const B = await started(bob);
+    A.client.send({ user: bob }, { text: "first" });
+    await until("bob has first", () => texts(B.client, { user: alice }).includes("first"));
+    B.client.send({ user: alice }, { text: "reply" }); // completes the session (no more prekey headers)
+    await until("alice has reply", () => texts(A.client, { user: bob }).includes("reply"));
+    await A.client.stop();
+    const publishes = async () => ((await (await call(`/v1/keys/web/count`, { token: A.token })).json()) as { count: number }).count;
+    const countBefore = await publishes();
+
+    const A2 = await started(alice, { store });
+    A2.client.send({ user: bob }, { text: "after the reload" });
+    await until("bob has it", () => texts(B.client, { user: alice }).includes("after the reload"));
+    const sent = framesOf(A2.tap.sent, "send").at(-1)!;
+    expect((sent.e2ee as { recipients: Record<string, { type: string }> }).recipients[`${bob}/web`]!.type).toBe("msg");
+    expect(await publishes()).toBe(countBefore); // nothing published again
+    expect(texts(A2.client, { user: bob })).toEqual(["first", "reply", "after the reload"]);
+    await A2.client.stop();
+    await B.client.stop();
+  });
+
+  it("when Bob's app has no keys the message goes in the clear, and both chats say so", async () => {
+    const alice = uid("alice");
+    const bob = uid("bob");
+    const B = await started(bob, { e2ee: false });
+    const A = await started(alice);
+    expect(await A.client.checkEncryption({ user: bob })).toBe(false);
+    const m = A.client.send({ user: bob }, { text: "in the clear" });
+    await until("bob has it", () => texts(B.client, { user: alice }).includes("in the clear"));
+    expect(framesOf(A.tap.sent, "send")[0]).toMatchObject({ text: "in the clear" });
+    expect(A.client.message(m.key)?.encrypted).toBe(false);
+    expect(A.client.conversation({ user: bob })).toMatchObject({ encryption: "off", encryptionNote: expect.stringContaining("has not set up encryption") });
+    B.client.send({ user: alice }, { text: "me too" });
+    await until("alice has it", () => texts(A.client, { user: bob }).includes("me too"));
+    expect(A.client.conversation({ user: bob }).encryption).toBe("off");
+    await A.client.stop();
+    await B.client.stop();
+  });
+
+  it("group messages are one sender-key ciphertext; the key is handed over pairwise and renewed when a member is removed", async () => {
+    const alice = uid("alice");
+    const bob = uid("bob");
+    const carol = uid("carol");
+    const A = await started(alice);
+    const B = await started(bob);
+    const C = await started(carol);
+    const A2 = await started(alice, { device: "tablet" }); // Alice's other device reads her group messages too
+    const g = await A.client.createGroup("Secret club", [bob, carol]);
+    const group = { group: g.id };
+    A.client.send(group, { text: "the password is swordfish" });
+    for (const c of [B, C]) await until("member read it", () => texts(c.client, group).includes("the password is swordfish"));
+    await until("alice's tablet read it", () => texts(A2.client, group).includes("the password is swordfish"));
+    const post = framesOf(A.tap.sent, "send").find((f) => (f.to as Chat & { group?: string }).group === g.id)!;
+    expect(post.text).toBeUndefined();
+    expect(post.e2ee).toMatchObject({ v: 1, sender: "web", senderKeyCiphertext: expect.any(String) });
+    // The hand-overs went pairwise, to Bob and to Carol, and show up nowhere.
+    const handovers = framesOf(A.tap.sent, "send").filter((f) => "user" in (f.to as Chat));
+    expect(handovers.map((f) => (f.to as { user: string }).user).sort()).toEqual([bob, carol].sort());
+    expect(B.client.conversations().map((c) => c.key)).not.toContain(`user:${alice}`);
+
+    B.client.send(group, { text: "bob here" });
+    for (const c of [A, C]) await until("read bob", () => texts(c.client, group).includes("bob here"));
+
+    const keyId = () => (A.client as unknown as { keyring: { device: E2eeDevice } }).keyring.device.senderKeys.distribution(g.id).keyId;
+    const oldKey = keyId();
+    await A.client.api.removeMember(g.id, carol);
+    await until("removal seen", () => A.client.messages(group).some((m) => m.system?.kind === "member_removed"));
+    A.client.send(group, { text: "carol is gone" });
+    await until("bob read it", () => texts(B.client, group).includes("carol is gone"));
+    expect(keyId()).not.toBe(oldKey); // a new key, handed to Bob (and Alice's tablet) only
+    const renewed = framesOf(A.tap.sent, "send").filter((f) => "user" in (f.to as Chat)).slice(handovers.length);
+    expect(renewed.map((f) => (f.to as { user: string }).user)).toEqual([bob]);
+    expect(texts(C.client, group)).not.toContain("carol is gone");
+    for (const c of [A, A2, B, C]) await c.client.stop();
+  });
+
+  it("an encrypted photo: only ciphertext reaches the server, and Bob gets back the exact bytes", async () => {
+    const alice = uid("alice");
+    const bob = uid("bob");
+    const A = await started(alice);
+    const B = await started(bob);
+    const png = new Uint8Array(4000);
+    png.set([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+    for (let i = 8; i < png.length; i++) png[i] = (i * 7) & 0xff;
+    const sent = await A.client.sendMedia({ user: bob }, new Blob([png], { type: "image/png" }), { caption: "secret view", width: 20, height: 10 });
+    await until("bob has it", () => B.client.messages({ user: alice }).some((m) => m.media));
+    const got = B.client.messages({ user: alice }).find((m) => m.media)!;
+    expect(got.media).toMatchObject({ type: "image/png", size: png.length, caption: "secret view", width: 20, key: expect.any(String) });
+    expect(await B.client.mediaBytes(got)).toEqual(png);
+    // The send frame names the upload in the clear and nothing else; R2 holds ciphertext.
+    const frame = framesOf(A.tap.sent, "send").find((f) => f.id === sent.id)!;
+    expect(frame.media).toBeUndefined();
+    expect((frame.e2ee as { attachments: string[] }).attachments).toEqual([got.media!.id]);
+    expect(JSON.stringify(frame)).not.toContain("secret view");
+    const object = await env.MEDIA.get(got.media!.id);
+    expect(object!.httpMetadata?.contentType).toBe("application/octet-stream");
+    const stored = new Uint8Array(await object!.arrayBuffer());
+    expect(stored.length).toBe(png.length + 28);
+    expect(stored.subarray(0, 8)).not.toEqual(png.subarray(0, 8));
+    await A.client.stop();
+    await B.client.stop();
+  });
+
+  it("an encrypted edit reaches Bob and Alice's other device, the editing device gets it back as confirmation; delete removes it everywhere", async () => {
+    const alice = uid("alice");
+    const bob = uid("bob");
+    const A = await started(alice);
+    const A2 = await started(alice, { device: "tablet" });
+    const B = await started(bob);
+    const m = A.client.send({ user: bob }, { text: "see you at 5" });
+    await until("bob has it", () => texts(B.client, { user: alice }).includes("see you at 5"));
+    await until("tablet has it", () => texts(A2.client, { user: bob }).includes("see you at 5"));
+    const msg = A.client.message(m.key)!.msg!;
+    expect(await A.client.edit(msg, "see you at 6")).toBe(true);
+    const edited = (c: ChatClient) => c.messages({ user: c === B.client ? alice : bob }).find((x) => x.msg === msg);
+    await until("bob sees the edit", () => edited(B.client)?.text === "see you at 6" && edited(B.client)?.edited === true);
+    await until("tablet sees the edit", () => edited(A2.client)?.text === "see you at 6");
+    await until("editing device confirmed", () => edited(A.client)?.edited === true);
+    expect(edited(A.client)?.text).toBe("see you at 6");
+    const edit = framesOf(A.tap.sent, "edit")[0]!;
+    expect(edit.text).toBeUndefined();
+    expect(JSON.stringify(edit)).not.toContain("see you at 6");
+
+    expect(A.client.deleteMessage(msg)).toBe(true);
+    for (const c of [A.client, A2.client, B.client]) await until("deleted", () => edited(c)?.deleted === true && edited(c)?.text === undefined);
+    for (const c of [A, A2, B]) await c.client.stop();
+  });
+
+  it("in a group, an encrypted edit and a delete come back through the group to every member and to the editor", async () => {
+    const alice = uid("alice");
+    const bob = uid("bob");
+    const A = await started(alice);
+    const A2 = await started(alice, { device: "tablet" });
+    const B = await started(bob);
+    const g = await A.client.createGroup("Plans", [bob]);
+    const group = { group: g.id };
+    const m = A.client.send(group, { text: "dinner at 7" });
+    await until("bob has it", () => texts(B.client, group).includes("dinner at 7"));
+    await until("tablet has it", () => texts(A2.client, group).includes("dinner at 7"));
+    const msg = A.client.message(m.key)!.msg!;
+    const at = (c: ChatClient) => c.messages(group).find((x) => x.msg === msg);
+    expect(await A.client.edit(msg, "dinner at 8")).toBe(true);
+    await until("bob sees the edit", () => at(B.client)?.text === "dinner at 8" && at(B.client)?.edited === true);
+    await until("tablet sees the edit", () => at(A2.client)?.text === "dinner at 8");
+    await until("the editor got the group's event", () => at(A.client)?.edited === true);
+    const edit = framesOf(A.tap.sent, "edit")[0]!;
+    expect(edit.e2ee).toMatchObject({ senderKeyCiphertext: expect.any(String) });
+    expect(JSON.stringify(edit)).not.toContain("dinner");
+    expect(framesOf(A.tap.frames, "event").some((f) => (f.event as { kind: string; msg?: string }).kind === "edited" && (f.chat as { group?: string }).group === g.id)).toBe(true);
+    expect(A.client.deleteMessage(msg)).toBe(true);
+    for (const c of [A.client, A2.client, B.client]) await until("deleted", () => at(c)?.deleted === true && at(c)?.text === undefined);
+    for (const c of [A, A2, B]) await c.client.stop();
+  });
+
+  it("one-time prekeys running low are topped up when the device connects", async () => {
+    const alice = uid("alice");
+    const bob = uid("bob");
+    const A = await started(alice);
+    await A.client.stop();
+    const claimer = await token(bob);
+    const count = async () => ((await (await call(`/v1/keys/web/count`, { token: A.token })).json()) as { count: number }).count;
+    expect(await count()).toBe(100);
+    for (let i = 0; i < 100 - PREKEY_REFILL_BELOW + 5; i++) expect((await call(`/v1/users/${alice}/keys`, { token: claimer })).status).toBe(200);
+    expect(await count()).toBe(PREKEY_REFILL_BELOW - 5);
+    await A.client.start();
+    for (let i = 0; i < 200 && (await count()) < 100; i++) await sleep(20);
+    expect(await count()).toBe(100);
+    await A.client.stop();
+  });
+});
+
+describe("client library: the rest of the server API", () => {
+  it("a permanent chat's history is paged with nextBefore on a device that never saw it", async () => {
+    const alice = uid("alice");
+    const bob = uid("bob");
+    // Plaintext clients: an encrypted history could not be read by a device added later.
+    const A = await started(alice, { e2ee: false });
+    const B = await started(bob, { e2ee: false });
+    await A.client.setChatSettings({ user: bob }, { retention: "permanent" });
+    for (let i = 0; i < 7; i++) A.client.send({ user: bob }, { text: `h${i}` });
+    await until("bob has 7", () => texts(B.client, { user: alice }).filter((t) => t?.startsWith("h")).length === 7);
+    B.client.openChat({ user: alice }); // read and acked: the inbox lets them go, history keeps them
+    await sleep(200);
+    const B2 = await started(bob, { e2ee: false, device: "new" });
+    const pages: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const page = await B2.client.loadOlder({ user: alice }, 3);
+      pages.push(page.added.length);
+      if (page.complete) break;
+    }
+    expect(texts(B2.client, { user: alice }).filter((t) => t?.startsWith("h"))).toEqual(["h0", "h1", "h2", "h3", "h4", "h5", "h6"]);
+    expect(B2.client.conversation({ user: alice }).historyComplete).toBe(true);
+    expect(pages.length).toBeGreaterThanOrEqual(2);
+    const requests = pages.length;
+    expect(await B2.client.loadOlder({ user: alice }, 3)).toEqual({ added: [], complete: true });
+    expect(pages.length).toBe(requests);
+    for (const c of [A, B, B2]) await c.client.stop();
+  });
+
+  it("chat settings: the change reaches both sides, GET agrees, and later messages disappear on time", async () => {
+    const alice = uid("alice");
+    const bob = uid("bob");
+    const A = await started(alice);
+    const B = await started(bob);
+    const answer = await A.client.setChatSettings({ user: bob }, { retention: "permanent", disappearAfterSeconds: 86_400 });
+    expect(answer).toMatchObject({ retention: "permanent", disappearAfterSeconds: 86_400, changedBy: alice });
+    await until("bob sees the change", () => B.client.conversation({ user: alice }).disappearAfterSeconds === 86_400);
+    expect(B.client.conversation({ user: alice }).retention).toBe("permanent");
+    expect(B.client.messages({ user: alice }).map((m) => m.system?.kind)).toEqual(["retention_changed"]);
+    expect(await B.client.chatSettings({ user: alice })).toMatchObject({ retention: "permanent", disappearAfterSeconds: 86_400 });
+    const m = A.client.send({ user: bob }, { text: "gone tomorrow" });
+    await until("bob has it", () => texts(B.client, { user: alice }).includes("gone tomorrow"));
+    const got = B.client.messages({ user: alice }).find((x) => x.text === "gone tomorrow")!;
+    expect(got.expiresAt! - got.ts).toBe(86_400_000);
+    expect(got.encrypted).toBe(true);
+    await until("alice's copy has it too", () => A.client.message(m.key)?.status === "delivered" || A.client.message(m.key)?.status === "read");
+    await A.client.setChatSettings({ user: bob }, { disappearAfterSeconds: null });
+    await until("bob sees it off", () => B.client.conversation({ user: alice }).disappearAfterSeconds === null);
+    await A.client.stop();
+    await B.client.stop();
+  });
+
+  it("groups over HTTP: list, read, rename, add, make admin, message info, leave", async () => {
+    const alice = uid("alice");
+    const bob = uid("bob");
+    const carol = uid("carol");
+    const A = await started(alice);
+    const B = await started(bob);
+    const g = await A.client.createGroup("Lunch", [bob]);
+    expect(g.members.map((m) => [m.user, m.role])).toEqual(expect.arrayContaining([[alice, "admin"], [bob, "member"]]));
+    await until("bob's object knows it", () => B.client.messages({ group: g.id }).some((m) => m.system?.kind === "created"));
+    expect((await B.client.api.groups()).map((x) => x.id)).toContain(g.id);
+    expect((await B.client.api.group(g.id)).name).toBe("Lunch");
+    await A.client.api.renameGroup(g.id, "Lunch 2.0");
+    await until("bob sees the name", () => B.client.conversation({ group: g.id }).title === "Lunch 2.0");
+    await A.client.api.addMembers(g.id, [carol]);
+    await A.client.api.makeAdmin(g.id, bob);
+    await expect(B.client.api.messageReceipts(g.id, "0000000000000000")).rejects.toBeInstanceOf(ApiError);
+    const m = A.client.send({ group: g.id }, { text: "noon?" });
+    await until("bob has it", () => texts(B.client, { group: g.id }).includes("noon?"));
+    B.client.openChat({ group: g.id });
+    let rows: Awaited<ReturnType<ChatClient["api"]["messageReceipts"]>> = [];
+    for (let i = 0; i < 100; i++) {
+      rows = await A.client.api.messageReceipts(g.id, A.client.message(m.key)!.msg!);
+      if (rows.find((r) => r.user === bob)?.readAt) break;
+      await sleep(20);
+    }
+    expect(rows.map((r) => r.user).sort()).toEqual([bob, carol].sort());
+    expect(rows.find((r) => r.user === bob)?.readAt).toEqual(expect.any(Number));
+    expect(rows.find((r) => r.user === carol)?.readAt).toBeUndefined();
+    await B.client.api.removeMember(g.id, bob); // leaves
+    await expect(B.client.api.group(g.id)).rejects.toMatchObject({ code: "not_member" });
+    await until("alice sees bob leave", () => A.client.messages({ group: g.id }).some((x) => x.system?.kind === "member_left"));
+    await A.client.stop();
+    await B.client.stop();
+  });
+
+  it("a post the group refuses (removed meanwhile) turns the message from sent to failed", async () => {
+    const alice = uid("alice");
+    const bob = uid("bob");
+    // In the clear: the encrypting client would learn of the removal before sending at all.
+    const A = await started(alice, { e2ee: false });
+    const B = await started(bob, { e2ee: false });
+    const g = await B.client.createGroup("Bob's", [alice]);
+    await B.client.api.removeMember(g.id, alice);
+    const m = A.client.send({ group: g.id }, { text: "let me in" });
+    await until("failed", () => A.client.message(m.key)?.status === "failed");
+    expect(framesOf(A.tap.frames, "sent").some((f) => f.id === m.id)).toBe(true);
+    expect(A.client.message(m.key)?.error?.code).toBe("not_member");
+    await A.client.stop();
+    await B.client.stop();
+  });
+
+  it("reading on one device clears the unread count on the user's other device (read event), with no line in the chat", async () => {
+    const alice = uid("alice");
+    const bob = uid("bob");
+    const A1 = await started(alice);
+    const A2 = await started(alice, { device: "tablet" });
+    const B = await started(bob);
+    B.client.send({ user: alice }, { text: "one" });
+    B.client.send({ user: alice }, { text: "two" });
+    for (const a of [A1, A2]) await until("unread 2", () => a.client.conversation({ user: bob }).unread === 2);
+    A1.client.openChat({ user: bob });
+    await until("tablet unread 0", () => A2.client.conversation({ user: bob }).unread === 0);
+    expect(A2.client.conversation({ user: bob }).readUpTo).toBe(A1.client.conversation({ user: bob }).readUpTo);
+    expect(A2.client.messages({ user: bob }).filter((m) => m.system)).toEqual([]);
+    expect(framesOf(A2.tap.frames, "event").map((f) => (f.event as { kind: string }).kind)).toContain("read");
+    for (const c of [A1, A2, B]) await c.client.stop();
+  });
+
+  it("typing in a group reaches the other members and goes off again; someone's typing expires without news", async () => {
+    const alice = uid("alice");
+    const bob = uid("bob");
+    const A = await started(alice, { e2ee: false, ephemeral: { typingExpireMs: 600 } });
+    const B = await started(bob, { e2ee: false });
+    const g = await A.client.createGroup("Typists", [bob]);
+    const group = { group: g.id };
+    await until("bob knows the group", () => B.client.messages(group).length > 0);
+    B.client.typing(group);
+    await until("alice sees bob typing", () => A.client.typingIn(group).includes(bob));
+    B.client.stopTyping(group);
+    await until("off", () => A.client.typingIn(group).length === 0);
+    // A raw device that says "on" and never "off": the client forgets it after typingExpireMs.
+    const raw = await connect(bob, "raw");
+    raw.send({ type: "typing", chat: { user: alice }, on: true });
+    await until("typing in the one-to-one chat", () => A.client.typingIn({ user: bob }).includes(bob));
+    const on = Date.now();
+    await until("expired", () => A.client.typingIn({ user: bob }).length === 0, 3000);
+    expect(Date.now() - on).toBeGreaterThan(400);
+    raw.close();
+    await A.client.stop();
+    await B.client.stop();
+  });
+
+  it("presence: an open chat watches the peer, and hiding last seen reaches the watcher at once", async () => {
+    const alice = uid("alice");
+    const bob = uid("bob");
+    const A = await started(alice, { e2ee: false });
+    const B = await started(bob, { e2ee: false });
+    B.client.setForeground(true);
+    A.client.openChat({ user: bob });
+    await until("bob online", () => A.client.presenceOf(bob)?.online === true);
+    expect(framesOf(A.tap.sent, "watch")[0]).toEqual({ type: "watch", users: [bob] });
+    expect(await B.client.api.setPrivacy({ lastSeen: "nobody" })).toEqual({ lastSeen: "nobody", readReceipts: true });
+    await until("hidden", () => A.client.presenceOf(bob)?.online === false && A.client.presenceOf(bob)?.lastSeen === null);
+    expect(await A.client.fetchPresence(bob)).toEqual({ user: bob, online: false, lastSeen: null });
+    expect(await B.client.api.privacy()).toEqual({ lastSeen: "nobody", readReceipts: true });
+    await A.client.stop();
+    await B.client.stop();
+  });
+
+  it("media: a raw upload with progress, a multipart one in parts, and an expired URL refreshed (URLs are relative to the server)", async () => {
+    const alice = uid("alice");
+    const bob = uid("bob");
+    const A = await started(alice, { e2ee: false });
+    const B = await started(bob, { e2ee: false });
+    const tok = A.token;
+    const ctx = { url: (p: string) => BASE + p, token: async () => tok, fetch: (r: Request) => worker.fetch(r) };
+    const png = new Uint8Array(3000);
+    png.set([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+    const progress: number[] = [];
+    const ref = await singleUpload(new Blob([png]), { type: "image/png", onProgress: (p) => progress.push(p.loaded) }, ctx);
+    expect(ref).toMatchObject({ type: "image/png", size: 3000, sha256: expect.stringMatching(/^[0-9a-f]{64}$/) });
+    expect(progress).toEqual([0, 3000]);
+
+    const MiB = 1024 * 1024;
+    const video = new Uint8Array(9 * MiB + 123);
+    video.set([0, 0, 0, 0x18, ...[..."ftypisom"].map((ch) => ch.charCodeAt(0))]);
+    for (let i = 16; i < video.length; i += 4096) video[i] = i & 0xff;
+    progress.length = 0;
+    const big = await multipartUpload(new Blob([video]), { type: "video/mp4", onProgress: (p) => progress.push(p.loaded) }, ctx);
+    const digest = [...new Uint8Array(await crypto.subtle.digest("SHA-256", video))].map((b) => b.toString(16).padStart(2, "0")).join("");
+    expect(big).toMatchObject({ type: "video/mp4", size: video.length, sha256: digest });
+    expect(progress).toEqual([0, 8 * MiB, video.length]);
+
+    A.client.send({ user: bob }, { media: { ...ref, caption: "dot" } });
+    await until("bob has it", () => B.client.messages({ user: alice }).some((m) => m.media));
+    const got = B.client.messages({ user: alice }).find((m) => m.media)!;
+    expect(got.media!.url).toMatch(/^\/v1\/media\//);
+    expect(await B.client.mediaBytes(got)).toEqual(png);
+    got.media!.urlExpiresAt = Date.now() - 1; // as if a day went by
+    const old = got.media!.url;
+    const url = await B.client.mediaUrl(got);
+    expect(url).toMatch(new RegExp(`^${BASE}/v1/media/${ref.id}\\?`));
+    expect(got.media!.urlExpiresAt).toBeGreaterThan(Date.now());
+    expect(got.media!.url).toMatch(/^\/v1\/media\//);
+    expect(old).toBeDefined();
+    expect(new Uint8Array(await (await worker.fetch(new Request(url!))).arrayBuffer())).toEqual(png);
+    await A.client.stop();
+    await B.client.stop();
+  });
+});
+
+// ---- a scripted server: only what a real one cannot produce on demand --------------
 
 class FakeSocket implements SocketLike {
   readyState = 1;
@@ -272,10 +749,7 @@ class FakeSocket implements SocketLike {
   }
 }
 
-function scripted(
-  user: string,
-  opts: { head?: number; ephemeral?: ConstructorParameters<typeof ChatClient>[0]["ephemeral"]; store?: ClientStore; replay?: () => Array<Record<string, unknown>> } = {},
-) {
+function scripted(user: string, opts: { head?: number; store?: ClientStore; replay?: () => Array<Record<string, unknown>>; e2ee?: boolean } = {}) {
   const sockets: FakeSocket[] = [];
   const client = new ChatClient({
     baseUrl: BASE,
@@ -286,7 +760,7 @@ function scripted(
     fetch: async () => new Response(JSON.stringify({ error: { code: "not_found", message: "no such route" } }), { status: 404 }),
     backoff: { baseMs: 10, maxMs: 50 },
     ackDelayMs: 5,
-    ...(opts.ephemeral ? { ephemeral: opts.ephemeral } : {}),
+    e2ee: opts.e2ee ?? false,
     socketFactory: () => {
       const s = new FakeSocket((sock) => {
         sock.push({ type: "hello", protocol: 1, user, device: "web", head: opts.head ?? 0, serverTime: Date.now() });
@@ -300,107 +774,7 @@ function scripted(
   return { client, sockets, sock: () => sockets.at(-1)! };
 }
 
-describe("client library with a scripted server (frames of features still being built)", () => {
-  it("group messages, receipts without `by`, renames, edits, deletes and retention changes are applied", async () => {
-    const { client, sock } = scripted("alice");
-    await client.start();
-    await online(client);
-    const g = { group: "g_1" };
-    sock().push({ type: "event", seq: 1, chat: g, event: { kind: "created", by: "carol", name: "Trip" }, ts: 1000 });
-    sock().push({ type: "message", seq: 2, msg: "0000001000000aaa", id: "c1", from: "carol", chat: g, ts: 1001, text: "hi all" });
-    const mine = client.send(g, { text: "hello group" });
-    await until("send on the wire", () => sock().frames("send").length === 1);
-    sock().push({ type: "sent", id: mine.id, msg: "0000001002000bbb", ts: 1002 });
-    sock().push({ type: "receipt", seq: 3, chat: g, msgs: ["0000001002000bbb"], status: "delivered", ts: 1003 });
-    sock().push({ type: "event", seq: 4, chat: g, event: { kind: "renamed", by: "carol", name: "Trip 2027" }, ts: 1004 });
-    sock().push({ type: "event", seq: 5, chat: g, event: { kind: "edited", msg: "0000001000000aaa", text: "hi everyone" }, ts: 1005 });
-    sock().push({ type: "event", seq: 6, chat: g, event: { kind: "retention_changed", by: "carol", retention: "permanent", disappearAfterSeconds: 86400 }, ts: 1006 });
-    sock().push({ type: "receipt", seq: 7, chat: g, msgs: ["0000001002000bbb"], status: "read", ts: 1007 });
-    sock().push({ type: "event", seq: 8, chat: g, event: { kind: "deleted", msg: "0000001000000aaa" }, ts: 1008 });
-    await until("acked through 8", () => sock().frames("ack").some((a) => a.seq === 8));
-
-    const conv = client.conversation(g);
-    expect(conv).toMatchObject({ title: "Trip 2027", retention: "permanent", disappearAfterSeconds: 86400, unread: 1 });
-    const list = client.messages(g);
-    expect(list.filter((m) => m.system).map((m) => m.system!.kind)).toEqual(["created", "renamed", "retention_changed"]);
-    const carol = list.find((m) => m.from === "carol" && !m.system)!;
-    expect(carol).toMatchObject({ deleted: true, edited: true });
-    expect(carol.text).toBeUndefined();
-    expect(client.message(mine.key)?.status).toBe("read");
-    // Acks are batched: fewer ack frames than entries.
-    expect(sock().frames("ack").length).toBeLessThan(8);
-    await client.stop();
-  });
-
-  it("a message whose media has no signed url yet is kept (not dropped as outside the protocol)", async () => {
-    const { client, sock } = scripted("alice");
-    await client.start();
-    await online(client);
-    const media = { id: "med_1", type: "image/jpeg", size: 1234, caption: "beach" };
-    sock().push({ type: "message", seq: 1, msg: "0000006000000aaa", id: "p1", from: "bob", chat: { user: "bob" }, ts: 6000, media });
-    await until("held", () => client.messages({ user: "bob" }).length === 1);
-    expect(client.messages({ user: "bob" })[0]!.media).toEqual(media);
-    await until("acked", () => sock().frames("ack").some((a) => a.seq === 1));
-    await client.stop();
-  });
-
-  it("a refused group post turns the message from sent to failed", async () => {
-    const { client, sock } = scripted("alice");
-    await client.start();
-    await online(client);
-    const m = client.send({ group: "g_x" }, { text: "let me in" });
-    await until("on the wire", () => sock().frames("send").length === 1);
-    sock().push({ type: "sent", id: m.id, msg: "0000002000000ccc", ts: 2000 });
-    await until("sent", () => client.message(m.key)?.status === "sent");
-    sock().push({ type: "error", code: "not_member", message: "you are not a member of this group", ref: m.id });
-    await until("failed", () => client.message(m.key)?.status === "failed");
-    expect(client.message(m.key)?.error?.code).toBe("not_member");
-    await client.stop();
-  });
-
-  it("presence is watched and renewed while a chat is open, and active beats while in the foreground", async () => {
-    const { client, sock } = scripted("alice", { ephemeral: { watchRenewMs: 40, activeIntervalMs: 30 } });
-    await client.start();
-    await online(client);
-    client.openChat({ user: "bob" });
-    await until("renewed twice", () => sock().frames("watch").length >= 3);
-    expect(sock().frames("watch")[0]).toEqual({ type: "watch", users: ["bob"] });
-    sock().push({ type: "presence", user: "bob", online: false, lastSeen: 1_700_000_000_000 });
-    await until("presence applied", () => client.presenceOf("bob")?.lastSeen === 1_700_000_000_000);
-    client.closeChat();
-    const watches = sock().frames("watch").length;
-    client.setForeground(true);
-    await until("active beats", () => sock().frames("active").length >= 3);
-    client.setForeground(false);
-    const actives = sock().frames("active").length;
-    await new Promise((r) => setTimeout(r, 120));
-    expect(sock().frames("watch").length).toBe(watches);
-    expect(sock().frames("active").length).toBe(actives);
-    await client.stop();
-  });
-
-  it("typing goes on once per burst, off by itself, and someone else's typing expires", async () => {
-    const { client, sock } = scripted("alice", { ephemeral: { typingIdleMs: 40, typingRepeatMs: 10_000, typingExpireMs: 60 } });
-    await client.start();
-    await online(client);
-    const bob = { user: "bob" };
-    client.typing(bob);
-    client.typing(bob);
-    client.typing(bob);
-    await until("auto off", () => sock().frames("typing").length === 2);
-    expect(sock().frames("typing").map((f) => f.on)).toEqual([true, false]);
-    sock().push({ type: "typing", user: "bob", chat: bob, on: true });
-    await until("bob typing", () => client.typingIn(bob).includes("bob"));
-    await until("bob's typing expired", () => client.typingIn(bob).length === 0, 1000);
-    // A server without typing says so once; the client then stops sending it.
-    sock().push({ type: "error", code: "bad_frame", message: 'type: "typing" is not supported by this server yet' });
-    await new Promise((r) => setTimeout(r, 10));
-    client.typing(bob);
-    client.stopTyping(bob);
-    expect(sock().frames("typing").length).toBe(2);
-    await client.stop();
-  });
-
+describe("client library with a scripted server (what a real one cannot produce on demand)", () => {
   it("disappearing messages leave the conversation and the store when they expire", async () => {
     const store = new MemoryStore();
     const { client, sock } = scripted("alice", { store });
@@ -432,96 +806,33 @@ describe("client library with a scripted server (frames of features still being 
     await client.stop();
   });
 
-  it("nothing is acknowledged, and no send goes out, until the store has written it", async () => {
-    class FlakyStore extends MemoryStore {
-      broken = true;
-      override async write(puts: Array<[string, unknown]>, deletes: string[]): Promise<void> {
-        if (this.broken) throw new Error("disk full");
-        return super.write(puts, deletes);
-      }
-    }
-    const store = new FlakyStore();
-    const { client, sock } = scripted("alice", { store });
+  it("a group message that overtakes its sender key waits, sealed, and opens when the key arrives", async () => {
+    // Bob's device encrypts for real (the crypto core); the fake only delivers in the wrong order.
+    const { client, sock } = scripted("alice", { e2ee: true });
     await client.start();
     await online(client);
-    sock().push({ type: "message", seq: 1, msg: "0000005000000fff", id: "b1", from: "bob", chat: { user: "bob" }, ts: Date.now(), text: "keep me" });
-    client.send({ user: "bob" }, { text: "and me" });
-    await new Promise((r) => setTimeout(r, 150));
-    expect(sock().frames("ack")).toEqual([]);
-    expect(sock().frames("send")).toEqual([]);
-    store.broken = false;
-    await until("acked and sent once stored", () => sock().frames("ack").length === 1 && sock().frames("send").length === 1, 3000);
-    expect(sock().frames("ack")[0]).toEqual({ type: "ack", seq: 1 });
-    const stored = new Map(await store.loadAll());
-    expect(stored.get("meta")).toMatchObject({ lastSeq: 1 });
-    expect([...stored.keys()].filter((k) => k.startsWith("msg:"))).toHaveLength(2);
-    await client.stop();
-  });
-
-  it("a connection replaced by another tab (4000) stops instead of fighting it", async () => {
-    const { client, sockets, sock } = scripted("alice");
-    await client.start();
-    await online(client);
-    sock().close(4000);
-    await until("replaced", () => client.connectionState === "replaced");
-    await new Promise((r) => setTimeout(r, 150));
-    expect(sockets.length).toBe(1);
-    await client.stop();
-  });
-
-  it("media: raw upload with progress, multipart in parts, and the MediaRef with hints in the send frame", async () => {
-    const requests: Array<{ method: string; path: string; type: string | null; bytes: number }> = [];
-    const sha = "a".repeat(64);
-    const fakeFetch = async (req: Request) => {
-      const bytes = (await req.arrayBuffer()).byteLength;
-      const path = new URL(req.url).pathname;
-      requests.push({ method: req.method, path, type: req.headers.get("content-type"), bytes });
-      if (path === "/v1/media/uploads") return Response.json({ uploadId: "up1", partSize: 4 }, { status: 201 });
-      if (path.includes("/parts/")) return Response.json({ ok: true });
-      return Response.json({ id: "med_1", type: "image/png", size: 10, sha256: sha }, { status: 201 });
-    };
-    const ctx = { url: (p: string) => BASE + p, token: async () => "t", fetch: fakeFetch };
-    const file = new Blob([new Uint8Array(10)], { type: "image/png" });
-    const progress: number[] = [];
-    const ref = await singleUpload(file, { type: "image/png", onProgress: (p) => progress.push(p.loaded) }, ctx);
-    expect(ref).toEqual({ id: "med_1", type: "image/png", size: 10, sha256: sha });
-    expect(requests[0]).toEqual({ method: "POST", path: "/v1/media", type: "image/png", bytes: 10 });
-    expect(progress).toEqual([0, 10]);
-
-    requests.length = 0;
-    progress.length = 0;
-    await multipartUpload(file, { type: "image/png", onProgress: (p) => progress.push(p.loaded) }, ctx);
-    expect(requests.map((r) => `${r.method} ${r.path} ${r.bytes}`)).toEqual([
-      "POST /v1/media/uploads 30",
-      "PUT /v1/media/uploads/up1/parts/1 4",
-      "PUT /v1/media/uploads/up1/parts/2 4",
-      "PUT /v1/media/uploads/up1/parts/3 2",
-      "POST /v1/media/uploads/up1/complete 0",
-    ]);
-    expect(progress).toEqual([0, 4, 8, 10]);
-
-    const sockets: FakeSocket[] = [];
-    const client = new ChatClient({
-      baseUrl: BASE,
-      user: "alice",
-      token: "t",
-      device: "web",
-      fetch: fakeFetch,
-      uploader: async (f, o, c) => singleUpload(f, o, c),
-      socketFactory: () => {
-        const s = new FakeSocket((sock) => {
-          sock.push({ type: "hello", protocol: 1, user: "alice", device: "web", head: 0, serverTime: Date.now() });
-          sock.push({ type: "synced", head: 0 });
-        });
-        sockets.push(s);
-        return s;
-      },
-    });
-    await client.start();
-    await online(client);
-    const m = await client.sendMedia({ user: "bob" }, file, { caption: "look", width: 2, height: 5 });
-    await until("send on the wire", () => sockets[0]!.frames("send").length === 1);
-    expect(sockets[0]!.frames("send")[0]).toEqual({ type: "send", id: m.id, to: { user: "bob" }, media: { id: "med_1", type: "image/png", size: 10, sha256: sha, caption: "look", width: 2, height: 5 } });
+    const alice = (client as unknown as { keyring: { device: E2eeDevice } }).keyring.device;
+    const bundle = alice.publishBundle(1); // what the server would hand out for alice/web
+    const bob = E2eeDevice.create("bob", "phone");
+    const g = "g_0123456789abcdef0123456789abcdef";
+    bob.senderKeys.prepare(g, ["alice/web"]);
+    const dist = bob.senderKeys.distribution(g);
+    const m1 = bob.encryptGroup(g, encodeContent({ text: "arrives before its key" }));
+    const m2 = bob.encryptGroup(g, encodeContent({ text: "and another" }));
+    const key = bob.encryptFor(["alice/web"], encodeContent({ senderKey: dist }), { "alice/web": { device: "web", ...bundle, oneTimePrekey: bundle.oneTimePrekeys[0]! } });
+    const chat = { group: g };
+    sock().push({ type: "message", seq: 1, msg: "0000007000000aaa", id: "g1", from: "bob", chat, ts: 7000, e2ee: m1 });
+    sock().push({ type: "message", seq: 2, msg: "0000007001000aaa", id: "g2", from: "bob", chat, ts: 7001, e2ee: m2 });
+    await until("held", () => client.messages(chat).length === 2);
+    expect(client.messages(chat).map((m) => m.undecryptable)).toEqual(["no_sender_key", "no_sender_key"]);
+    const updated: ChatMessage[] = [];
+    client.on("messageUpdated", (e) => updated.push(e.message));
+    sock().push({ type: "message", seq: 3, msg: "0000007002000aaa", id: "k1", from: "bob", chat: { user: "bob" }, ts: 7002, e2ee: { v: 1, sender: "phone", ...key.recipients["alice/web"]! } });
+    await until("opened", () => texts(client, chat).every((t) => t !== undefined));
+    expect(texts(client, chat)).toEqual(["arrives before its key", "and another"]);
+    expect(updated.map((m) => m.id)).toEqual(["g1", "g2"]);
+    expect(client.conversations().map((c) => c.key)).not.toContain("user:bob"); // the hand-over shows nowhere
+    await until("acked", () => sock().frames("ack").some((a) => a.seq === 3));
     await client.stop();
   });
 });

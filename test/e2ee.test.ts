@@ -81,9 +81,17 @@ describe("end-to-end encrypted one-to-one chat", () => {
     const file = new TextEncoder().encode(marker.repeat(2000));
     const sealed = await encryptMedia(file);
     expect(sealed.ciphertext.length).toBe(file.length + 28);
-    // What POST /v1/media stores for an e2ee message: the ciphertext as application/octet-stream.
-    const mediaId = uid("media");
-    await env.MEDIA.put(mediaId, sealed.ciphertext, { httpMetadata: { contentType: "application/octet-stream" } });
+    // The ciphertext goes up as application/octet-stream: no magic number to check.
+    const up = await call("/v1/media", { method: "POST", token: a.token, body: sealed.ciphertext, headers: { "Content-Type": "application/octet-stream" } });
+    expect(up.status, await up.clone().text()).toBe(201);
+    const mediaId = ((await up.json()) as { id: string }).id;
+    // It is no plaintext media: a message without e2ee cannot carry it.
+    expect(await a.sendRaw({ type: "send", id: "plain-img", to: { user: bob }, media: { id: mediaId, type: "application/octet-stream", size: sealed.ciphertext.length } })).toMatchObject({ type: "error", code: "bad_media" });
+    // Nor can anyone name someone else's upload as an attachment.
+    const eve = await Phone.setup(uid("eve"));
+    await expect(eve.send(bob, "steal", { text: "x" }, [mediaId])).rejects.toThrow(/bad_media/);
+    // Bob may not fetch it before a message carrying it reached him.
+    expect((await call(`/v1/media/${mediaId}/url`, { token: b.token })).status).toBe(403);
     await a.send(bob, "img", {
       media: { id: mediaId, type: "image/png", size: sealed.size, key: sealed.key, sha256: sealed.sha256, caption: "secret caption" },
     }, [mediaId]);
@@ -91,8 +99,15 @@ describe("end-to-end encrypted one-to-one chat", () => {
     expect(frame.e2ee!.attachments).toEqual([mediaId]); // in the clear, for download grants and retention
     const content = b.open(frame);
     expect(content.media).toMatchObject({ id: mediaId, type: "image/png", size: file.length, sha256: sealed.sha256 });
-    const fetched = new Uint8Array(await (await env.MEDIA.get(content.media!.id))!.arrayBuffer());
+    // The attachment granted Bob a download, like a plaintext message's media.
+    const signed = await call(`/v1/media/${mediaId}/url`, { token: b.token });
+    expect(signed.status).toBe(200);
+    const { url } = (await signed.json()) as { url: string };
+    const download = await call(url);
+    expect(download.headers.get("Content-Disposition")).toBe("attachment");
+    const fetched = new Uint8Array(await download.arrayBuffer());
     expect(await decryptMedia(fetched, content.media!)).toEqual(file);
+    expect((await call(`/v1/media/${mediaId}/url`, { token: eve.token })).status).toBe(403);
 
     const changed = fetched.slice();
     changed[100]! ^= 0x80;

@@ -103,8 +103,12 @@ export class App {
     c.on("synced", () => this.renderList());
     c.on("gap", (g) => toast(`Some messages expired before this device got them (${g.to - g.from + 1}).`, "error"));
     c.on("error", (e) => {
-      // A feature this server lacks is not the user's problem; everything else is shown.
-      if (!/not supported/.test(e.message) && e.code !== "bad_server_frame") toast(e.ref ? `Not sent: ${e.message}` : e.message, "error");
+      // Retried by the client (sealing and key upload wait for the network), or nothing the user can act on.
+      const quiet = ["bad_server_frame", "seal_failed", "keys_failed", "devices_changed"];
+      if (!/not supported/.test(e.message) && !quiet.includes(e.code)) toast(e.ref ? `Not sent: ${e.message}` : e.message, "error");
+    });
+    c.on("identityChanged", (e) => {
+      if (this.client.conversations().some((conv) => conv.key === `user:${e.user}`)) toast(`${this.name(e.user)}'s security code changed.`);
     });
     // Open the chat named in the URL hash (#user:bob), so a reload returns to it.
     const fromHash = parseChatParam(decodeURIComponent(location.hash.slice(1)));
@@ -155,7 +159,7 @@ export class App {
       else if (last) {
         const t = last.mine ? ticks(last) : null;
         const who = "group" in conv.chat && !last.mine ? `${this.name(last.from)}: ` : "";
-        const body = last.deleted ? "This message was deleted" : last.media ? `${last.media.type.startsWith("video/") ? "Video" : "Photo"}${last.media.caption ? ` ${last.media.caption}` : ""}` : (last.text ?? "");
+        const body = last.deleted ? "This message was deleted" : last.undecryptable ? "Waiting for this message" : last.media ? `${last.media.type.startsWith("video/") ? "Video" : "Photo"}${last.media.caption ? ` ${last.media.caption}` : ""}` : (last.text ?? "");
         preview = h("span", {}, t ? h("span", { class: t.cls }, t.glyph) : null, t ? " " : "", who + body);
       }
       const title = this.title(conv);

@@ -1,9 +1,10 @@
-// The open conversation: header (name, online / last seen / typing…), the
-// message list (bubbles with ticks, media inline, date separators, older
-// history loaded on scroll) and the composer (text, typing, image/video send).
+// The open conversation: header (name, online / last seen / typing…, a lock
+// when it is end-to-end encrypted), the message list (bubbles with ticks,
+// media inline, date separators, older history loaded on scroll) and the
+// composer (text, typing, image/video send).
 import { chatKey, type Chat, type ChatMessage, type Conversation } from "../src/client";
 import type { App } from "./app";
-import { chatInfoDialog, messageInfoDialog, sendMediaDialog } from "./dialogs";
+import { chatInfoDialog, messageInfoDialog, safetyNumberDialog, sendMediaDialog } from "./dialogs";
 import { avatar, coalesce, fill, h, toast } from "./dom";
 import { clock, dayLabel, lastSeen, systemText, ticks } from "./format";
 import { icon } from "./icons";
@@ -16,6 +17,7 @@ export class ConversationView {
   private readonly head: HTMLElement;
   private readonly input: HTMLTextAreaElement;
   private readonly historyNote: HTMLElement;
+  private readonly e2eeNote: HTMLElement;
   private readonly offs: Array<() => void> = [];
   private order = "";
   private loading = false;
@@ -28,7 +30,8 @@ export class ConversationView {
     this.key = chatKey(chat);
     this.head = h("header", { class: "conv-head" });
     this.historyNote = h("div", { class: "history-note" });
-    this.list = h("div", { class: "messages", id: "messages", onscroll: () => this.onScroll() });
+    this.e2eeNote = h("div", { class: "row system e2ee-note", id: "e2ee-banner", onclick: () => this.verify() });
+    this.list = h("div", { class: "messages", id: "messages", onscroll: () => this.onScroll() }, this.historyNote, this.e2eeNote);
     const file = h("input", { type: "file", accept: "image/*,video/*", id: "attach-input", hidden: true, onchange: () => this.attach(file) });
     this.input = h("textarea", {
       id: "composer-input",
@@ -94,13 +97,46 @@ export class ConversationView {
     else if ("user" in this.chat) sub = lastSeen(this.app.client.presenceOf(this.chat.user));
     else sub = "tap for group info";
     const flags = [conv.retention === "permanent" ? "permanent" : null, conv.disappearAfterSeconds ? "disappearing" : null].filter(Boolean).join(" · ");
+    const on = conv.encryption === "on";
+    const lock = conv.encryption
+      ? h(
+          "button",
+          {
+            class: `icon lock${on ? " on" : " off"}${conv.securityChanged ? " changed" : ""}`,
+            id: "e2ee-lock",
+            "data-encryption": conv.encryption,
+            title: on ? (conv.securityChanged ? "The security code changed: verify it" : "End-to-end encrypted: verify the security code") : (conv.encryptionNote ?? "Not end-to-end encrypted"),
+            onclick: () => this.verify(),
+          },
+          icon(on ? (conv.securityChanged ? "warning" : "lock") : "unlocked", 18),
+        )
+      : null;
     fill(this.head,
       h("button", { class: "icon back", title: "Back", onclick: () => this.app.closeConversation() }, icon("back")),
       avatar(title, "group" in this.chat),
       h("div", { class: "who", onclick: () => chatInfoDialog(this.app, this.chat) }, h("div", { class: "title", id: "conv-title" }, title), h("div", { class: `subtitle${typing.length ? " typing" : ""}`, id: "peer-status" }, sub)),
       flags ? h("span", { class: "flags" }, flags) : null,
+      lock,
       h("button", { class: "icon", title: "Chat info and settings", id: "chat-info", onclick: () => chatInfoDialog(this.app, this.chat) }, icon("more")),
     );
+    this.e2eeNote.dataset.encryption = conv.encryption ?? "";
+    fill(
+      this.e2eeNote,
+      conv.encryption
+        ? h(
+            "div",
+            { class: "pill" },
+            icon(on ? "lock" : "unlocked", 12),
+            on ? " Messages are end-to-end encrypted. No one outside this chat, not even the server, can read them." : ` Not end-to-end encrypted: ${conv.encryptionNote ?? "a recipient has no keys"}.`,
+          )
+        : null,
+    );
+  }
+
+  /** The lock: the safety number of a one-to-one chat, the member list of a group. */
+  private verify(): void {
+    if ("user" in this.chat && this.conv.encryption === "on") void safetyNumberDialog(this.app, this.chat.user);
+    else void chatInfoDialog(this.app, this.chat);
   }
 
   private draw(): void {
@@ -114,7 +150,7 @@ export class ConversationView {
       const before = this.list.scrollHeight;
       const prependedOnly = this.order !== "" && order.endsWith(this.order);
       this.order = order;
-      const nodes: Node[] = [this.historyNote];
+      const nodes: Node[] = [this.historyNote, this.e2eeNote];
       let lastDay = "";
       for (const m of messages) {
         const d = dayLabel(m.ts);
@@ -131,7 +167,7 @@ export class ConversationView {
 
   /** The row of a message, rebuilt only when something visible changed. */
   private row(m: ChatMessage): void {
-    const sig = [m.status, m.text, m.deleted, m.edited, m.media?.id, "group" in this.chat ? this.app.name(m.from) : ""].join("|");
+    const sig = [m.status, m.text, m.deleted, m.edited, m.media?.id, m.undecryptable, "group" in this.chat ? this.app.name(m.from) : ""].join("|");
     const have = this.rows.get(m.key);
     if (have && have.sig === sig) return;
     const el = have?.el ?? h("div", {});
@@ -148,7 +184,15 @@ export class ConversationView {
         { class: "bubble", onclick: () => m.mine && m.msg && messageInfoDialog(this.app, m) },
         "group" in this.chat && !m.mine ? h("div", { class: "sender" }, this.app.name(m.from)) : null,
         m.media && !m.deleted ? this.media(m) : null,
-        m.deleted ? h("div", { class: "text deleted" }, "This message was deleted") : m.text ? h("div", { class: "text" }, m.text) : m.media?.caption ? h("div", { class: "text" }, m.media.caption) : null,
+        m.deleted
+          ? h("div", { class: "text deleted" }, "This message was deleted")
+          : m.undecryptable
+            ? h("div", { class: "text undecryptable", "data-code": m.undecryptable }, icon("lock", 12), m.undecryptable === "no_sender_key" ? " Waiting for this message. This may take a while." : " This message cannot be decrypted on this device.")
+            : m.text
+              ? h("div", { class: "text" }, m.text)
+              : m.media?.caption
+                ? h("div", { class: "text" }, m.media.caption)
+                : null,
         h("div", { class: "meta" }, m.edited ? h("span", { class: "edited" }, "edited") : null, h("span", { class: "time" }, clock(m.ts)), t ? h("span", { class: t.cls, title: t.title }, t.cls.includes("pending") ? icon("clock", 12) : t.glyph) : null),
       );
       el.replaceChildren(bubble);

@@ -1,10 +1,11 @@
-// Dialogs: new group, chat info (group members and admin actions; temporary /
-// permanent and disappearing settings), message info (per-member delivered and
-// read times in a group) and the media preview before sending. Each degrades
-// to a clear message when the server has no such API yet.
+// Dialogs: new group, chat info (encryption, group members and admin actions;
+// temporary / permanent and disappearing settings), the safety number of an
+// encrypted chat, message info (per-member delivered and read times in a group)
+// and the media preview before sending. Failures are explained in the dialog.
 import { ApiError, type Chat, type ChatMessage, type Group } from "../src/client";
 import type { App } from "./app";
 import { dialog, fill, h, toast } from "./dom";
+import { icon } from "./icons";
 import { bytes, clock, dayLabel, duration } from "./format";
 import { hintsFor } from "./media";
 
@@ -93,7 +94,12 @@ export function chatInfoDialog(app: App, chat: Chat): Promise<void> {
   return dialog(title, (close) => {
     const body = h("div", { class: "info" });
     if ("user" in chat) {
-      body.append(h("p", { class: "hint" }, `User id: ${chat.user}`), settingsForm(app, chat));
+      const conv = app.client.conversation(chat);
+      const encryption =
+        conv.encryption === "on"
+          ? h("button", { class: "link", id: "verify-safety", onclick: () => (close(), void safetyNumberDialog(app, chat.user)) }, icon("lock", 14), " Encrypted end to end. Verify the security code")
+          : h("p", { class: "hint" }, icon("unlocked", 14), ` Not end-to-end encrypted${conv.encryptionNote ? `: ${conv.encryptionNote}` : ""}.`);
+      body.append(h("p", { class: "hint" }, `User id: ${chat.user}`), encryption, settingsForm(app, chat));
       return body;
     }
     const members = h("div", { class: "members" }, h("p", { class: "hint" }, "Loading members…"));
@@ -136,6 +142,33 @@ export function chatInfoDialog(app: App, chat: Chat): Promise<void> {
     };
     void refresh();
     return body;
+  });
+}
+
+/**
+ * The safety number of the chat with `user`: 60 digits over both people's
+ * device keys. Both see the same number; if they differ, someone is in between.
+ */
+export function safetyNumberDialog(app: App, user: string): Promise<void> {
+  return dialog("Verify security code", () => {
+    const digits = h("div", { class: "safety", id: "safety-number", "aria-live": "polite" }, h("span", { class: "hint" }, "Computing…"));
+    const devices = h("p", { class: "hint" });
+    app.client.safetyNumber(user).then(
+      (n) => {
+        digits.dataset.digits = n.digits;
+        fill(digits, ...n.digits.split(" ").map((group) => h("span", {}, group)));
+        devices.textContent = `Over your ${n.mine} device${n.mine === 1 ? "" : "s"} and ${app.name(user)}'s ${n.theirs}. Adding or replacing a device changes it.`;
+      },
+      (e) => fill(digits, h("span", { class: "error" }, `Unavailable: ${explain(e)}`)),
+    );
+    return h(
+      "div",
+      { class: "info" },
+      h("div", { class: "logo" }, icon("lock", 40)),
+      h("p", {}, `To verify that messages with ${app.name(user)} are end-to-end encrypted, compare this number with the one on their screen. If it matches, nobody is in between.`),
+      digits,
+      devices,
+    );
   });
 }
 

@@ -75,6 +75,8 @@ export function systemText(m: ChatMessage, name: (u: string) => string): string 
       return `${users} is now an admin`;
     case "renamed":
       return `${by || "Someone"} renamed the group to "${String(e.name ?? "")}"`;
+    case "security_changed":
+      return `${users}'s security code changed. Tap the lock to verify it.`;
     case "retention_changed": {
       const what = e.retention === "permanent" ? "kept on the server (permanent chat)" : "temporary";
       const dis = typeof e.disappearAfterSeconds === "number" && e.disappearAfterSeconds > 0 ? `; messages disappear after ${duration(e.disappearAfterSeconds)}` : "";

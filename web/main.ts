@@ -111,6 +111,8 @@ async function start(root: HTMLElement, session: Session): Promise<void> {
   document.addEventListener("visibilitychange", foreground);
   foreground();
   window.addEventListener("online", () => client.reconnectNow());
+  // A reload or a closed tab would otherwise leave "typing…" on the peer's screen until it expires.
+  window.addEventListener("pagehide", () => client.stopAllTyping());
 }
 
 const root = $("#root");

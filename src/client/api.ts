@@ -1,9 +1,10 @@
 // The HTTP half of the protocol (/v1/...): profiles, presence, privacy, groups,
-// chat settings, history and media URLs. Every answer is parsed with a schema;
+// chat settings, history, media URLs and the e2ee key directory. Every answer is parsed with a schema;
 // failures throw ApiError with the server's error code, so an app can tell
 // "not available on this server" (not_found on a route) from a real refusal.
 import { z } from "zod";
-import { Chat, MediaRef, MessageFrame, Profile, SignedMedia, chatKey } from "../protocol";
+import { Chat, ChatSettings as ChatSettingsAnswer, KeyBundle, MediaRef, MediaUrl, MessageFrame, PrivacySettings, Profile, SignedMedia, chatKey } from "../protocol";
+import type { PublishKeys } from "./e2ee";
 
 export type FetchLike = (input: Request) => Promise<Response>;
 export type TokenSource = string | (() => string | Promise<string>);
@@ -32,6 +33,7 @@ export const Group = z
   })
   .passthrough();
 export type Group = z.infer<typeof Group>;
+const GroupList = z.object({ groups: z.array(z.object({ id: z.string(), name: z.string(), role: z.string() }).passthrough()) });
 export const Presence = z.object({ user: z.string(), online: z.boolean(), lastSeen: z.number().nullable() });
 export const MemberReceipt = z.object({ user: z.string(), deliveredAt: z.number().nullish(), readAt: z.number().nullish() }).passthrough();
 export type MemberReceipt = z.infer<typeof MemberReceipt>;
@@ -40,7 +42,19 @@ export const HistoryMessage = MessageFrame.omit({ seq: true, type: true, chat: t
   .extend({ chat: Chat.optional(), media: SignedMedia.partial({ url: true, urlExpiresAt: true }).optional() })
   .passthrough();
 export type HistoryMessage = z.infer<typeof HistoryMessage>;
-export const SignedUrl = z.object({ url: z.string() }).passthrough();
+
+/** GET /v1/users/:user/devices: the user's current e2ee devices and their public identity. */
+export const DeviceIdentity = z.object({ device: z.string(), identityKey: z.string(), signingKey: z.string() });
+export type DeviceIdentity = z.infer<typeof DeviceIdentity>;
+const DeviceList = z.object({ user: z.string(), devices: z.array(DeviceIdentity) });
+const BundleList = z.object({ user: z.string(), devices: z.array(KeyBundle) });
+const KeyCount = z.object({ device: z.string(), count: z.number().int() });
+
+export interface HistoryAnswer {
+  messages: HistoryMessage[];
+  /** Pass as `before` for the next (older) page; null at the end. */
+  nextBefore: string | null;
+}
 
 export interface ChatSettings {
   retention: "temporary" | "permanent";
@@ -93,19 +107,20 @@ export class Api {
   presence(user: string) {
     return this.request("GET", `/v1/users/${encodeURIComponent(user)}/presence`, Presence);
   }
+  privacy() {
+    return this.request("GET", "/v1/me/privacy", PrivacySettings);
+  }
   setPrivacy(settings: { lastSeen?: "everyone" | "nobody"; readReceipts?: boolean }) {
-    return this.request("PUT", "/v1/me/privacy", null, settings);
+    return this.request("PUT", "/v1/me/privacy", PrivacySettings, settings);
   }
 
   // ---- groups ----------------------------------------------------------------
   createGroup(name: string, members: string[]) {
     return this.request("POST", "/v1/groups", Group, { name, members });
   }
-  async groups(): Promise<Group[]> {
-    // An array, or an object wrapping one: both are read.
-    const raw = await this.request("GET", "/v1/groups", z.unknown());
-    const list = Array.isArray(raw) ? raw : ((raw as { groups?: unknown })?.groups ?? []);
-    return z.array(Group).parse(list);
+  /** The caller's groups as its own object knows them: `{id, name, role}` each. */
+  async groups(): Promise<Array<{ id: string; name: string; role: string }>> {
+    return (await this.request("GET", "/v1/groups", GroupList)).groups;
   }
   group(id: string) {
     return this.request("GET", `/v1/groups/${encodeURIComponent(id)}`, Group);
@@ -131,29 +146,56 @@ export class Api {
   }
 
   // ---- chats -----------------------------------------------------------------
-  setChatSettings(chat: Chat, settings: ChatSettings) {
-    return this.request("PUT", `/v1/chats/${encodeURIComponent(chatKey(chat))}/settings`, z.unknown(), settings);
+  chatSettings(chat: Chat) {
+    return this.request("GET", `/v1/chats/${encodeURIComponent(chatKey(chat))}/settings`, ChatSettingsAnswer);
   }
-  /** History, newest first (permanent chats only). */
-  async history(chat: Chat, opts: { before?: string; limit?: number } = {}): Promise<HistoryMessage[]> {
+  setChatSettings(chat: Chat, settings: Partial<ChatSettings>) {
+    return this.request("PUT", `/v1/chats/${encodeURIComponent(chatKey(chat))}/settings`, ChatSettingsAnswer, settings);
+  }
+  /** One page of history, newest first (permanent chats only), and the cursor of the next. */
+  async history(chat: Chat, opts: { before?: string; limit?: number } = {}): Promise<HistoryAnswer> {
     const q = new URLSearchParams();
     if (opts.before) q.set("before", opts.before);
     q.set("limit", String(opts.limit ?? 50));
-    const raw = await this.request("GET", `/v1/chats/${encodeURIComponent(chatKey(chat))}/messages?${q}`, z.unknown());
-    const list = Array.isArray(raw) ? raw : ((raw as { messages?: unknown })?.messages ?? []);
+    const raw = await this.request("GET", `/v1/chats/${encodeURIComponent(chatKey(chat))}/messages?${q}`, z.object({ messages: z.array(z.unknown()), nextBefore: z.string().nullable() }));
     // Items the client cannot read are skipped rather than failing the page.
-    return (list as unknown[]).flatMap((item) => {
+    const messages = raw.messages.flatMap((item) => {
       const p = HistoryMessage.safeParse(item);
       return p.success ? [p.data] : [];
     });
+    return { messages, nextBefore: raw.nextBefore };
   }
 
   // ---- media -----------------------------------------------------------------
-  /** A fresh signed URL for a media id (absolute). */
-  async mediaUrl(id: string): Promise<{ url: string; urlExpiresAt?: number }> {
-    const raw = await this.request("GET", `/v1/media/${encodeURIComponent(id)}/url`, SignedUrl);
-    const exp = (raw as { urlExpiresAt?: unknown; expiresAt?: unknown }).urlExpiresAt ?? (raw as { expiresAt?: unknown }).expiresAt;
-    return { url: this.url(raw.url), ...(typeof exp === "number" ? { urlExpiresAt: exp } : {}) };
+  /** A fresh signed URL for a media id, relative to the server as it answers (resolve with `url()`). */
+  mediaUrl(id: string) {
+    return this.request("GET", `/v1/media/${encodeURIComponent(id)}/url`, MediaUrl);
+  }
+
+  /** The bytes behind a signed media URL (relative to the server, or absolute). It needs no token: it is the grant. */
+  async download(url: string): Promise<Uint8Array> {
+    const res = await this.fetcher(new Request(this.url(url)));
+    if (!res.ok) await readAnswer(res, null);
+    return new Uint8Array(await res.arrayBuffer());
+  }
+
+  // ---- e2ee key directory ----------------------------------------------------
+  publishKeys(device: string, body: PublishKeys) {
+    return this.request("PUT", `/v1/keys/${encodeURIComponent(device)}`, KeyCount, body);
+  }
+  keyCount(device: string) {
+    return this.request("GET", `/v1/keys/${encodeURIComponent(device)}/count`, KeyCount);
+  }
+  removeKeys(device: string) {
+    return this.request("DELETE", `/v1/keys/${encodeURIComponent(device)}`, z.unknown());
+  }
+  /** A user's current devices (claims nothing). */
+  async devices(user: string): Promise<DeviceIdentity[]> {
+    return (await this.request("GET", `/v1/users/${encodeURIComponent(user)}/devices`, DeviceList)).devices;
+  }
+  /** Bundles of some of a user's devices; each claims one one-time prekey. */
+  bundles(user: string, devices: string[]) {
+    return this.request("GET", `/v1/users/${encodeURIComponent(user)}/keys?devices=${devices.map(encodeURIComponent).join(",")}`, BundleList);
   }
 }
 

@@ -2,18 +2,7 @@
 // pluggable factory, parses every frame with the protocol schema, detects dead
 // sockets with `ping`, and reconnects with capped exponential backoff and
 // jitter. It knows nothing about chats; ChatClient (client.ts) drives it.
-import { z } from "zod";
-import { MediaRef, MessageFrame, ServerFrame } from "../protocol";
-
-/**
- * A message whose media has no signed `url` yet (a server without the media
- * part passes the sender's MediaRef through). Accepted rather than dropped: a
- * dropped inbox entry would be acknowledged by the next cumulative ack and lost.
- * The client asks GET /v1/media/:id/url for a URL when it shows it.
- */
-const MessageWithUnsignedMedia = MessageFrame.extend({
-  media: MediaRef.extend({ url: z.string().optional(), urlExpiresAt: z.number().int().optional() }).optional(),
-});
+import { ServerFrame } from "../protocol";
 
 /** The part of a WebSocket the client uses; browser, Node 22 and workerd sockets all fit. */
 export interface SocketLike {
@@ -169,12 +158,8 @@ export class Connection {
         return;
       }
       if (!parsed.success) {
-        const lenient = MessageWithUnsignedMedia.safeParse(JSON.parse(data));
-        if (!lenient.success) {
-          this.h.onBadFrame(data, parsed.error.message);
-          return;
-        }
-        parsed = { success: true, data: lenient.data as ServerFrame };
+        this.h.onBadFrame(data, parsed.error.message);
+        return;
       }
       if (parsed.data.type === "hello") {
         this.helloSeen = true;

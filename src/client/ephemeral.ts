@@ -151,6 +151,11 @@ export class Ephemeral {
     if (!this.unsupported.has("typing")) this.h.send({ type: "typing", chat, on: false });
   }
 
+  /** Ends every typing indicator this device has on (the page is going away). */
+  stopAllTyping(): void {
+    for (const s of [...this.outTyping.values()]) this.stopTyping(s.chat);
+  }
+
   /** A `typing` frame from the server (or a message from that user, which ends typing). */
   applyTyping(chat: Chat, user: string, on: boolean): void {
     const key = chatKey(chat);

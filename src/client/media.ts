@@ -62,13 +62,15 @@ export async function singleUpload(file: Blob, opts: UploadOptions & { type: str
   return ref;
 }
 
-const UploadStarted = z.object({ uploadId: z.string(), partSize: z.number().int().positive().optional() }).passthrough();
+const UploadStarted = z.object({ uploadId: z.string(), partSize: z.number().int().positive(), parts: z.number().int().positive() }).passthrough();
+const PartStored = z.object({ part: z.number().int(), size: z.number().int(), sha256: z.string() }).passthrough();
 
 /**
- * Multipart: POST /v1/media/uploads {type,size} → {uploadId, partSize?};
- * PUT /v1/media/uploads/:uploadId/parts/:n (n from 1) with each part's bytes;
- * POST /v1/media/uploads/:uploadId/complete → the MediaRef. (The media API's
- * multipart routes; see docs/CLIENT.md if the server names them differently.)
+ * Multipart (docs/PROTOCOL.md, "Media"): POST /v1/media/uploads
+ * {type, size, partSize} → {uploadId, partSize, parts, ...}; PUT
+ * /v1/media/uploads/:uploadId/parts/:n (n from 1) with each part's bytes, each
+ * checked against the SHA-256 the server answers and sent again if it differs;
+ * POST /v1/media/uploads/:uploadId/complete → the MediaRef.
  */
 export async function multipartUpload(file: Blob, opts: UploadOptions & { type: string }, ctx: UploadContext): Promise<MediaRef> {
   const token = await ctx.token();
@@ -80,26 +82,42 @@ export async function multipartUpload(file: Blob, opts: UploadOptions & { type: 
       new Request(ctx.url("/v1/media/uploads"), {
         method: "POST",
         headers: { ...auth, "Content-Type": "application/json" },
-        body: JSON.stringify({ type: opts.type, size: file.size }),
+        body: JSON.stringify({ type: opts.type, size: file.size, partSize: MULTIPART_PART_BYTES }),
         ...signal,
       }),
     ),
     UploadStarted,
   );
-  const partSize = started.partSize ?? MULTIPART_PART_BYTES;
+  const partSize = started.partSize;
   const base = `/v1/media/uploads/${encodeURIComponent(started.uploadId)}`;
   let loaded = 0;
   progress({ loaded, total: file.size });
   for (let n = 1, off = 0; off < file.size; n++, off += partSize) {
     const part = file.slice(off, Math.min(file.size, off + partSize));
-    const res = await ctx.fetch(
-      new Request(ctx.url(`${base}/parts/${n}`), { method: "PUT", headers: { ...auth, "Content-Type": "application/octet-stream" }, body: part, ...signal }),
-    );
-    await readAnswer(res, null);
+    const bytes = new Uint8Array(await part.arrayBuffer());
+    const expected = toHex(new Uint8Array(await crypto.subtle.digest("SHA-256", bytes)));
+    // A part that arrived altered is simply sent again (the last complete upload of a part wins).
+    for (let attempt = 1; ; attempt++) {
+      const res = await ctx.fetch(
+        new Request(ctx.url(`${base}/parts/${n}`), {
+          method: "PUT",
+          headers: { ...auth, "Content-Type": "application/octet-stream", "Content-Length": String(bytes.length) },
+          body: bytes,
+          ...signal,
+        }),
+      );
+      const stored = await readAnswer(res, PartStored);
+      if (stored.sha256 === expected) break;
+      if (attempt >= 3) throw new ApiError("bad_media", `part ${n} keeps arriving altered`, 0);
+    }
     loaded += part.size;
     progress({ loaded, total: file.size });
   }
   return readAnswer(await ctx.fetch(new Request(ctx.url(`${base}/complete`), { method: "POST", headers: auth, ...signal })), MediaRef);
+}
+
+function toHex(bytes: Uint8Array): string {
+  return [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 interface XhrLike {

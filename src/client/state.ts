@@ -3,28 +3,12 @@
 // the queue of sends waiting for `sent`, and the last applied inbox seq. Pure
 // bookkeeping: no sockets, no timers. Every change marks the records it touched
 // dirty; ChatClient writes them to the store before acknowledging anything.
-import { chatFromKey, chatKey, type Chat, type EventFrame, type MessageFrame, type ReceiptFrame } from "../protocol";
-import type { HistoryMessage } from "./api";
+// Record shapes and the message order live in records.ts.
+import { chatFromKey, chatKey, type Chat, type EventFrame, type ReceiptFrame } from "../protocol";
+import { byTime, clean, historyStatus, messageKey, type Meta, type MessageInput, type OutgoingEntry } from "./records";
 import { STATUS_RANK, type ChatMessage, type Conversation, type MessageStatus } from "./types";
 
-/** A send waiting for its `sent` frame: re-sent with the same id after every reconnect. */
-export interface OutgoingEntry {
-  id: string;
-  /** Local order of sends (kept across reloads). */
-  order: number;
-  frame: { type: "send"; id: string; to: Chat; text?: string; media?: ChatMessage["media"]; replyTo?: string };
-  attempts: number;
-}
-
-export interface Meta {
-  user: string;
-  device: string;
-  /** Highest inbox seq applied (and, once written, acknowledged). */
-  lastSeq: number;
-  nextOrder: number;
-}
-
-export type MessageInput = Omit<MessageFrame, "type" | "seq">;
+export { messageKey, type Meta, type MessageInput, type OutgoingEntry, type SealedContent } from "./records";
 
 export class ChatState {
   meta: Meta;
@@ -35,6 +19,8 @@ export class ChatState {
   readonly outgoing: OutgoingEntry[] = [];
   private readonly dirty = new Set<string>();
   private readonly removed = new Set<string>();
+  /** Records other modules own ("e2ee:..."): a value, or a function that makes it at write time. */
+  private readonly extras = new Map<string, unknown>();
 
   constructor(user: string, device: string) {
     this.meta = { user, device, lastSeq: 0, nextOrder: 1 };
@@ -53,6 +39,7 @@ export class ChatState {
       } else if (k.startsWith("conv:")) this.conversations.set((v as Conversation).key, v as Conversation);
       else if (k.startsWith("msg:")) this.index(v as ChatMessage);
       else if (k.startsWith("out:")) this.outgoing.push(v as OutgoingEntry);
+      else if (k.startsWith("e2ee")) this.extras.set(k, v);
     }
     this.outgoing.sort((a, b) => a.order - b.order);
     for (const list of this.lists.values()) list.sort(byTime);
@@ -83,6 +70,18 @@ export class ChatState {
 
   touchMeta(): void {
     this.dirty.add("meta");
+  }
+
+  /** A record another module owns, as loaded or last set. */
+  record(key: string): unknown {
+    const v = this.extras.get(key);
+    return typeof v === "function" ? (v as () => unknown)() : v;
+  }
+
+  /** Sets such a record (a function is called when the record is written) and marks it dirty. */
+  setRecord(key: string, value: unknown): void {
+    this.extras.set(key, value);
+    this.dirty.add(key);
   }
 
   // ---- reading ---------------------------------------------------------------
@@ -116,14 +115,14 @@ export class ChatState {
 
   // ---- own sends -----------------------------------------------------------------
 
-  addPending(chat: Chat, id: string, content: Pick<ChatMessage, "text" | "media" | "replyTo">, now: number): { message: ChatMessage; entry: OutgoingEntry } {
+  addPending(chat: Chat, id: string, content: Pick<ChatMessage, "text" | "media" | "replyTo">, now: number, seal = false): { message: ChatMessage; entry: OutgoingEntry } {
     const conv = this.conversation(chat);
     const order = this.meta.nextOrder++;
     const message: ChatMessage = { key: messageKey(conv.key, this.self, id), chatKey: conv.key, chat: conv.chat, id, from: this.self, ts: now, mine: true, status: "pending", order, ...clean(content) };
     this.index(message);
     this.touchLast(conv, message);
     const frame: OutgoingEntry["frame"] = { type: "send", id, to: conv.chat, ...clean(content) };
-    const entry: OutgoingEntry = { id, order, frame, attempts: 0 };
+    const entry: OutgoingEntry = { id, order, frame, attempts: 0, ...(seal ? { seal: "pending" as const } : {}) };
     this.outgoing.push(entry);
     this.dirty.add(`out:${id}`);
     this.dirty.add("meta");
@@ -132,6 +131,21 @@ export class ChatState {
 
   outgoingById(id: string): OutgoingEntry | undefined {
     return this.outgoing.find((e) => e.id === id);
+  }
+
+  /** A hidden send (a sender-key hand-over), queued just before `before` so it goes out first, or last. */
+  addControl(before: OutgoingEntry | null, entry: Omit<OutgoingEntry, "order">, k: number, n: number): void {
+    // An order strictly between `before` and whatever was queued ahead of it (orders are integers).
+    const order = before ? before.order - 1 + k / (n + 1) : this.meta.nextOrder++;
+    const queued: OutgoingEntry = { ...entry, order, control: true };
+    const at = before ? this.outgoing.indexOf(before) : -1;
+    this.outgoing.splice(at < 0 ? this.outgoing.length : at, 0, queued);
+    this.dirty.add(`out:${queued.id}`);
+    this.dirty.add("meta");
+  }
+
+  markOutgoingChanged(e: OutgoingEntry): void {
+    this.dirty.add(`out:${e.id}`);
   }
 
   /** `sent`: the server stored it. Returns the message if this device sent it. */
@@ -174,7 +188,7 @@ export class ChatState {
   // ---- frames ------------------------------------------------------------------
 
   /** Adds a received message (live, replayed or from history); null if already held. */
-  addMessage(input: MessageInput | (HistoryMessage & { chat: Chat }), opts: { unread: boolean }): ChatMessage | null {
+  addMessage(input: MessageInput, opts: { unread: boolean }): ChatMessage | null {
     const conv = this.conversation(input.chat);
     const key = messageKey(conv.key, input.from, input.id);
     const existing = this.byKey.get(key);
@@ -193,6 +207,10 @@ export class ChatState {
     if (input.media !== undefined) m.media = input.media;
     if (input.replyTo !== undefined) m.replyTo = input.replyTo;
     if (input.expiresAt !== undefined) m.expiresAt = input.expiresAt;
+    if (input.editedAt !== undefined) m.edited = true;
+    if (input.encrypted !== undefined) m.encrypted = input.encrypted;
+    if (input.undecryptable !== undefined) m.undecryptable = input.undecryptable;
+    if (input.sealed !== undefined) m.sealed = input.sealed;
     if (mine) m.status = historyStatus(input);
     this.index(m);
     this.touchLast(conv, m);
@@ -225,8 +243,10 @@ export class ChatState {
     const ev = frame.event as { kind: string; [k: string]: unknown };
     const changed: ChatMessage[] = [];
     const target = typeof ev.msg === "string" ? this.byMsg.get(ev.msg) : undefined;
-    if (ev.kind === "edited" && target && typeof ev.text === "string") {
-      target.text = ev.text;
+    if (ev.kind === "edited" && target) {
+      // An encrypted edit arrives here already opened (text filled in by the caller);
+      // one this device cannot read (it made it) keeps the text it set locally.
+      if (typeof ev.text === "string") target.text = ev.text;
       target.edited = true;
       changed.push(target);
     } else if (ev.kind === "deleted" && target) {
@@ -242,22 +262,36 @@ export class ChatState {
     }
     if (ev.kind === "renamed" && typeof ev.name === "string") conv.title = ev.name;
     if (ev.kind === "created" && typeof ev.name === "string" && !conv.title) conv.title = ev.name;
+    if (ev.kind === "read" && typeof ev.upTo === "string") this.readElsewhere(conv, ev.upTo);
     this.changedConversation(conv);
-    if (ev.kind === "edited" || ev.kind === "deleted") return { changed, system: null, conversation: conv };
-    // Everything else is shown as a line in the conversation.
+    if (ev.kind === "edited" || ev.kind === "deleted" || ev.kind === "read") return { changed, system: null, conversation: conv };
+    return { changed, system: this.addNotice(conv.chat, ev, frame.ts, String(frame.seq)), conversation: conv };
+  }
+
+  /** Another device of this user read the chat up to `upTo`: unread counts follow. */
+  private readElsewhere(conv: Conversation, upTo: string): void {
+    if (conv.readUpTo && upTo <= conv.readUpTo) return;
+    conv.readUpTo = upTo;
+    conv.readSent = upTo; // the server has it: this device need not send it again
+    conv.unread = (this.lists.get(conv.key) ?? []).filter((m) => !m.mine && !m.system && m.msg && m.msg > upTo).length;
+  }
+
+  /** A line in the conversation that is no message: a group/chat event, or a notice ("security code changed"). */
+  addNotice(chat: Chat, ev: { kind: string; [k: string]: unknown }, ts: number, id: string): ChatMessage {
+    const conv = this.conversation(chat);
     const system: ChatMessage = {
-      key: messageKey(conv.key, "~event", String(frame.seq)),
+      key: messageKey(conv.key, "~event", id),
       chatKey: conv.key,
       chat: conv.chat,
-      id: `event-${frame.seq}`,
+      id: `event-${id}`,
       from: typeof ev.by === "string" ? ev.by : "",
-      ts: frame.ts,
+      ts,
       mine: false,
       system: ev,
     };
     this.index(system);
     this.touchLast(conv, system);
-    return { changed, system, conversation: conv };
+    return system;
   }
 
   /** Marks a conversation read up to its newest incoming message; returns that msg if it moved. */
@@ -346,33 +380,7 @@ export class ChatState {
     if (k.startsWith("conv:")) return this.conversations.get(k.slice(5));
     if (k.startsWith("msg:")) return this.byKey.get(k.slice(4));
     if (k.startsWith("out:")) return this.outgoingById(k.slice(4));
+    if (k.startsWith("e2ee")) return this.record(k);
     return undefined;
   }
-}
-
-export function messageKey(chatKeyValue: string, from: string, id: string): string {
-  return `${chatKeyValue}|${from}|${id}`;
-}
-
-function byTime(a: ChatMessage, b: ChatMessage): number {
-  // Pending messages (no server time yet) go last, in the order they were sent;
-  // the rest by server time, then by msg (which sorts by acceptance).
-  const pa = a.status === "pending" || (a.status === "failed" && !a.msg);
-  const pb = b.status === "pending" || (b.status === "failed" && !b.msg);
-  if (pa !== pb) return pa ? 1 : -1;
-  if (pa && pb) return (a.order ?? 0) - (b.order ?? 0);
-  if (a.ts !== b.ts) return a.ts - b.ts;
-  if (a.msg && b.msg) return a.msg < b.msg ? -1 : a.msg > b.msg ? 1 : 0;
-  return (a.order ?? 0) - (b.order ?? 0);
-}
-
-function historyStatus(input: unknown): MessageStatus {
-  const h = input as { readAt?: unknown; deliveredAt?: unknown; status?: unknown };
-  if (h.status === "read" || typeof h.readAt === "number") return "read";
-  if (h.status === "delivered" || typeof h.deliveredAt === "number") return "delivered";
-  return "sent";
-}
-
-function clean<T extends object>(o: T): T {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
 }

@@ -2,41 +2,23 @@
 // kept up (connection.ts), the server's frames applied to the model (state.ts)
 // and stored (store.ts) before anything is acknowledged, unconfirmed sends
 // re-sent with their original id after every reconnect, reads re-sent if a
-// socket dropped them. ChatClient (client.ts) puts the app-facing calls on top.
+// socket dropped them. E2eeSync (e2ee-sync.ts) adds encryption through the
+// protected hooks below; ChatClient (client.ts) puts the app-facing calls on top.
 import { chatKey, type Chat, type ServerFrame } from "../protocol";
-import { Api, type FetchLike, type TokenSource } from "./api";
-import { Connection, DEFAULT_BACKOFF, defaultSocketFactory, type BackoffOptions, type SocketFactory } from "./connection";
+import { Api } from "./api";
+import { Connection, DEFAULT_BACKOFF, defaultSocketFactory } from "./connection";
 import { Emitter } from "./emitter";
-import { DEFAULT_EPHEMERAL, Ephemeral, type EphemeralOptions } from "./ephemeral";
+import { DEFAULT_EPHEMERAL, Ephemeral } from "./ephemeral";
 import { defaultUploader, type Uploader } from "./media";
-import { ChatState } from "./state";
+import { ChatState, type MessageInput, type OutgoingEntry } from "./state";
 import { MemoryStore, type ClientStore } from "./store";
-import type { ChatMessage, ClientEvents, ConnectionState, Conversation, MediaRef } from "./types";
+import type { ChatMessage, ClientEvents, ConnectionState, Conversation } from "./types";
+import { randomId, type ChatClientOptions } from "./options";
 
-export interface ChatClientOptions {
-  /** Origin of the server, e.g. "https://chat.example.com" (ws/wss is derived). */
-  baseUrl: string;
-  /** The signed-in user (the token's `sub`). */
-  user: string;
-  /** A JWT, or a function returning a fresh one (called per connect and request). */
-  token: TokenSource;
-  /** Device id; default: the one in the store, else a new random one. */
-  device?: string;
-  store?: ClientStore;
-  socketFactory?: SocketFactory;
-  fetch?: FetchLike;
-  uploader?: Uploader;
-  backoff?: Partial<BackoffOptions>;
-  /** Acks are batched: sent this long after the first unacknowledged entry, or at `synced`. */
-  ackDelayMs?: number;
-  ephemeral?: Partial<EphemeralOptions>;
-  /** Keepalive: ping after this much silence, give up after the pong timeout. */
-  pingIntervalMs?: number;
-  pongTimeoutMs?: number;
-}
+export { randomId, type ChatClientOptions };
 
 /** Errors after which a send will never succeed: the message is marked failed. */
-const FINAL_SEND_ERRORS = new Set(["bad_frame", "too_large", "id_conflict", "not_member", "forbidden", "not_found", "bad_media", "group_full", "unauthorized"]);
+export const FINAL_SEND_ERRORS = new Set(["bad_frame", "too_large", "id_conflict", "not_member", "forbidden", "not_found", "bad_media", "group_full", "unauthorized"]);
 const MAX_SEND_RETRIES = 5;
 
 export class ChatSync extends Emitter<ClientEvents> {
@@ -48,9 +30,11 @@ export class ChatSync extends Emitter<ClientEvents> {
   protected readonly uploader: Uploader;
   private connState: ConnectionState = "idle";
   /** Outgoing ids written to the store: only those go on the wire (a reload must not lose a sent message). */
-  private readonly persisted = new Set<string>();
+  protected readonly persisted = new Set<string>();
+  /** Queued sends changed while a write was under way: that write does not cover them. */
+  private readonly changedSince = new Set<string>();
   /** Which socket generation each outgoing id was last handed to. */
-  private readonly sentOn = new Map<string, number>();
+  protected readonly sentOn = new Map<string, number>();
   private ackedOn = { gen: -1, seq: 0 };
   private flushChain: Promise<void> = Promise.resolve();
   private flushTimer: ReturnType<typeof setTimeout> | null = null;
@@ -106,6 +90,7 @@ export class ChatSync extends Emitter<ClientEvents> {
     this.state.load(records);
     this.state.touchMeta();
     for (const e of this.state.outgoing) this.persisted.add(e.id);
+    this.loaded();
     this.sweep();
     this.conn.start();
   }
@@ -147,15 +132,41 @@ export class ChatSync extends Emitter<ClientEvents> {
   // ---- sending ---------------------------------------------------------------------
 
   /** Queues a message (stored first, then sent; re-sent after reconnects until `sent`). */
-  send(chat: Chat, content: { text?: string; media?: MediaRef; replyTo?: string }, id = randomId("m")): ChatMessage {
+  send(chat: Chat, content: { text?: string; media?: ChatMessage["media"]; replyTo?: string }, id = randomId("m")): ChatMessage {
     if (content.text === undefined && content.media === undefined) throw new Error("a message needs text or media");
-    const { message } = this.state.addPending(chat, id, content, Date.now());
+    const { message } = this.state.addPending(chat, id, content, Date.now(), this.seals);
     this.eph.stopTyping(chat);
     const conv = this.state.conversation(chat);
     this.emit("message", { message, conversation: conv, source: "own" });
     this.emit("conversation", conv);
     void this.flush();
+    this.queued();
     return message;
+  }
+
+  // ---- hooks (E2eeSync overrides them) ---------------------------------------------
+
+  /** True when new sends wait to be sealed (encrypted) before they go out. */
+  protected get seals(): boolean {
+    return false;
+  }
+  /** The store is loaded (before the first connect). */
+  protected loaded(): void {}
+  /** A send was queued. */
+  protected queued(): void {}
+  /** A socket said hello. */
+  protected connected(): void {}
+  /** What a message frame adds to the model; null when it is nothing to show. */
+  protected openMessage(f: MessageInput, _live = true): MessageInput | null {
+    return f;
+  }
+  /** An event frame as the model applies it. */
+  protected openEvent(f: Extract<ServerFrame, { type: "event" }>): Extract<ServerFrame, { type: "event" }> {
+    return f;
+  }
+  /** An error frame about a queued send; true when handled here. */
+  protected sendRefused(_f: Extract<ServerFrame, { type: "error" }>, _entry: OutgoingEntry): boolean {
+    return false;
   }
 
   /** Marks everything received in the chat as read and tells the server (now or after reconnecting). */
@@ -184,9 +195,16 @@ export class ChatSync extends Emitter<ClientEvents> {
     if (!this.flushTimer) this.flushTimer = setTimeout(() => void this.flush(), delayMs);
   }
 
+  /** A queued send changed (sealed): it goes out only once a write holding the change completed. */
+  protected unpersist(id: string): void {
+    this.persisted.delete(id);
+    this.changedSince.add(id);
+  }
+
   private async writeOnce(): Promise<void> {
     const seq = this.state.meta.lastSeq;
     const ids = this.state.outgoing.map((e) => e.id);
+    this.changedSince.clear(); // what changes from here on is in a later write
     if (this.state.hasChanges) {
       const { puts, deletes } = this.state.takeChanges();
       try {
@@ -202,7 +220,8 @@ export class ChatSync extends Emitter<ClientEvents> {
       }
     }
     this.storeFailures = 0;
-    for (const id of ids) this.persisted.add(id);
+    for (const id of ids) if (!this.changedSince.has(id)) this.persisted.add(id);
+    this.changedSince.clear();
     this.ack(seq);
     this.pump();
   }
@@ -218,7 +237,8 @@ export class ChatSync extends Emitter<ClientEvents> {
     const gen = this.conn.generation;
     if (!this.conn.isOpen) return;
     for (const e of this.state.outgoing) {
-      if (!this.persisted.has(e.id)) break;
+      // In order: nothing overtakes a send that is not stored or not sealed yet.
+      if (!this.persisted.has(e.id) || e.seal === "pending" || e.repair) break;
       if (this.sentOn.get(e.id) === gen) continue;
       if (!this.conn.send(e.frame)) break;
       this.sentOn.set(e.id, gen);
@@ -248,6 +268,7 @@ export class ChatSync extends Emitter<ClientEvents> {
         this.setConn("syncing", 0);
         this.eph.connected();
         this.pump();
+        this.connected();
         return;
       case "synced":
         void this.flush().then(() => {
@@ -294,7 +315,9 @@ export class ChatSync extends Emitter<ClientEvents> {
     if (f.type === "message") {
       const key = chatKey(f.chat);
       const reading = this.activeChat?.key === key && this.eph.isForeground;
-      const m = this.state.addMessage(f, { unread: !reading });
+      const input = this.openMessage(f);
+      if (!input) return;
+      const m = this.state.addMessage(input, { unread: !reading });
       if (!m) return;
       const conv = this.state.conversation(f.chat);
       this.eph.applyTyping(f.chat, f.from, false);
@@ -307,6 +330,7 @@ export class ChatSync extends Emitter<ClientEvents> {
       for (const c of this.state.applyReceipt(f)) this.emit("messageUpdated", { message: c.message, ...(c.previous ? { previousStatus: c.previous } : {}) });
       this.emit("receipt", f);
     } else {
+      f = this.openEvent(f);
       const r = this.state.applyEvent(f);
       for (const m of r.changed) this.emit("messageUpdated", { message: m });
       if (r.system) this.emit("message", { message: r.system, conversation: r.conversation, source: "live" });
@@ -321,6 +345,7 @@ export class ChatSync extends Emitter<ClientEvents> {
     this.emit("error", { code: f.code, message: f.message, ...(f.ref ? { ref: f.ref } : {}) });
     if (!f.ref) return;
     const entry = this.state.outgoingById(f.ref);
+    if (entry && this.sendRefused(f, entry)) return;
     const retry = f.code === "rate_limited" || f.code === "internal";
     if (entry && retry && entry.attempts < MAX_SEND_RETRIES) {
       // Sent again on the next pump, after a pause that grows with the attempts.
@@ -372,10 +397,4 @@ export class ChatSync extends Emitter<ClientEvents> {
     const next = this.state.nextExpiry();
     if (next !== null) this.expiryTimer = setTimeout(() => this.sweep(), Math.min(Math.max(0, next - Date.now()) + 50, 2 ** 31 - 1));
   }
-}
-
-/** Ids for devices and messages: prefix, time and randomness, within the protocol's id set. */
-export function randomId(prefix: string): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(8));
-  return `${prefix}${Date.now().toString(36)}${[...bytes].map((b) => (b % 36).toString(36)).join("")}`;
 }

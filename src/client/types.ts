@@ -27,8 +27,12 @@ export interface ChatMessage {
   /** Server time of acceptance; local time while pending. */
   ts: number;
   text?: string;
-  /** As sent (own messages) or as received (signed `url`, `urlExpiresAt`). */
-  media?: MediaRef & { url?: string; urlExpiresAt?: number };
+  /**
+   * As sent (own messages) or as received (signed `url`, `urlExpiresAt`). An
+   * end-to-end encrypted file has `key` (and its plaintext `type`, `size`,
+   * `sha256`); `mediaUrl()` downloads and decrypts it.
+   */
+  media?: MediaRef & { url?: string; urlExpiresAt?: number; key?: string };
   replyTo?: string;
   expiresAt?: number;
   /** True for messages this user sent (from any of its devices). */
@@ -42,6 +46,16 @@ export interface ChatMessage {
   order?: number;
   /** A group/chat event shown in the conversation ("Alice added Bob"). */
   system?: { kind: string; [field: string]: unknown };
+  /** True when the message travelled end-to-end encrypted; false when it went in the clear. */
+  encrypted?: boolean;
+  /**
+   * Set when an encrypted message could not be read on this device: the e2ee
+   * error code (`no_sender_key` while a group sender's key is still on its way,
+   * `not_for_device` for messages from before this device existed, ...).
+   */
+  undecryptable?: string;
+  /** A group message kept sealed until its sender's key arrives. */
+  sealed?: { sender: string; senderKeyCiphertext: string; attachments?: string[] };
 }
 
 export interface Conversation {
@@ -62,6 +76,16 @@ export interface Conversation {
   disappearAfterSeconds?: number | null;
   /** Set when the server answered that there is no older history. */
   historyComplete?: boolean;
+  /** Where the next older history page starts (the server's `nextBefore`). */
+  historyBefore?: string;
+  /**
+   * End-to-end encryption of this chat as last seen: "on" when messages are
+   * encrypted, "off" when they go in the clear (`encryptionNote` says why).
+   */
+  encryption?: "on" | "off";
+  encryptionNote?: string;
+  /** The peer's devices or keys changed since the last look at the safety number. */
+  securityChanged?: boolean;
 }
 
 export interface PresenceInfo {
@@ -93,6 +117,8 @@ export interface ClientEvents {
   gap: { from: number; to: number };
   /** An error frame from the server, or a failure the client handled. */
   error: { code: string; message: string; ref?: string };
+  /** A contact's devices or identity keys changed: their safety number is different now. */
+  identityChanged: { user: string };
 }
 
 export type ClientEventName = keyof ClientEvents;

@@ -38,6 +38,9 @@ const CHECKS: Readonly<Record<string, (b: Uint8Array) => boolean>> = {
   "audio/mpeg": mp3,
   "audio/mp4": isoBmff,
   "audio/aac": aac,
+  // Ciphertext of an e2ee attachment: random-looking bytes, nothing to check. It
+  // is served as an attachment with nosniff, and only e2ee messages may carry it.
+  "application/octet-stream": () => true,
 };
 
 /** True when `head` (the first bytes, up to MAGIC_BYTES) opens a file of `type`. */

@@ -13,7 +13,7 @@ import type { E2eeSend } from "../protocol";
 import { acceptGroupItem } from "./groups";
 import type { Inbox } from "./inbox";
 import type { Amendment, Retention, RetentionFields, SettingsChange } from "./retention";
-import { checkSendable, grantMedia, mediaIdOf, referenceMedia, releaseRefs } from "./media";
+import { checkAttachments, checkSendable, grantMedia, mediaIdsOf, referenceMedia, releaseRefs } from "./media";
 import { errorFrame, safeSend } from "./sockets";
 
 export interface ChatDeps {
@@ -120,6 +120,8 @@ export class ChatService {
     }
     // Only this user's own complete uploads travel (a synchronous check: no await before the write).
     const media = frame.media === undefined ? undefined : checkSendable(sql, frame.media);
+    const attachments = frame.e2ee?.attachments ?? [];
+    checkAttachments(sql, attachments);
     const msg = newMsgId(now);
     const envelope: Envelope = { msg, id: frame.id, from: self, ts: now };
     if (frame.text !== undefined) envelope.text = frame.text;
@@ -137,10 +139,8 @@ export class ChatService {
     this.d.transaction(() => {
       sql.exec("INSERT INTO sent_ids (id, msg, ts, digest) VALUES (?, ?, ?, ?)", frame.id, msg, now, content);
       sql.exec("INSERT INTO outgoing (msg, chat, ts, expires_at) VALUES (?, ?, ?, ?)", msg, key, now, envelope.expiresAt ?? null);
-      if (media !== undefined) {
-        const until = envelope.expiresAt ?? (envelope.permanent ? null : now + RETENTION_MS);
-        referenceMedia(sql, media.id, msg, key, now, until);
-      }
+      const until = envelope.expiresAt ?? (envelope.permanent ? null : now + RETENTION_MS);
+      for (const id of media !== undefined ? [media.id, ...attachments] : attachments) referenceMedia(sql, id, msg, key, now, until);
       if ("user" in frame.to) {
         // The sender's other devices see the message as an entry of their own inbox.
         const own = messageFrame(ownE2ee === undefined ? envelope : { ...envelope, e2ee: ownE2ee }, frame.to);
@@ -260,8 +260,7 @@ export class ChatService {
     const seen = sql.exec("SELECT 1 FROM received WHERE msg = ?", e.msg).toArray().length > 0;
     if (seen) return { ok: true }; // a retried hand-off: stored once
     const chat = { user: e.from };
-    const media = mediaIdOf(e.media);
-    if (media !== null) grantMedia(sql, media, now);
+    for (const media of mediaIdsOf(e)) grantMedia(sql, media, now);
     const frame = messageFrame(e, chat);
     const appended = inbox.append("message", from, frame, { msg: e.msg, ts: now, expiresAt: e.expiresAt });
     this.d.retention.keep(from, e.msg, frame, now, e);

@@ -11,7 +11,7 @@ import { GROUP_OPS } from "../group/handoff";
 import type { HandoffResult, OutboxItem } from "../outbox";
 import type { GroupEvent } from "../protocol";
 import { messageFrame, type ChatDeps } from "./chat";
-import { grantMedia, mediaIdOf } from "./media";
+import { grantMedia, mediaIdsOf } from "./media";
 import type { Amendment } from "./retention";
 
 /** Queues a frame for the user's devices but `except`, sent after the transaction. */
@@ -52,8 +52,7 @@ function groupMessage(d: ChatDeps, from: string, p: GroupMessageItem, now: numbe
     push(appended.json, device);
     return { ok: true };
   }
-  const media = mediaIdOf(envelope.media);
-  if (media !== null) grantMedia(d.sql, media, now);
+  for (const media of mediaIdsOf(envelope)) grantMedia(d.sql, media, now);
   const appended = d.inbox.append("message", from, frame, opts);
   // The `received` row makes ack/read queue delivered/read receipts to the group (chat key group:<id>).
   d.sql.exec(

@@ -9,7 +9,7 @@
 // chat.ts calls the free functions below inside its send and deliver
 // transactions; a group delivery calls grantMedia the same way.
 import { AppError } from "../errors";
-import { MEDIA_ORPHAN_TTL_MS, MEDIA_UPLOAD_TTL_MS } from "../limits";
+import { E2EE_MEDIA_TYPE, MEDIA_ORPHAN_TTL_MS, MEDIA_UPLOAD_TTL_MS } from "../limits";
 import type { MediaRef } from "../protocol";
 
 export const MEDIA_SCHEMA = `
@@ -87,6 +87,7 @@ const COLLECT_RETRY_MS = 60_000;
 export function checkSendable(sql: SqlStorage, media: MediaRef): MediaRef {
   const row = sql.exec<Row>("SELECT * FROM media WHERE id = ?", media.id).toArray()[0];
   if (!row || row.state !== "stored") throw new AppError("bad_media", `media ${media.id} is not an upload of yours`);
+  if (row.type === E2EE_MEDIA_TYPE) throw new AppError("bad_media", `media ${media.id} is encrypted: it travels in e2ee.attachments only`);
   if (media.type !== row.type || media.size !== row.size) {
     throw new AppError("bad_media", `media ${media.id} is ${row.type} of ${row.size} bytes`);
   }
@@ -126,6 +127,24 @@ export function grantMedia(sql: SqlStorage, media: string, now: number): void {
 export function mediaIdOf(media: unknown): string | null {
   if (media && typeof media === "object" && typeof (media as { id?: unknown }).id === "string") return (media as { id: string }).id;
   return null;
+}
+
+/** Every upload an envelope carries: its plaintext `media` and its encrypted `e2ee.attachments`. */
+export function mediaIdsOf(e: { media?: unknown; e2ee?: unknown }): string[] {
+  const ids: string[] = [];
+  const one = mediaIdOf(e.media);
+  if (one !== null) ids.push(one);
+  const attachments = (e.e2ee as { attachments?: unknown } | undefined)?.attachments;
+  if (Array.isArray(attachments)) for (const a of attachments) if (typeof a === "string") ids.push(a);
+  return ids;
+}
+
+/** The encrypted uploads an e2ee send names must be this user's own complete uploads. */
+export function checkAttachments(sql: SqlStorage, ids: readonly string[]): void {
+  for (const id of ids) {
+    const row = sql.exec<{ state: MediaState }>("SELECT state FROM media WHERE id = ?", id).toArray()[0];
+    if (row?.state !== "stored") throw new AppError("bad_media", `attachment ${id} is not an upload of yours`);
+  }
 }
 
 // ---- the ledger, for RPC and the alarm -----------------------------------------
