@@ -1,5 +1,6 @@
 // One-to-one latency against a real `wrangler dev`: Alice sends N messages one
-// at a time to Bob (both connected, Bob acks each); reports send -> arrival at
+// at a time to Bob (both connected, Bob acks each, paced under the send rate
+// limit); reports send -> arrival at
 // Bob and send -> `delivered` back at Alice. Usage: node scripts/measure-latency.mjs [N]
 import { startDevServer } from "./dev-server.mjs";
 
@@ -32,7 +33,13 @@ try {
   const bob = await connect(`bob-${run}`, "phone");
   const arrive = [];
   const delivered = [];
+  // Paced under the per-device send limit (30/s): a faster loop measures rate_limited, not latency.
+  const PACE_MS = 40;
+  let last = 0;
   for (let i = 0; i < N + WARMUP; i++) {
+    const wait = last + PACE_MS - performance.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    last = performance.now();
     const t0 = performance.now();
     alice.ws.send(JSON.stringify({ type: "send", id: `m${i}`, to: { user: `bob-${run}` }, text: `message ${i}` }));
     const m = await bob.next((f) => f.type === "message");

@@ -50,7 +50,12 @@ export const RATE_LIMITS = {
   signal: { perSecond: 5, burst: 10 },
   /** watch: each one may fan out to 100 objects */
   watch: { perSecond: 1, burst: 5 },
-  /** ack, read and anything else */
+  /**
+   * ack: cumulative and cheap, and a dropped ack stalls the sender's delivered
+   * tick, so a client acking every message of a busy chat stays well inside.
+   */
+  ack: { perSecond: 200, burst: 400 },
+  /** read and anything else */
   other: { perSecond: 50, burst: 100 },
 } as const;
 /** A device answered `rate_limited` this many times within the window is closed with 4008. */

@@ -24,6 +24,8 @@ export function limitClassOf(type: unknown): LimitClass {
       return "signal";
     case "watch":
       return "watch";
+    case "ack":
+      return "ack";
     default:
       return "other";
   }
