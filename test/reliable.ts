@@ -59,10 +59,11 @@ export class ReliableDevice {
       }
     });
     ws.accept();
-    const deadline = Date.now() + 10_000;
+    // performance.now(), not Date.now(): tests may fake the clock.
+    const deadline = performance.now() + 10_000;
     while (!this.synced) {
       if (this.closed) throw new Error(`${this.user}/${this.device} closed before synced`);
-      if (Date.now() > deadline) throw new Error(`${this.user}/${this.device} not synced in time`);
+      if (performance.now() > deadline) throw new Error(`${this.user}/${this.device} not synced in time`);
       await sleep(5);
     }
     this.connects++;
@@ -159,9 +160,9 @@ export class ReliableDevice {
 
 /** Waits until pred() holds, healing dead sockets of `devices` on the way. */
 export async function until(devices: ReliableDevice[], pred: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
+  const deadline = performance.now() + timeoutMs;
   while (!pred()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     for (const d of devices) await d.heal();
     await sleep(10);
   }
