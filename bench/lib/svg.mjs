@@ -2,8 +2,8 @@
 // measure, its floor in grey beneath, on a logarithmic millisecond axis.
 // Each lane: a dot at p50, a bar from p50 to p95, a tick at p99, a whisker to max.
 
-const W = 980;
-const LABEL_W = 360;
+const W = 1040;
+const LABEL_W = 410;
 const RIGHT_W = 120;
 const LANE_H = 16;
 const TOP = 58;
@@ -21,7 +21,10 @@ export function renderSvg(report) {
       lanes.push({ label: `${r.title.replace(/^\d+\.\s*/, "")}: ${row.measure}`, s: row.real, color, first: lanes.length === 0 || lanes[lanes.length - 1].scenario !== r.id, scenario: r.id });
       if (row.floor?.n) lanes.push({ label: `   floor: ${row.floorLabel ?? "floor"}`, s: row.floor, color: "#9ca3af", scenario: r.id });
     }
-    if (r.skipped) lanes.push({ label: `${r.title.replace(/^\d+\.\s*/, "")}: skipped (${r.skipped})`, s: null, color, scenario: r.id, first: true });
+    if (r.skipped) {
+      lanes.push({ label: `${r.title.replace(/^\d+\.\s*/, "")}: skipped (${r.skipped})`, s: null, color, scenario: r.id, first: true });
+      for (const row of r.rows ?? []) if (row.floor?.n) lanes.push({ label: `   ${row.measure}`, s: row.floor, color: "#9ca3af", scenario: r.id });
+    }
   });
   const values = lanes.flatMap((l) => (l.s ? [l.s.p50, l.s.max] : [])).filter((v) => v > 0);
   const lo = Math.pow(10, Math.floor(Math.log10(Math.max(0.01, Math.min(...values, 1)))));
@@ -34,7 +37,7 @@ export function renderSvg(report) {
   for (const l of lanes) {
     if (l.first && y > TOP) y += 8;
     const cy = y + LANE_H / 2;
-    body.push(`<text x="8" y="${cy + 4}" class="${l.color === "#9ca3af" ? "floor" : "lbl"}">${esc(l.label.length > 58 ? l.label.slice(0, 57) + "…" : l.label)}</text>`);
+    body.push(`<text x="8" y="${cy + 4}" class="${l.color === "#9ca3af" ? "floor" : "lbl"}">${esc(l.label.length > 66 ? l.label.slice(0, 65) + "…" : l.label)}</text>`);
     if (l.s) {
       const { p50, p95, p99, max } = l.s;
       body.push(`<line x1="${xOf(p50)}" y1="${cy}" x2="${xOf(max)}" y2="${cy}" stroke="${l.color}" stroke-width="1"/>`);

@@ -85,7 +85,7 @@ async function floorCatchUp(ctx, tag, n) {
 
 export async function scenarioCatchUp(ctx) {
   const n = ctx.count(1000, 1000);
-  const runs = ctx.quick ? 2 : 5;
+  const runs = ctx.quick ? 2 : 3;
   await oneCatchUp(ctx, "warm", 50);
   await floorCatchUp(ctx, "warm", 50);
   const real = [];
