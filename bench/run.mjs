@@ -10,8 +10,8 @@
 // --quick: about a minute (smaller counts, shorter runs); default about 5 min.
 // --scale: multiplies every count and duration (e.g. 0.5, 2).
 import { execSync } from "node:child_process";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { cpus, loadavg, totalmem } from "node:os";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpus, loadavg, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { startDevServer } from "../scripts/dev-server.mjs";
 import { counters } from "./lib/client.mjs";
@@ -54,7 +54,9 @@ const runId = Date.now().toString(36);
 const started = new Date();
 const log = (...a) => console.log(`[bench +${((Date.now() - started.getTime()) / 1000).toFixed(0)}s]`, ...a);
 log(`starting wrangler dev (bench/wrangler.toml), mode ${quick ? "quick" : "default"}, scale ${scale}`);
-const server = await startDevServer({ config: join(root, "bench", "wrangler.toml"), logFile: process.env.BENCH_SERVER_LOG });
+// The server's own output goes to a file: errors it logged are counted in the report.
+const serverLog = process.env.BENCH_SERVER_LOG ?? join(tmpdir(), `relay-bench-${process.pid}.log`);
+const server = await startDevServer({ config: join(root, "bench", "wrangler.toml"), logFile: serverLog });
 for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"]) {
   process.on(sig, () => {
     server.stop();
@@ -124,6 +126,14 @@ try {
   server.stop();
 }
 
+// What the server logged besides request lines: uncaught errors, warnings, stack traces.
+const serverErrors = existsSync(serverLog)
+  ? readFileSync(serverLog, "utf8")
+      .split("\n")
+      .filter((l) => /uncaught|unhandled|error|exception|frame failed/i.test(l) && !l.includes("wrangler:info"))
+  : [];
+if (!process.env.BENCH_SERVER_LOG) rmSync(serverLog, { force: true });
+
 let commit = "unknown";
 try {
   commit = execSync("git rev-parse --short HEAD", { cwd: root, encoding: "utf8" }).trim();
@@ -140,6 +150,7 @@ const report = {
   node: process.version,
   wrangler: JSON.parse(readFileSync(join(root, "node_modules", "wrangler", "package.json"), "utf8")).version,
   results,
+  serverErrors: { count: serverErrors.length, first: serverErrors.slice(0, 5) },
 };
 const dir = join(root, "bench", "results");
 if (!flag("--no-write")) {

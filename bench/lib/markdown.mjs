@@ -81,6 +81,12 @@ export function renderMarkdown(report) {
     ...(r.notes ?? []).map((n) => `${r.title}: ${n}`),
     ...(r.cpu?.clientPct > 150 ? [`${r.title}: the client process used ${r.cpu.clientPct.toFixed(0)}% CPU (of ${report.machine.cpus * 100}%); figures include client-side queueing`] : []),
   ]);
+  const tick = "`";
+  notes.push(
+    report.serverErrors?.count
+      ? `the server logged ${report.serverErrors.count} error lines, the first: ${report.serverErrors.first.map((l) => tick + l.slice(0, 120) + tick).join("; ")}`
+      : "the server logged no errors during the run",
+  );
   if (notes.length) {
     out.push("## Notes", "");
     for (const n of notes) out.push(`- ${n}`);
