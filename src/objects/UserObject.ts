@@ -26,10 +26,6 @@ export class UserObject extends DurableObject<Env> {
   private readonly chat: ChatService;
   /** Cached alarm time; null when none is set (loaded in the constructor). */
   private alarmAt: number | null = null;
-  /** Cached meta housekeeping_at (undefined: not read yet); only this class writes it. */
-  private housekeepingAt: number | null | undefined = undefined;
-  /** Cached meta fail_handoffs (test-only fault injection; undefined: not read yet). */
-  private faultsLeft: number | undefined = undefined;
   private userId: string | null;
 
   constructor(ctx: DurableObjectState, env: Env) {
@@ -184,16 +180,13 @@ export class UserObject extends DurableObject<Env> {
   async failNextHandoffs(n: number): Promise<void> {
     if (this.env.DEV_AUTH !== "true") throw new Error("fault injection is for tests only");
     this.setMeta("fail_handoffs", String(n));
-    this.faultsLeft = n;
   }
 
   private injectFault(): void {
     if (this.env.DEV_AUTH !== "true") return;
-    // Read once per instance, not once per hand-off (the benchmark runs with DEV_AUTH on).
-    this.faultsLeft ??= Number(this.meta("fail_handoffs") ?? "0");
-    if (this.faultsLeft > 0) {
-      this.faultsLeft--;
-      this.setMeta("fail_handoffs", String(this.faultsLeft));
+    const left = Number(this.meta("fail_handoffs") ?? "0");
+    if (left > 0) {
+      this.setMeta("fail_handoffs", String(left - 1));
       throw new Error("injected hand-off failure");
     }
   }
@@ -207,48 +200,33 @@ export class UserObject extends DurableObject<Env> {
       const a = attachmentOf(ws);
       if (a && a.expiresAt <= now) safeClose(ws, CLOSE.tokenExpired, "token expired");
     }
-    // Read afresh (alarms are rare), which also refreshes the cache.
-    this.housekeepingAt = undefined;
-    const due = this.housekeepingDue() ?? 0;
+    const due = Number(this.meta("housekeeping_at") ?? "0");
     if (due <= now) {
       this.ctx.storage.transactionSync(() => {
         this.inbox.purgeExpired(now);
         this.chat.purgeExpired(now);
         this.setMeta("housekeeping_at", String(now + HOUSEKEEPING_INTERVAL_MS));
       });
-      this.housekeepingAt = now + HOUSEKEEPING_INTERVAL_MS;
     }
     await this.outbox.drain();
     this.scheduleAlarm();
   }
 
-  /**
-   * Sets the alarm to the earliest thing that needs it. The alarm only ever
-   * moves earlier here, so a candidate that cannot beat the alarm already set
-   * is not computed: this runs several times per message, and each skipped
-   * query is a SQLite call saved (bench/cpu.mjs measures the difference).
-   */
+  /** Sets the alarm to the earliest thing that needs it. */
   private scheduleAlarm(): void {
-    const now = Date.now();
-    const set = this.alarmAt ?? Infinity;
     const candidates: number[] = [];
+    const outboxDue = this.outbox.nextDueAt();
     // A fresh row is drained at once by wake(); the alarm is only the backstop
-    // for an eviction in the middle of that drain. It is never due before now + base.
-    if (set > now + OUTBOX_RETRY_BASE_MS) {
-      const outboxDue = this.outbox.nextDueAt();
-      if (outboxDue !== null) candidates.push(Math.max(outboxDue, now + OUTBOX_RETRY_BASE_MS));
-    }
+    // for an eviction in the middle of that drain.
+    if (outboxDue !== null) candidates.push(Math.max(outboxDue, Date.now() + OUTBOX_RETRY_BASE_MS));
     for (const ws of this.ctx.getWebSockets()) {
       const a = attachmentOf(ws);
       if (a) candidates.push(a.expiresAt);
     }
-    const due = this.housekeepingDue();
-    if ((due === null || due < set) && (!this.inbox.isEmpty() || this.chat.hasState())) {
-      if (due === null) {
-        this.setMeta("housekeeping_at", String(now + HOUSEKEEPING_INTERVAL_MS));
-        this.housekeepingAt = now + HOUSEKEEPING_INTERVAL_MS;
-      }
-      candidates.push(due ?? now + HOUSEKEEPING_INTERVAL_MS);
+    if (!this.inbox.isEmpty() || this.chat.hasState()) {
+      const due = this.meta("housekeeping_at");
+      if (due === null) this.setMeta("housekeeping_at", String(Date.now() + HOUSEKEEPING_INTERVAL_MS));
+      candidates.push(Number(due ?? Date.now() + HOUSEKEEPING_INTERVAL_MS));
     }
     if (candidates.length === 0) return;
     const next = Math.min(...candidates);
@@ -290,14 +268,6 @@ export class UserObject extends DurableObject<Env> {
   private self(): string {
     if (this.userId === null) throw new Error("user object used before its user connected or was addressed");
     return this.userId;
-  }
-
-  private housekeepingDue(): number | null {
-    if (this.housekeepingAt === undefined) {
-      const v = this.meta("housekeeping_at");
-      this.housekeepingAt = v === null ? null : Number(v);
-    }
-    return this.housekeepingAt;
   }
 
   private meta(key: string): string | null {
