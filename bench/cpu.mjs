@@ -7,19 +7,15 @@ import { join } from "node:path";
 import { startDevServer } from "../scripts/dev-server.mjs";
 import { Client, sleep } from "./lib/client.mjs";
 import { HZ } from "./lib/stats.mjs";
-import { readFileSync } from "node:fs";
+import { ticksOf, workerdOf } from "./lib/procs.mjs";
 
 const N = Number(process.argv[2] ?? 300);
 const ROUNDS = Number(process.argv[3] ?? 3);
 const root = new URL("..", import.meta.url).pathname;
-const ticks = (pid) => {
-  const t = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const f = t.slice(t.lastIndexOf(")") + 2).split(" ");
-  return Number(f[11]) + Number(f[12]);
-};
+const ticks = ticksOf;
 const server = await startDevServer({ config: join(root, "bench", "wrangler.toml") });
 try {
-  const { runtime } = server.workerd();
+  const { runtime } = workerdOf(server);
   const perMessage = [];
   for (let r = 0; r < ROUNDS; r++) {
     const alice = new Client({ base: server.url, user: `cpu-a${r}-${Date.now()}`, device: "phone" });

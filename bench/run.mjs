@@ -10,7 +10,7 @@
 // --quick: about a minute (smaller counts, shorter runs); default about 5 min.
 // --scale: multiplies every count and duration (e.g. 0.5, 2).
 import { execSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { startDevServer } from "../scripts/dev-server.mjs";
@@ -56,7 +56,7 @@ const log = (...a) => console.log(`[bench +${((Date.now() - started.getTime()) /
 log(`starting wrangler dev (bench/wrangler.toml), mode ${quick ? "quick" : "default"}, scale ${scale}`);
 // The server's own output goes to a file: errors it logged are counted in the report.
 const serverLog = process.env.BENCH_SERVER_LOG ?? join(tmpdir(), `relay-bench-${process.pid}.log`);
-const server = await startDevServer({ config: join(root, "bench", "wrangler.toml"), logFile: serverLog });
+const server = await startDevServer({ config: join(root, "bench", "wrangler.toml"), log: (text) => appendFileSync(serverLog, text) });
 for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"]) {
   process.on(sig, () => {
     server.stop();

@@ -17,6 +17,8 @@ const tokens = new Map();
 /** Client-side pacing of sends: under the server's 30/s (burst 60) per device. */
 export const SEND_RATE = 25;
 const SEND_BURST = 20;
+/** At most one ack per this many ms (the server allows acks and other frames 50/s). */
+const ACK_GAP_MS = 25;
 
 /** A dev token for a user, cached per base URL and user. */
 export async function tokenFor(base, user) {
@@ -203,17 +205,25 @@ export class Client {
     }
   }
 
-  /** One cumulative ack for everything held, sent once per I/O turn. */
+  /**
+   * One cumulative ack for everything held: right away (next I/O turn) if none
+   * went out in the last ACK_GAP_MS, else at the end of that gap. Keeps acks
+   * under the server's limit for acks and other frames (50/s) during a replay.
+   */
   scheduleAck(force = false) {
     if (force) this.ackedSent = 0;
     if (this.ackScheduled) return;
     this.ackScheduled = true;
-    setImmediate(() => {
+    const wait = Math.max(0, (this.lastAckAt ?? -Infinity) + ACK_GAP_MS - performance.now());
+    const fire = () => {
       this.ackScheduled = false;
-      if (this.maxSeq > this.ackedSent) {
-        if (this.raw({ type: "ack", seq: this.maxSeq })) this.ackedSent = this.maxSeq;
+      if (this.maxSeq > this.ackedSent && this.raw({ type: "ack", seq: this.maxSeq })) {
+        this.ackedSent = this.maxSeq;
+        this.lastAckAt = performance.now();
       }
-    });
+    };
+    if (wait === 0) setImmediate(fire);
+    else setTimeout(fire, wait);
   }
 
   /** Sends a frame if the socket is open; false otherwise. */

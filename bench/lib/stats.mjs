@@ -1,4 +1,5 @@
 // Percentiles and small helpers for the benchmark's figures.
+import { groupProcesses, workerdOf } from "./procs.mjs";
 
 /** { n, p50, p95, p99, max, mean } of a list of milliseconds (nulls when empty). */
 export function summarize(xs) {
@@ -29,8 +30,8 @@ export async function pool(n, limit, fn) {
 
 /** CPU and memory of the server's processes, for before/after deltas. */
 export function serverSample(server) {
-  const procs = server.processes();
-  const { runtime, proxy } = server.workerd();
+  const procs = groupProcesses(server.pid);
+  const { runtime, proxy } = workerdOf(server);
   const ticks = (pid) => procs.find((p) => p.pid === pid)?.ticks ?? 0;
   return {
     at: performance.now(),

@@ -6,12 +6,12 @@
 // sockets, shaped the same, to bare objects.
 import { Client, connectAll, floorSocket, sleep } from "../lib/client.mjs";
 import { pool, summarize } from "../lib/stats.mjs";
-import { rssBytes } from "../../scripts/dev-server.mjs";
+import { rssBytes, workerdOf } from "../lib/procs.mjs";
 
 const DEVICES = 5; // the most one user may connect
 
 function rss(server) {
-  const { runtime, proxy } = server.workerd();
+  const { runtime, proxy } = workerdOf(server);
   return { runtime: runtime ? rssBytes(runtime) : NaN, proxy: proxy ? rssBytes(proxy) : NaN };
 }
 
