@@ -1,0 +1,102 @@
+// The benchmark report as Markdown (bench/results/latest.md): one table of
+// latencies with their floors and ratios, one of other figures, the targets
+// with what was measured, and notes (skips, errors, caveats).
+
+const ms = (v) => (v === null || v === undefined ? "–" : v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2));
+const x = (v) => (v === null || v === undefined ? "–" : `${v.toFixed(v >= 10 ? 0 : 2)}×`);
+const num = (v) => (v === null || v === undefined ? "–" : v >= 100 ? Math.round(v).toLocaleString("en-US") : v.toFixed(1));
+const esc = (s) => String(s).replace(/\|/g, "\\|");
+
+export function renderMarkdown(report) {
+  const out = [];
+  out.push("# Benchmark results", "");
+  out.push(
+    `Run ${report.startedAt.slice(0, 16).replace("T", " ")} UTC, mode **${report.mode}** (scale ${report.scale}), commit \`${report.commit}\`, ` +
+      `${report.machine.cpus} CPUs (${report.machine.cpuModel.trim()}), Node ${report.node}, wrangler ${report.wrangler} (\`wrangler dev\`, local SQLite). ` +
+      `Load average at the end: ${report.machine.loadAvgAtEnd.toFixed(1)}.`,
+    "",
+  );
+  out.push(
+    "Times are milliseconds, measured by the client process from the moment a frame is written to the moment " +
+      "the answer is read. **Floor** is the same operation through a bare Durable Object that only relays or " +
+      "broadcasts frames (no storage, no auth, no parsing beyond JSON), measured in the same run on the same " +
+      "server; **× floor** is the ratio (p50 / p99). Lost and duplicated must be 0.",
+    "",
+  );
+  out.push("| scenario | measure | n | p50 | p95 | p99 | max | floor p50 / p99 | × floor p50 / p99 | msgs/s (× floor) | lost | dup |");
+  out.push("| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | ---: | ---: |");
+  for (const r of report.results) {
+    if (r.skipped || r.error) {
+      out.push(`| ${esc(r.title)} | ${r.skipped ? `skipped: ${esc(r.skipped)}` : `failed: ${esc(r.error.split("\n")[0])}`} | | | | | | | | | | |`);
+      if (!r.rows?.length) continue;
+    }
+    for (const row of r.rows ?? []) {
+      const a = row.real ?? {};
+      const f = row.floor;
+      const floorCell = f?.n ? `${ms(f.p50)} / ${ms(f.p99)} (${esc(row.floorLabel ?? "floor")})` : "–";
+      const ratioCell = f?.n && a.n ? `${x(a.p50 / f.p50)} / ${x(a.p99 / f.p99)}` : "–";
+      const tp = row.throughput
+        ? `${num(row.throughput.real)}${row.throughput.floor ? ` (${x(row.throughput.real / row.throughput.floor)} of ${num(row.throughput.floor)})` : ""}`
+        : "–";
+      out.push(
+        `| ${esc(r.title)} | ${esc(row.measure)} | ${a.n ?? "–"} | ${ms(a.p50)} | ${ms(a.p95)} | ${ms(a.p99)} | ${ms(a.max)} | ${floorCell} | ${ratioCell} | ${tp} | ${row.lost ?? "–"} | ${row.duplicated ?? "–"} |`,
+      );
+    }
+  }
+  out.push("");
+
+  const figures = report.results.flatMap((r) => (r.figures ?? []).map((f) => ({ ...f, scenario: r.title })));
+  const cpu = report.results.filter((r) => r.cpu?.framesIn > 0 && !r.skipped);
+  if (figures.length || cpu.length) {
+    out.push("## Other figures", "");
+    out.push("| scenario | figure | value | floor | × floor |");
+    out.push("| --- | --- | ---: | ---: | ---: |");
+    for (const f of figures) {
+      const unit = f.unit ? ` ${f.unit}` : "";
+      out.push(`| ${esc(f.scenario)} | ${esc(f.name)} | ${num(f.value)}${unit} | ${f.floor === undefined || f.floor === null ? "–" : `${num(f.floor)}${unit}`} | ${f.floor ? x(f.value / f.floor) : "–"} |`);
+    }
+    for (const r of cpu) {
+      out.push(
+        `| ${esc(r.title)} | server CPU per frame received by clients (all wrangler processes; workerd runtime alone) | ${num(r.cpu.serverUsPerFrame)} µs (${num(r.cpu.runtimeUsPerFrame)} µs) | | |`,
+      );
+    }
+    out.push("");
+  }
+
+  const targets = report.results.flatMap((r) => r.targets ?? []);
+  if (targets.length) {
+    out.push("## Targets", "");
+    out.push("| target | measured | met |");
+    out.push("| --- | ---: | --- |");
+    for (const t of targets) {
+      const isCount = t.count || t.name.includes("lost");
+      const measured = t.measured === null || t.measured === undefined ? "–" : isCount ? String(t.measured) : t.unit ? `${num(t.measured)} ${t.unit}` : x(t.measured);
+      const met = t.measured === null || t.measured === undefined ? "not measured" : meets(t) ? "yes" : "**no**";
+      out.push(`| ${esc(t.name)} | ${measured} | ${met} |`);
+    }
+    out.push("");
+  }
+
+  const notes = report.results.flatMap((r) => [
+    ...(r.notes ?? []).map((n) => `${r.title}: ${n}`),
+    ...(r.cpu?.clientPct > 150 ? [`${r.title}: the client process used ${r.cpu.clientPct.toFixed(0)}% CPU (of ${report.machine.cpus * 100}%); figures include client-side queueing`] : []),
+  ]);
+  const tick = "`";
+  notes.push(
+    report.serverErrors?.count
+      ? `the server logged ${report.serverErrors.count} error lines, the first: ${report.serverErrors.first.map((l) => tick + l.slice(0, 120) + tick).join("; ")}`
+      : "the server logged no errors during the run",
+  );
+  if (notes.length) {
+    out.push("## Notes", "");
+    for (const n of notes) out.push(`- ${n}`);
+    out.push("");
+  }
+  out.push("Chart: [latest.svg](latest.svg). Raw figures: the JSON file of the same run.", "");
+  return out.join("\n");
+}
+
+/** A target is met when the measure is at most its limit (or at least, for `atLeast` targets). */
+export function meets(t) {
+  return t.atLeast ? t.measured >= t.limit : t.measured <= t.limit;
+}

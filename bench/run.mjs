@@ -1,0 +1,171 @@
+// `npm run bench`: starts its own `wrangler dev` (bench/wrangler.toml: the
+// production Worker plus the floor object) on a free 127.0.0.1 port with its
+// own state directory, runs every scenario against it with real WebSockets
+// from this process, and writes bench/results/<timestamp>.json,
+// bench/results/latest.md and bench/results/latest.svg. The server's process
+// group is killed at the end, whatever happens.
+//
+//   node bench/run.mjs [--quick] [--scale <x>] [--only s1,s3] [--no-write]
+//
+// --quick: about a minute (smaller counts, shorter runs); default about 5 min.
+// --scale: multiplies every count and duration (e.g. 0.5, 2).
+import { execSync } from "node:child_process";
+import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpus, loadavg, tmpdir, totalmem } from "node:os";
+import { join } from "node:path";
+import { startDevServer } from "../scripts/dev-server.mjs";
+import { counters } from "./lib/client.mjs";
+import { checkBenchConfig } from "./lib/config.mjs";
+import { renderMarkdown } from "./lib/markdown.mjs";
+import { renderSvg } from "./lib/svg.mjs";
+import { cpuBetween, serverSample } from "./lib/stats.mjs";
+import { scenarioCatchUp } from "./scenarios/catchup.mjs";
+import { scenarioConnections } from "./scenarios/connections.mjs";
+import { scenarioGroups } from "./scenarios/groups.mjs";
+import { scenarioLatency, scenarioPresence } from "./scenarios/latency.mjs";
+import { scenarioLoadHeld, scenarioThroughput } from "./scenarios/throughput.mjs";
+
+const root = new URL("..", import.meta.url).pathname;
+const args = process.argv.slice(2);
+const flag = (name) => args.includes(name);
+const option = (name) => {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : undefined;
+};
+const quick = flag("--quick");
+const scale = Number(option("--scale") ?? "1");
+if (!(scale > 0)) throw new Error("--scale takes a positive number");
+const only = option("--only")?.split(",");
+
+// Ordered so the memory figure (connections) is taken on a fresh runtime, and
+// the presence run comes right after the run it is compared with.
+const SCENARIOS = [
+  ["s5", scenarioConnections],
+  ["s1", scenarioLatency],
+  ["s6", scenarioPresence],
+  ["s2", scenarioThroughput],
+  ["s4", scenarioCatchUp],
+  ["s3", scenarioGroups],
+  ["load", scenarioLoadHeld],
+];
+
+checkBenchConfig(root);
+const runId = Date.now().toString(36);
+const started = new Date();
+const log = (...a) => console.log(`[bench +${((Date.now() - started.getTime()) / 1000).toFixed(0)}s]`, ...a);
+log(`starting wrangler dev (bench/wrangler.toml), mode ${quick ? "quick" : "default"}, scale ${scale}`);
+// The server's own output goes to a file: errors it logged are counted in the report.
+const serverLog = process.env.BENCH_SERVER_LOG ?? join(tmpdir(), `relay-bench-${process.pid}.log`);
+const server = await startDevServer({ config: join(root, "bench", "wrangler.toml"), log: (text) => appendFileSync(serverLog, text) });
+for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"]) {
+  process.on(sig, () => {
+    server.stop();
+    process.exit(130);
+  });
+}
+process.on("uncaughtException", (err) => {
+  console.error("[bench] uncaught:", err);
+  server.stop();
+  process.exit(1);
+});
+
+const ctx = {
+  base: server.url,
+  server,
+  quick,
+  scale,
+  runId,
+  shared: {},
+  log,
+  /** A fresh user id for this run. */
+  user: (name) => `${name}-${runId}`.slice(0, 64),
+  /** Waits until the server's runtime is nearly idle (leftover work of the last step done). */
+  quiesce: async (maxMs = 30_000) => {
+    const deadline = performance.now() + maxMs;
+    for (;;) {
+      const a = serverSample(server);
+      await new Promise((r) => setTimeout(r, 500));
+      const b = serverSample(server);
+      // under 5% of one core over half a second
+      if (b.runtimeTicks - a.runtimeTicks <= 2 || performance.now() > deadline) return;
+    }
+  },
+  /** A count for this mode and scale. */
+  count: (full, quickValue) => Math.max(1, Math.round((quick ? quickValue : full) * scale)),
+};
+
+const results = [];
+let failed = false;
+try {
+  for (const [id, fn] of SCENARIOS) {
+    if (only && !only.includes(id)) continue;
+    log(`scenario ${id}...`);
+    await ctx.quiesce();
+    const before = serverSample(server);
+    const framesBefore = counters.framesIn;
+    let result;
+    try {
+      result = await fn(ctx);
+    } catch (err) {
+      console.error(err);
+      result = { id, title: id, rows: [], targets: [], notes: [], error: String(err?.stack ?? err) };
+      failed = true;
+    }
+    const cpu = cpuBetween(before, serverSample(server));
+    const frames = counters.framesIn - framesBefore;
+    result.cpu = { ...cpu, framesIn: frames, serverUsPerFrame: frames > 0 ? (cpu.serverMs * 1000) / frames : null, runtimeUsPerFrame: frames > 0 ? (cpu.runtimeMs * 1000) / frames : null };
+    results.push(result);
+    log(`${id} done in ${(cpu.wallMs / 1000).toFixed(1)} s${result.skipped ? ` (skipped: ${result.skipped})` : ""}`);
+    for (const row of result.rows ?? []) {
+      const r = row.real;
+      if (r?.n) log(`  ${row.measure}: p50 ${r.p50.toFixed(1)} p99 ${r.p99.toFixed(1)} max ${r.max.toFixed(1)} ms (n=${r.n})${row.floor?.n ? `, floor p50 ${row.floor.p50.toFixed(2)} ms` : ""}`);
+    }
+    for (const f of result.figures ?? []) log(`  ${f.name}: ${f.value} ${f.unit ?? ""}`);
+  }
+} finally {
+  server.stop();
+}
+
+// What the server logged besides request lines: uncaught errors, warnings, stack traces.
+const serverErrors = existsSync(serverLog)
+  ? readFileSync(serverLog, "utf8")
+      .split("\n")
+      .filter((l) => /uncaught|unhandled|error|exception|frame failed/i.test(l) && !l.includes("wrangler:info"))
+  : [];
+if (!process.env.BENCH_SERVER_LOG) rmSync(serverLog, { force: true });
+
+let commit = "unknown";
+try {
+  commit = execSync("git rev-parse --short HEAD", { cwd: root, encoding: "utf8" }).trim();
+} catch {
+  // not a git checkout
+}
+const report = {
+  startedAt: started.toISOString(),
+  finishedAt: new Date().toISOString(),
+  mode: quick ? "quick" : "default",
+  scale,
+  commit,
+  machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? "", memGiB: Math.round(totalmem() / 2 ** 30), loadAvgAtEnd: loadavg()[0] },
+  node: process.version,
+  wrangler: JSON.parse(readFileSync(join(root, "node_modules", "wrangler", "package.json"), "utf8")).version,
+  results,
+  serverErrors: { count: serverErrors.length, first: serverErrors.slice(0, 5) },
+};
+const dir = join(root, "bench", "results");
+if (!flag("--no-write")) {
+  mkdirSync(dir, { recursive: true });
+  const stamp = started.toISOString().replace(/[:.]/g, "-");
+  writeFileSync(join(dir, `${stamp}.json`), JSON.stringify(report, null, 2) + "\n");
+  writeFileSync(join(dir, "latest.md"), renderMarkdown(report));
+  writeFileSync(join(dir, "latest.svg"), renderSvg(report));
+  log(`wrote bench/results/${stamp}.json, latest.md, latest.svg`);
+} else {
+  console.log(renderMarkdown(report));
+}
+const missed = results.flatMap((r) => (r.targets ?? []).filter((t) => t.name.includes("lost") && t.measured !== 0 && t.measured !== null));
+if (missed.length) {
+  console.error(`[bench] messages were lost or duplicated: ${missed.map((t) => t.name).join("; ")}`);
+  failed = true;
+}
+process.exit(failed ? 1 : 0);
