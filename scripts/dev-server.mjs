@@ -52,6 +52,7 @@ function childEnv() {
  *   inspectorPort?: number,
  *   stdio?: "inherit" | "pipe",
  *   log?: (line: string) => void,
+ *   handleSignals?: boolean,  // default true: SIGINT/SIGTERM/SIGHUP stop the server and exit
  * }} o
  */
 export async function startDevServer(o = {}) {
@@ -105,6 +106,16 @@ export async function startDevServer(o = {}) {
     if (temp && !o.keepState) rmSync(state, { recursive: true, force: true });
   };
   process.on("exit", () => stop());
+  // "exit" does not run when a signal ends the process (a timeout's SIGTERM, Ctrl-C):
+  // without these, an interrupted script would leave wrangler dev holding its port.
+  if (o.handleSignals !== false) {
+    for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"]) {
+      process.once(sig, () => {
+        stop();
+        process.exit(128 + (sig === "SIGINT" ? 2 : sig === "SIGTERM" ? 15 : 1));
+      });
+    }
+  }
   const deadline = Date.now() + 90_000;
   for (;;) {
     if (child.exitCode !== null) {

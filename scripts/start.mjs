@@ -12,7 +12,7 @@ for (const name of ["AUTH_SECRET", "MEDIA_SIGNING_SECRET", "ALLOWED_ORIGINS"]) i
 console.error(`Starting relay on http://127.0.0.1:${port}/ ...`);
 let server;
 try {
-  server = await startDevServer({ port, persistTo: `${root}.wrangler/state`, stdio: "inherit", vars });
+  server = await startDevServer({ port, persistTo: `${root}.wrangler/state`, stdio: "inherit", vars, handleSignals: false });
 } catch (err) {
   console.error(err.message);
   process.exit(1);

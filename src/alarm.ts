@@ -10,6 +10,11 @@ export class AlarmClock {
 
   constructor(private readonly storage: DurableObjectStorage) {}
 
+  /** When the alarm is set for, or null: a candidate at or after it cannot change anything. */
+  get setFor(): number | null {
+    return this.at;
+  }
+
   /** Call from the constructor inside blockConcurrencyWhile. */
   async load(): Promise<void> {
     this.at = await this.storage.getAlarm();
