@@ -97,7 +97,8 @@ export class ChatService {
       case "delete":
         return this.amendOwn({ kind: "deleted", msg: frame.msg }, now);
       default:
-        throw new AppError("bad_frame", `type: "${frame.type}" is not supported by this server yet`);
+        // typing, active and watch are presence frames: the UserObject hands them to PresenceService.
+        throw new Error(`frame type ${frame.type} reached the chat service`);
     }
   }
 
