@@ -151,6 +151,12 @@ export const MEDIA_URL_TTL_MS = 24 * 60 * 60 * 1000;
 export const MEDIA_URL_GRANULARITY_MS = 60 * 60 * 1000;
 /** Media uploaded but never sent in a message is deleted this long (ms) after the upload finished. */
 export const MEDIA_ORPHAN_TTL_MS = 24 * 60 * 60 * 1000;
+/**
+ * Media of a temporary chat is deleted this long (ms) after its message was
+ * delivered (to the peer, or to every member of a group): clients acknowledge a
+ * message before they fetch its bytes, and a signed URL lives as long.
+ */
+export const MEDIA_DELIVERED_GRACE_MS = 24 * 60 * 60 * 1000;
 /** A multipart upload not completed this long (ms) after it was created is aborted. */
 export const MEDIA_UPLOAD_TTL_MS = 24 * 60 * 60 * 1000;
 /** A message's media thumbnail (client-made, base64 in the message): decoded bytes. */

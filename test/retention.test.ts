@@ -1,8 +1,8 @@
 // Temporary and permanent chats, disappearing messages, edit and delete for everyone.
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
-import { describe, expect, it } from "vitest";
-import { EDIT_WINDOW_MS } from "../src/limits";
+import { describe, expect, it, vi } from "vitest";
+import { EDIT_WINDOW_MS, MEDIA_DELIVERED_GRACE_MS } from "../src/limits";
 import { call, connect, open, sleep, token, uid, type TestSocket } from "./helpers";
 
 const stub = (user: string) => env.USERS.getByName(user);
@@ -303,6 +303,41 @@ describe("media under retention", () => {
     // History is signed at read time: the URL works.
     const url = (h.messages[0] as unknown as { media: { url: string } }).media.url;
     expect(url).toMatch(/^\/v1\/media\//);
+  });
+
+  it("a temporary chat's media is deleted a grace period after delivery; before delivery and in a permanent chat it stays", async () => {
+    const [alice, bob, carol] = [uid("alice"), uid("bob"), uid("carol")];
+    const tokA = await token(alice);
+    const a = await connect(alice, "phone", tokA);
+    const b = await connect(bob);
+    const temp = await upload(tokA);
+    const undelivered = await upload(tokA);
+    const kept = await upload(tokA);
+    await settings(tokA, `user:${carol}`, { retention: "permanent" });
+    const sent = await sendMedia(a, bob, "temp", temp);
+    await sendMedia(a, carol, "kept", kept);
+    b.send({ type: "ack", seq: (await b.next("message")).seq });
+    await a.next("receipt", (r) => r.msgs.includes(sent.msg));
+    // Carol never connects: her copies stay undelivered.
+    await sendMedia(a, `${carol}-2`, "undelivered", undelivered);
+    const refs = await runInDurableObject(stub(alice), (_o, state) =>
+      state.storage.sql.exec<{ media: string; expires_at: number | null }>("SELECT media, expires_at FROM media_refs").toArray(),
+    );
+    const byId = new Map(refs.map((r) => [r.media, r.expires_at]));
+    expect(byId.get(temp.id)).toBeGreaterThan(Date.now());
+    expect(byId.get(temp.id)).toBeLessThanOrEqual(Date.now() + MEDIA_DELIVERED_GRACE_MS);
+    expect(byId.get(kept.id)).toBeNull();
+    expect(byId.get(undelivered.id)).toBeGreaterThan(Date.now() + MEDIA_DELIVERED_GRACE_MS);
+    vi.useFakeTimers({ toFake: ["Date"] });
+    try {
+      vi.setSystemTime(Date.now() + MEDIA_DELIVERED_GRACE_MS + 60_000);
+      for (let i = 0; i < 2; i++) await runDurableObjectAlarm(stub(alice));
+    } finally {
+      vi.useRealTimers();
+    }
+    expect(await env.MEDIA.head(temp.id)).toBeNull();
+    expect(await env.MEDIA.head(kept.id)).not.toBeNull();
+    expect(await env.MEDIA.head(undelivered.id)).not.toBeNull();
   });
 
   it("delete for everyone deletes the message's media", async () => {

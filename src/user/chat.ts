@@ -13,7 +13,7 @@ import type { E2eeSend } from "../protocol";
 import { acceptGroupItem } from "./groups";
 import type { Inbox } from "./inbox";
 import type { Amendment, Retention, RetentionFields, SettingsChange } from "./retention";
-import { checkAttachments, checkSendable, grantMedia, mediaIdsOf, referenceMedia, releaseRefs } from "./media";
+import { checkAttachments, checkSendable, grantMedia, mediaDelivered, mediaIdsOf, referenceMedia, releaseRefs } from "./media";
 import { errorFrame, safeSend } from "./sockets";
 
 export interface ChatDeps {
@@ -297,6 +297,7 @@ export class ChatService {
       fresh.push(msg);
     }
     if (fresh.length === 0) return { ok: true };
+    mediaDelivered(sql, fresh, now);
     const frame = { type: "receipt", chat: { user: r.by }, msgs: fresh, status: r.status, by: r.by, ts: r.ts };
     pushes.push(inbox.append("receipt", from, frame, { ts: now }).json);
     return { ok: true };

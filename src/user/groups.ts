@@ -11,7 +11,7 @@ import { GROUP_OPS } from "../group/handoff";
 import type { HandoffResult, OutboxItem } from "../outbox";
 import type { GroupEvent } from "../protocol";
 import { messageFrame, type ChatDeps } from "./chat";
-import { grantMedia, mediaIdsOf } from "./media";
+import { grantMedia, mediaDelivered, mediaIdsOf } from "./media";
 import type { Amendment } from "./retention";
 
 /** Queues a frame for the user's devices but `except`, sent after the transaction. */
@@ -92,6 +92,7 @@ function groupReceipt(d: ChatDeps, from: string, r: GroupReceiptItem, now: numbe
     fresh.push(msg);
   }
   if (fresh.length === 0) return { ok: true };
+  mediaDelivered(sql, fresh, now);
   // In a group the receipt is the whole group's: no `by`.
   const frame = { type: "receipt", chat: { group: r.group }, msgs: fresh, status: r.status, ts: r.ts };
   push(d.inbox.append("receipt", from, frame, { ts: now }).json);

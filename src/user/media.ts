@@ -9,7 +9,7 @@
 // chat.ts calls the free functions below inside its send and deliver
 // transactions; a group delivery calls grantMedia the same way.
 import { AppError } from "../errors";
-import { E2EE_MEDIA_TYPE, MEDIA_ORPHAN_TTL_MS, MEDIA_UPLOAD_TTL_MS } from "../limits";
+import { E2EE_MEDIA_TYPE, MEDIA_DELIVERED_GRACE_MS, MEDIA_ORPHAN_TTL_MS, MEDIA_UPLOAD_TTL_MS } from "../limits";
 import type { MediaRef } from "../protocol";
 
 export const MEDIA_SCHEMA = `
@@ -104,6 +104,17 @@ export function checkSendable(sql: SqlStorage, media: MediaRef): MediaRef {
 export function referenceMedia(sql: SqlStorage, media: string, msg: string, chat: string, now: number, until: number | null): void {
   sql.exec("INSERT OR IGNORE INTO media_refs (media, msg, chat, ts, expires_at) VALUES (?, ?, ?, ?, ?)", media, msg, chat, now, until);
   sql.exec("UPDATE media SET expires_at = NULL WHERE id = ?", media);
+}
+
+/**
+ * These messages were delivered: in a temporary chat their media is deleted a
+ * grace period later (or at its earlier end: disappearing, retention). Media of
+ * permanent history (no end) is untouched.
+ */
+export function mediaDelivered(sql: SqlStorage, msgs: string[], now: number): void {
+  for (const msg of msgs) {
+    sql.exec("UPDATE media_refs SET expires_at = MIN(expires_at, ?) WHERE msg = ? AND expires_at IS NOT NULL", now + MEDIA_DELIVERED_GRACE_MS, msg);
+  }
 }
 
 /** Message `msg` no longer holds its media; an upload left with no reference is deleted by the alarm. */
