@@ -256,6 +256,26 @@ describe("privacy", () => {
   });
 });
 
+describe("read receipts off in groups", () => {
+  it("a member with read receipts off is shown a group message as delivered, never read", async () => {
+    const alice = uid("alice");
+    const bob = uid("bob");
+    expect((await setPrivacy(alice, { readReceipts: false })).status).toBe(200);
+    const ta = await token(alice);
+    const res = await call("/v1/groups", { token: ta, method: "POST", json: { name: "r", members: [bob] } });
+    const g = ((await res.json()) as { id: string }).id;
+    const a = await connect(alice, "phone", ta);
+    const b = await connect(bob);
+    a.send({ type: "send", id: "g1", to: { group: g }, text: "hi" });
+    const sent = await a.next("sent");
+    const m = await b.next("message", (f) => f.msg === sent.msg);
+    b.send({ type: "read", chat: { group: g }, upTo: m.msg });
+    expect(await a.next("receipt", (r) => r.msgs.includes(sent.msg))).toMatchObject({ status: "delivered" });
+    await sleep(300);
+    expect(a.all("receipt").filter((r) => r.status === "read")).toEqual([]);
+  });
+});
+
 describe("typing", () => {
   it("typing reaches the peer's devices and is never replayed on reconnect", async () => {
     const alice = uid("alice");

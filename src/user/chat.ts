@@ -279,27 +279,10 @@ export class ChatService {
   }
 
   private receipt(from: string, r: ReceiptPayload, now: number, pushes: string[]): HandoffResult {
-    const { sql, inbox } = this.d;
-    // Read receipts off: a peer's read is not shown, only the delivered it implies.
-    if (r.status === "read" && !this.d.readReceipts()) r = { ...r, status: "delivered" };
-    const column = r.status === "read" ? "read_at" : "delivered_at";
-    const fresh: string[] = [];
-    for (const msg of r.msgs) {
-      // Only messages this user sent into that very chat: a peer cannot tick someone else's.
-      const row = sql.exec<{ delivered_at: number | null; read_at: number | null }>(
-        "SELECT delivered_at, read_at FROM outgoing WHERE msg = ? AND chat = ?",
-        msg,
-        from,
-      ).toArray()[0];
-      if (!row || row[column] !== null) continue;
-      if (r.status === "read") sql.exec("UPDATE outgoing SET read_at = ?, delivered_at = COALESCE(delivered_at, ?) WHERE msg = ?", r.ts, r.ts, msg);
-      else sql.exec("UPDATE outgoing SET delivered_at = ? WHERE msg = ?", r.ts, msg);
-      fresh.push(msg);
-    }
-    if (fresh.length === 0) return { ok: true };
-    mediaDelivered(sql, fresh, now);
-    const frame = { type: "receipt", chat: { user: r.by }, msgs: fresh, status: r.status, by: r.by, ts: r.ts };
-    pushes.push(inbox.append("receipt", from, frame, { ts: now }).json);
+    const applied = applyReceipt(this.d, from, r.msgs, r.status, r.ts, now);
+    if (applied === null) return { ok: true };
+    const frame = { type: "receipt", chat: { user: r.by }, msgs: applied.msgs, status: applied.status, by: r.by, ts: r.ts };
+    pushes.push(this.d.inbox.append("receipt", from, frame, { ts: now }).json);
     return { ok: true };
   }
 
@@ -388,6 +371,39 @@ export class ChatService {
       ).one().n > 0
     );
   }
+}
+
+/**
+ * A receipt for messages this user sent into chat `key` (from the peer's object,
+ * or the group's aggregate): records each status once and returns the messages
+ * that newly reached it, or null when none did. Only messages this user sent
+ * into that very chat count, so nobody can tick someone else's. With read
+ * receipts off, a read is recorded and shown as the delivered it implies.
+ */
+export function applyReceipt(
+  d: Pick<ChatDeps, "sql" | "readReceipts">,
+  key: string,
+  msgs: string[],
+  reported: "delivered" | "read",
+  ts: number,
+  now: number,
+): { msgs: string[]; status: "delivered" | "read" } | null {
+  const { sql } = d;
+  const status = reported === "read" && !d.readReceipts() ? "delivered" : reported;
+  const column = status === "read" ? "read_at" : "delivered_at";
+  const fresh: string[] = [];
+  for (const msg of msgs) {
+    const row = sql
+      .exec<{ delivered_at: number | null; read_at: number | null }>("SELECT delivered_at, read_at FROM outgoing WHERE msg = ? AND chat = ?", msg, key)
+      .toArray()[0];
+    if (!row || row[column] !== null) continue;
+    if (status === "read") sql.exec("UPDATE outgoing SET read_at = ?, delivered_at = COALESCE(delivered_at, ?) WHERE msg = ?", ts, ts, msg);
+    else sql.exec("UPDATE outgoing SET delivered_at = ? WHERE msg = ?", ts, msg);
+    fresh.push(msg);
+  }
+  if (fresh.length === 0) return null;
+  mediaDelivered(sql, fresh, now);
+  return { msgs: fresh, status };
 }
 
 function settingsEvent(key: string, c: SettingsChange): Record<string, unknown> {

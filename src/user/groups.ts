@@ -10,8 +10,8 @@ import type { GroupEventItem, GroupMessageItem, GroupReceiptItem } from "../grou
 import { GROUP_OPS } from "../group/handoff";
 import type { HandoffResult, OutboxItem } from "../outbox";
 import type { GroupEvent } from "../protocol";
-import { messageFrame, type ChatDeps } from "./chat";
-import { grantMedia, mediaDelivered, mediaIdsOf } from "./media";
+import { applyReceipt, messageFrame, type ChatDeps } from "./chat";
+import { grantMedia, mediaIdsOf } from "./media";
 import type { Amendment } from "./retention";
 
 /** Queues a frame for the user's devices but `except`, sent after the transaction. */
@@ -78,23 +78,10 @@ function groupEvent(d: ChatDeps, from: string, p: GroupEventItem, now: number, p
 }
 
 function groupReceipt(d: ChatDeps, from: string, r: GroupReceiptItem, now: number, push: Push): HandoffResult {
-  const { sql } = d;
-  const column = r.status === "read" ? "read_at" : "delivered_at";
-  const fresh: string[] = [];
-  for (const msg of r.msgs) {
-    // Only messages this user sent into that group; each status reported once.
-    const row = sql
-      .exec<{ delivered_at: number | null; read_at: number | null }>("SELECT delivered_at, read_at FROM outgoing WHERE msg = ? AND chat = ?", msg, from)
-      .toArray()[0];
-    if (!row || row[column] !== null) continue;
-    if (r.status === "read") sql.exec("UPDATE outgoing SET read_at = ?, delivered_at = COALESCE(delivered_at, ?) WHERE msg = ?", r.ts, r.ts, msg);
-    else sql.exec("UPDATE outgoing SET delivered_at = ? WHERE msg = ?", r.ts, msg);
-    fresh.push(msg);
-  }
-  if (fresh.length === 0) return { ok: true };
-  mediaDelivered(sql, fresh, now);
+  const applied = applyReceipt(d, from, r.msgs, r.status, r.ts, now);
+  if (applied === null) return { ok: true };
   // In a group the receipt is the whole group's: no `by`.
-  const frame = { type: "receipt", chat: { group: r.group }, msgs: fresh, status: r.status, ts: r.ts };
+  const frame = { type: "receipt", chat: { group: r.group }, msgs: applied.msgs, status: applied.status, ts: r.ts };
   push(d.inbox.append("receipt", from, frame, { ts: now }).json);
   return { ok: true };
 }
