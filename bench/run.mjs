@@ -5,10 +5,12 @@
 // bench/results/latest.md and bench/results/latest.svg. The server's process
 // group is killed at the end, whatever happens.
 //
-//   node bench/run.mjs [--quick] [--scale <x>] [--only s1,s3] [--no-write]
+//   node bench/run.mjs [--quick] [--scale <x>] [--only s1,s3] [--no-write] [--profile]
 //
 // --quick: about a minute (smaller counts, shorter runs); default about 5 min.
 // --scale: multiplies every count and duration (e.g. 0.5, 2).
+// --profile: CPU-profiles the server (inspector) during each scenario; writes
+//   bench/results/profile-<scenario>.cpuprofile and prints the top self time.
 import { execSync } from "node:child_process";
 import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir, totalmem } from "node:os";
@@ -17,6 +19,7 @@ import { startDevServer } from "../scripts/dev-server.mjs";
 import { counters } from "./lib/client.mjs";
 import { checkBenchConfig } from "./lib/config.mjs";
 import { renderMarkdown } from "./lib/markdown.mjs";
+import { connectProfiler, topSelf } from "./lib/profiler.mjs";
 import { renderSvg } from "./lib/svg.mjs";
 import { cpuBetween, serverSample } from "./lib/stats.mjs";
 import { scenarioCatchUp } from "./scenarios/catchup.mjs";
@@ -56,7 +59,10 @@ const log = (...a) => console.log(`[bench +${((Date.now() - started.getTime()) /
 log(`starting wrangler dev (bench/wrangler.toml), mode ${quick ? "quick" : "default"}, scale ${scale}`);
 // The server's own output goes to a file: errors it logged are counted in the report.
 const serverLog = process.env.BENCH_SERVER_LOG ?? join(tmpdir(), `relay-bench-${process.pid}.log`);
-const server = await startDevServer({ config: join(root, "bench", "wrangler.toml"), log: (text) => appendFileSync(serverLog, text) });
+const profiling = flag("--profile");
+const inspectorPort = profiling ? 9300 + (process.pid % 500) : undefined;
+const server = await startDevServer({ config: join(root, "bench", "wrangler.toml"), inspectorPort, log: (text) => appendFileSync(serverLog, text) });
+const profiler = profiling ? await connectProfiler(inspectorPort) : null;
 for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"]) {
   process.on(sig, () => {
     server.stop();
@@ -104,6 +110,7 @@ try {
     const before = serverSample(server);
     const framesBefore = counters.framesIn;
     let result;
+    await profiler?.start();
     try {
       result = await fn(ctx);
     } catch (err) {
@@ -112,6 +119,14 @@ try {
       failed = true;
     }
     const cpu = cpuBetween(before, serverSample(server));
+    if (profiler) {
+      const profile = await profiler.stop();
+      mkdirSync(join(root, "bench", "results"), { recursive: true });
+      writeFileSync(join(root, "bench", "results", `profile-${id}.cpuprofile`), JSON.stringify(profile));
+      const t = topSelf(profile);
+      log(`  profile: ${t.busyMs.toFixed(0)} ms busy of ${t.totalMs.toFixed(0)} ms (bench/results/profile-${id}.cpuprofile)`);
+      for (const r of t.top) log(`    ${r.ms.toFixed(1).padStart(9)} ms ${(r.share * 100).toFixed(1).padStart(5)}%  ${r.fn}`);
+    }
     const frames = counters.framesIn - framesBefore;
     result.cpu = { ...cpu, framesIn: frames, serverUsPerFrame: frames > 0 ? (cpu.serverMs * 1000) / frames : null, runtimeUsPerFrame: frames > 0 ? (cpu.runtimeMs * 1000) / frames : null };
     results.push(result);
@@ -123,6 +138,7 @@ try {
     for (const f of result.figures ?? []) log(`  ${f.name}: ${f.value} ${f.unit ?? ""}`);
   }
 } finally {
+  profiler?.close();
   server.stop();
 }
 

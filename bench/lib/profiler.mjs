@@ -1,0 +1,72 @@
+// CPU profiles of the server during a bench run, through the inspector that
+// `wrangler dev --inspector-port` exposes (Chrome DevTools protocol). Used by
+// `node bench/run.mjs --profile`: one .cpuprofile per scenario (open it in
+// Chrome DevTools' Performance panel) and a printed top-N of self time.
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Connects to the worker's inspector; resolves to { start(), stop() -> profile, close() }. */
+export async function connectProfiler(port) {
+  let targets = [];
+  for (let i = 0; i < 50 && targets.length === 0; i++) {
+    try {
+      targets = await (await fetch(`http://127.0.0.1:${port}/json`)).json();
+    } catch {
+      // not up yet
+    }
+    if (targets.length === 0) await sleep(200);
+  }
+  const url = targets.find((t) => t.webSocketDebuggerUrl)?.webSocketDebuggerUrl;
+  if (!url) throw new Error(`no inspector target on port ${port}`);
+  // The proxy accepts only DevTools origins (undici takes extra headers here).
+  const ws = new WebSocket(url, { headers: { Origin: "https://devtools.devprod.cloudflare.dev" } });
+  await new Promise((resolve, reject) => {
+    ws.onopen = resolve;
+    ws.onerror = () => reject(new Error(`inspector socket ${url} failed`));
+  });
+  let nextId = 1;
+  const waiting = new Map();
+  ws.onmessage = (e) => {
+    const msg = JSON.parse(String(e.data));
+    const w = msg.id !== undefined ? waiting.get(msg.id) : undefined;
+    if (!w) return;
+    waiting.delete(msg.id);
+    if (msg.error) w.reject(new Error(`${msg.error.message}`));
+    else w.resolve(msg.result);
+  };
+  const call = (method, params = {}) =>
+    new Promise((resolve, reject) => {
+      const id = nextId++;
+      waiting.set(id, { resolve, reject });
+      ws.send(JSON.stringify({ id, method, params }));
+    });
+  await call("Profiler.enable");
+  await call("Profiler.setSamplingInterval", { interval: 200 });
+  return {
+    start: () => call("Profiler.start"),
+    stop: async () => (await call("Profiler.stop")).profile,
+    close: () => ws.close(),
+  };
+}
+
+/** Self time per function (and per file) of a CDP profile, largest first. */
+export function topSelf(profile, n = 25) {
+  const byId = new Map(profile.nodes.map((node) => [node.id, node]));
+  const self = new Map();
+  const total = profile.endTime - profile.startTime;
+  const counts = new Map();
+  for (const s of profile.samples) counts.set(s, (counts.get(s) ?? 0) + 1);
+  const sampleUs = total / Math.max(1, profile.samples.length);
+  for (const [id, c] of counts) {
+    const f = byId.get(id).callFrame;
+    const file = (f.url || "").split("/").pop();
+    const key = `${f.functionName || "(anonymous)"} ${file}:${f.lineNumber + 1}`;
+    self.set(key, (self.get(key) ?? 0) + c * sampleUs);
+  }
+  const rows = [...self].sort((a, b) => b[1] - a[1]);
+  const busy = rows.filter(([k]) => !k.startsWith("(idle)")).reduce((s, [, v]) => s + v, 0);
+  return {
+    totalMs: total / 1000,
+    busyMs: busy / 1000,
+    top: rows.slice(0, n).map(([k, us]) => ({ fn: k, ms: us / 1000, share: us / Math.max(1, busy) })),
+  };
+}
