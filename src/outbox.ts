@@ -7,6 +7,14 @@
 // flight per target: a target that fails holds back its later rows (order per
 // chat is part of the contract) without holding back other targets. Retries
 // back off exponentially; the owning object's alarm wakes the drain.
+//
+// A row handed over is not deleted at once: its delete waits in memory and
+// rides along with the owner's next write transaction (settle()), or is written
+// at the end of a drain that handed over many rows, or by the next pass (the
+// backstop alarm set when the row was queued starts one). Every delete is its
+// own disk commit otherwise: two more per one-to-one message, one per member of
+// a group post. Losing the pending deletes (eviction, crash) only means those
+// rows are handed over again, which idempotent callees already absorb.
 import { OUTBOX_BATCH_SIZE, OUTBOX_RETRY_BASE_MS, OUTBOX_RETRY_MAX_MS } from "./limits";
 
 export const OUTBOX_SCHEMA = `
@@ -34,10 +42,15 @@ export type Refused = (target: string, item: OutboxItem, result: { code: string;
 
 /** Most targets drained at the same time (production lets 6 subrequests wait at once). */
 const DRAIN_CONCURRENCY = 6;
+/** A drain that handed over at least this many rows writes their deletes at once. */
+const SETTLE_AFTER_ROWS = 16;
 
 export class Outbox {
   private running: Promise<void> | null = null;
   private again = false;
+  /** Handed over, not yet deleted: per target, the highest row id done (rows go in id order). */
+  private readonly done = new Map<string, number>();
+  private doneRows = 0;
 
   constructor(
     private readonly sql: SqlStorage,
@@ -57,6 +70,21 @@ export class Outbox {
     );
   }
 
+  /**
+   * Writes the deletes of rows already handed over. Call inside the owner's
+   * write transactions (they commit together), or alone to commit them now.
+   */
+  settle(): void {
+    for (const [target, upTo] of this.done) this.sql.exec("DELETE FROM outbox WHERE target = ? AND id <= ?", target, upTo);
+    this.done.clear();
+    this.doneRows = 0;
+  }
+
+  /** Rows handed over whose deletes are not written yet. */
+  unsettled(): number {
+    return this.doneRows;
+  }
+
   /** When the next retry is due, or null when the outbox is empty. */
   nextDueAt(): number | null {
     const row = this.sql
@@ -68,13 +96,10 @@ export class Outbox {
     return row?.next_at ?? null;
   }
 
-  pending(): number {
-    return this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM outbox").one().n;
-  }
-
   /** Rows waiting, counted only up to `cap`: cheap enough to ask on every frame. */
   backlog(cap: number): number {
-    return this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM (SELECT 1 FROM outbox LIMIT ?)", cap).one().n;
+    const rows = this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM (SELECT 1 FROM outbox LIMIT ?)", cap + this.doneRows).one().n;
+    return Math.max(0, rows - this.doneRows);
   }
 
   /** Drains everything due. Concurrent calls coalesce into one more pass. */
@@ -89,6 +114,7 @@ export class Outbox {
           this.again = false;
           await this.pass();
         } while (this.again);
+        if (this.doneRows >= SETTLE_AFTER_ROWS) this.settle();
       } finally {
         this.running = null;
       }
@@ -97,6 +123,8 @@ export class Outbox {
   }
 
   private async pass(): Promise<void> {
+    // The heads of the target query must be rows still to hand over.
+    this.settle();
     const now = Date.now();
     const targets = this.sql
       .exec<{ target: string }>(
@@ -118,8 +146,9 @@ export class Outbox {
     for (;;) {
       const rows = this.sql
         .exec<{ id: number; op: string; payload: string; attempts: number }>(
-          "SELECT id, op, payload, attempts FROM outbox WHERE target = ? ORDER BY id LIMIT ?",
+          "SELECT id, op, payload, attempts FROM outbox WHERE target = ? AND id > ? ORDER BY id LIMIT ?",
           target,
+          this.done.get(target) ?? 0,
           OUTBOX_BATCH_SIZE,
         )
         .toArray();
@@ -137,7 +166,8 @@ export class Outbox {
         console.warn("outbox hand-off failed", target, head.attempts + 1, String(err));
         return;
       }
-      this.sql.exec(`DELETE FROM outbox WHERE target = ? AND id <= ?`, target, rows[rows.length - 1]!.id);
+      this.done.set(target, rows[rows.length - 1]!.id);
+      this.doneRows += rows.length;
       results.forEach((r, i) => {
         if (!r.ok) this.refused(target, items[i]!, r);
       });

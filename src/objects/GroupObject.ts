@@ -117,7 +117,7 @@ export class GroupObject extends DurableObject<Env> {
   }
 
   async changeChatSettings(caller: string, body: ChatSettingsBody): Promise<Result<ChatSettings>> {
-    const result = this.run(() => this.ctx.storage.transactionSync(() => this.retention.change(this.groupId(), caller, body, Date.now())));
+    const result = this.run(() => this.transaction(() => this.retention.change(this.groupId(), caller, body, Date.now())));
     if (result.ok) this.wake();
     return result;
   }
@@ -151,7 +151,7 @@ export class GroupObject extends DurableObject<Env> {
     if (!from.startsWith("user:")) return items.map(() => fail("bad_frame", `unknown sender ${from}`));
     const user = from.slice("user:".length);
     const now = Date.now();
-    const results = this.ctx.storage.transactionSync(() =>
+    const results = this.transaction(() =>
       items.map((item): HandoffResult => {
         if (item.op === "post") return this.post(user, item.payload as PostPayload, now);
         if (item.op === "amend") {
@@ -208,14 +208,15 @@ export class GroupObject extends DurableObject<Env> {
     this.clock.fired();
     const now = Date.now();
     if (Number(this.log.meta("housekeeping_at") ?? "0") <= now) {
-      this.ctx.storage.transactionSync(() => {
+      this.transaction(() => {
         this.receipts.purgeExpired(now);
         this.log.setMeta("housekeeping_at", String(now + HOUSEKEEPING_INTERVAL_MS));
       });
     }
     const expiry = this.retention.nextExpiry();
-    if (expiry !== null && expiry <= now) this.ctx.storage.transactionSync(() => this.retention.purgeDisappeared(now));
+    if (expiry !== null && expiry <= now) this.transaction(() => this.retention.purgeDisappeared(now));
     await this.outbox.drain();
+    this.outbox.settle();
     this.log.purgeDelivered();
     this.scheduleAlarm();
   }
@@ -242,6 +243,8 @@ export class GroupObject extends DurableObject<Env> {
   private wake(): void {
     this.scheduleAlarm();
     void this.outbox.drain().then(() => {
+      // One commit for the pass: the rows handed over go, then the log entries they held.
+      this.outbox.settle();
       this.log.purgeDelivered();
       this.scheduleAlarm();
     });
@@ -264,6 +267,15 @@ export class GroupObject extends DurableObject<Env> {
     return this.env.USERS.getByName(user).handoff(user, `group:${group}`, resolved);
   }
 
+  /** One write transaction; the outbox's pending deletes commit with it (see src/outbox.ts). */
+  private transaction<T>(fn: () => T): T {
+    return this.ctx.storage.transactionSync(() => {
+      const result = fn();
+      this.outbox.settle();
+      return result;
+    });
+  }
+
   private groupId(): string {
     const id = this.log.meta("id");
     if (id === null) throw new Error("group object used before it was created");
@@ -283,7 +295,7 @@ export class GroupObject extends DurableObject<Env> {
   /** Runs a change in one transaction (a refusal writes nothing), then fans it out; answers with the group. */
   private change(fn: () => void): Result<GroupView> {
     const result = this.run(() =>
-      this.ctx.storage.transactionSync(() => {
+      this.transaction(() => {
         fn();
         return this.roster.view();
       }),

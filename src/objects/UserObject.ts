@@ -68,8 +68,8 @@ export class UserObject extends DurableObject<Env> {
     migrate(this.sql, USER_MIGRATIONS);
     this.userId = this.meta("user");
     this.inbox = new Inbox(this.sql);
-    this.media = new MediaLedger(this.sql, (fn) => ctx.storage.transactionSync(fn), env.MEDIA);
-    this.keys = new KeyDirectory(this.sql, (fn) => ctx.storage.transactionSync(fn));
+    this.media = new MediaLedger(this.sql, (fn) => this.transaction(fn), env.MEDIA);
+    this.keys = new KeyDirectory(this.sql, (fn) => this.transaction(fn));
     this.outbox = new Outbox(
       this.sql,
       (target, items) => this.handoffTo(target, items),
@@ -78,7 +78,7 @@ export class UserObject extends DurableObject<Env> {
     this.retention = new Retention({ sql: this.sql, inbox: this.inbox, outbox: this.outbox, self: () => this.self() });
     this.chat = new ChatService({
       sql: this.sql,
-      transaction: (fn) => ctx.storage.transactionSync(fn),
+      transaction: (fn) => this.transaction(fn),
       inbox: this.inbox,
       outbox: this.outbox,
       retention: this.retention,
@@ -92,7 +92,7 @@ export class UserObject extends DurableObject<Env> {
     this.privacy = new PrivacyStore(this.sql);
     this.presence = new PresenceService({
       sql: this.sql,
-      transaction: (fn) => ctx.storage.transactionSync(fn),
+      transaction: (fn) => this.transaction(fn),
       self: () => this.self(),
       hasOpenSocket: (closing) =>
         this.ctx.getWebSockets().some((ws) => ws !== closing && ws.readyState === WebSocket.OPEN && attachmentOf(ws) !== null),
@@ -408,7 +408,7 @@ export class UserObject extends DurableObject<Env> {
     this.presence.alarm(now);
     const due = Number(this.meta("housekeeping_at") ?? "0");
     if (due <= now) {
-      this.ctx.storage.transactionSync(() => {
+      this.transaction(() => {
         this.inbox.purgeExpired(now);
         this.chat.purgeExpired(now);
         this.housekeepingAt = now + HOUSEKEEPING_INTERVAL_MS;
@@ -416,14 +416,24 @@ export class UserObject extends DurableObject<Env> {
       });
     }
     const expiry = this.retention.nextExpiry();
-    if (expiry !== null && expiry <= now) this.ctx.storage.transactionSync(() => this.retention.purgeDisappeared(now));
+    if (expiry !== null && expiry <= now) this.transaction(() => this.retention.purgeDisappeared(now));
     this.media.expireRefs(now);
     await this.media.collect(now);
     await this.outbox.drain();
+    this.outbox.settle();
     this.scheduleAlarm();
   }
 
   /** Sets the alarm to the earliest thing that needs it. */
+  /** One write transaction; the outbox's pending deletes commit with it (see src/outbox.ts). */
+  private transaction<T>(fn: () => T): T {
+    return this.ctx.storage.transactionSync(() => {
+      const result = fn();
+      this.outbox.settle();
+      return result;
+    });
+  }
+
   private scheduleAlarm(): void {
     const candidates: number[] = [];
     const now = Date.now();
