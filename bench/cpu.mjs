@@ -13,7 +13,7 @@ const N = Number(process.argv[2] ?? 300);
 const ROUNDS = Number(process.argv[3] ?? 3);
 const root = new URL("..", import.meta.url).pathname;
 const ticks = ticksOf;
-const server = await startDevServer({ config: join(root, "bench", "wrangler.toml") });
+const server = await startDevServer({ config: join(root, "bench", "wrangler.toml"), observability: false });
 try {
   const { runtime } = workerdOf(server);
   const perMessage = [];

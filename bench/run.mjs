@@ -61,7 +61,7 @@ log(`starting wrangler dev (bench/wrangler.toml), mode ${quick ? "quick" : "defa
 const serverLog = process.env.BENCH_SERVER_LOG ?? join(tmpdir(), `relay-bench-${process.pid}.log`);
 const profiling = flag("--profile");
 const inspectorPort = profiling ? 9300 + (process.pid % 500) : undefined;
-const server = await startDevServer({ config: join(root, "bench", "wrangler.toml"), inspectorPort, log: (text) => appendFileSync(serverLog, text) });
+const server = await startDevServer({ config: join(root, "bench", "wrangler.toml"), observability: false, inspectorPort, log: (text) => appendFileSync(serverLog, text) });
 const profiler = profiling ? await connectProfiler(inspectorPort) : null;
 for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"]) {
   process.on(sig, () => {

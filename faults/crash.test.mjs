@@ -24,7 +24,7 @@ async function startOn(state, port) {
   // The port of a killed server can take a moment to be free again.
   for (let attempt = 0; ; attempt++) {
     try {
-      return await startDevServer({ persistTo: state, keepState: true, port });
+      return await startDevServer({ persistTo: state, keepState: true, port, observability: false });
     } catch (err) {
       if (attempt >= 3) throw err;
       await sleep(1000);

@@ -23,7 +23,7 @@ test("50 devices whose connections drop every 0.2-2 s: every message reaches eve
   const random = () => ((rnd = (rnd * 48271) % 2147483647) / 2147483647);
   t.diagnostic(`seed ${seed} (FAULT_SEED=${seed} to replay)`);
 
-  const server = await startDevServer();
+  const server = await startDevServer({ observability: false });
   const run = Date.now().toString(36);
   const users = Array.from({ length: USERS }, (_, i) => `u${i}-${run}`);
   const devices = [];

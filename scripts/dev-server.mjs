@@ -30,9 +30,14 @@ export async function freePort() {
   });
 }
 
-function childEnv() {
+function childEnv(o = {}) {
   return {
     ...process.env,
+    // wrangler dev records a trace of every invocation (each RPC between
+    // objects too) into a local SQLite store for its Local Explorer: more disk
+    // writes and syncs than the objects' own storage. Production has no such
+    // cost in the object's thread, so measurements and tests turn it off.
+    ...(o.observability === false ? { X_LOCAL_OBSERVABILITY: "false" } : {}),
     PATH: `${bin}:${process.env.PATH ?? ""}`,
     WRANGLER_SEND_METRICS: "false",
     CLOUDFLARE_CF_FETCH_ENABLED: "false",
@@ -53,6 +58,7 @@ function childEnv() {
  *   stdio?: "inherit" | "pipe",
  *   log?: (line: string) => void,
  *   handleSignals?: boolean,  // default true: SIGINT/SIGTERM/SIGHUP stop the server and exit
+ *   observability?: boolean,  // default: wrangler's (on); false skips the local trace store
  * }} o
  */
 export async function startDevServer(o = {}) {
@@ -60,7 +66,7 @@ export async function startDevServer(o = {}) {
   const temp = o.persistTo === undefined;
   const state = o.persistTo ?? mkdtempSync(join(tmpdir(), "relay-dev-"));
   const config = o.config ?? join(root, "wrangler.toml");
-  const env = childEnv();
+  const env = childEnv(o);
   const migrate = spawnSync(`${bin}/wrangler`, ["d1", "migrations", "apply", "DB", "--local", "--persist-to", state, "-c", config], {
     cwd: root,
     env,

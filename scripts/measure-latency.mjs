@@ -6,7 +6,7 @@ import { startDevServer } from "./dev-server.mjs";
 
 const N = Number(process.argv[2] ?? 300);
 const WARMUP = 20;
-const server = await startDevServer();
+const server = await startDevServer({ observability: false });
 try {
   const token = async (user) =>
     (await (await fetch(`${server.url}/v1/dev/token`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ user }) })).json()).token;

@@ -1,0 +1,99 @@
+// Disk syncs per message: how many fsync/fdatasync calls the runtime makes
+// for one one-to-one message (send, hand-off, ack, receipt) and for one post
+// to a group, counted with strace on the workerd process that runs the
+// objects. Locally every SQLite commit of an object ends in a sync, so this
+// counts commits; unlike timings it does not depend on how busy the machine is.
+//
+//   node bench/syncs.mjs [messages] [group size]      (needs strace)
+import { spawn, spawnSync } from "node:child_process";
+import { join } from "node:path";
+import { startDevServer } from "../scripts/dev-server.mjs";
+import { workerdOf } from "./lib/procs.mjs";
+
+const N = Number(process.argv[2] ?? 50);
+const GROUP = Number(process.argv[3] ?? 50);
+const POSTS = 5;
+if (spawnSync("strace", ["-V"]).status !== 0) throw new Error("strace is not installed (apt-get install -y strace)");
+const root = new URL("..", import.meta.url).pathname;
+const server = await startDevServer({ config: join(root, "bench", "wrangler.toml"), observability: false });
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const run = Date.now().toString(36);
+
+async function token(user) {
+  const res = await fetch(`${server.url}/v1/dev/token`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ user }) });
+  return (await res.json()).token;
+}
+
+/** A device that acks every entry at once. */
+async function device(user) {
+  const ws = new WebSocket(`${server.url.replace("http", "ws")}/v1/connect?device=phone&access_token=${await token(user)}`);
+  const frames = [];
+  let wake = null;
+  ws.onmessage = (ev) => {
+    const f = JSON.parse(ev.data);
+    if (typeof f.seq === "number") ws.send(JSON.stringify({ type: "ack", seq: f.seq }));
+    frames.push(f);
+    wake?.();
+  };
+  const next = async (pred) => {
+    for (;;) {
+      const i = frames.findIndex(pred);
+      if (i >= 0) return frames.splice(i, 1)[0];
+      await new Promise((r) => (wake = r));
+    }
+  };
+  await next((f) => f.type === "synced");
+  return { ws, next, frames };
+}
+
+/** Counts the syncs of `pid` while fn runs (strace -c summary). */
+async function syncsDuring(pid, fn) {
+  const trace = spawn("strace", ["-f", "-c", "-e", "trace=fsync,fdatasync", "-p", String(pid)], { stdio: ["ignore", "ignore", "pipe"] });
+  let out = "";
+  trace.stderr.on("data", (d) => (out += d));
+  await sleep(500); // attached
+  await fn();
+  await sleep(1500); // commits that follow the last frame (deletes, alarms)
+  trace.kill("SIGINT");
+  await new Promise((r) => trace.on("close", r));
+  const calls = (name) => Number(out.split("\n").find((l) => l.trim().endsWith(` ${name}`))?.trim().split(/\s+/)[3] ?? 0);
+  return calls("fsync") + calls("fdatasync");
+}
+
+try {
+  const { runtime } = workerdOf(server);
+  if (!runtime) throw new Error("cannot tell the runtime workerd apart");
+  const alice = await device(`alice-${run}`);
+  const bob = await device(`bob-${run}`);
+  const oneToOne = await syncsDuring(runtime, async () => {
+    for (let i = 0; i < N; i++) {
+      alice.ws.send(JSON.stringify({ type: "send", id: `m${i}`, to: { user: `bob-${run}` }, text: `message ${i}` }));
+      await bob.next((f) => f.type === "message");
+      await alice.next((f) => f.type === "receipt" && f.status === "delivered");
+      await sleep(40); // under the send rate limit
+    }
+  });
+  console.log(`one-to-one: ${(oneToOne / N).toFixed(1)} syncs per message (${oneToOne} for ${N}, send -> delivered, receiver acks)`);
+
+  const members = Array.from({ length: GROUP }, (_, i) => `g${i}-${run}`);
+  const devices = [];
+  for (const m of members) devices.push(await device(m));
+  const res = await fetch(`${server.url}/v1/groups`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${await token(members[0])}` },
+    body: JSON.stringify({ name: "syncs", members: members.slice(1) }),
+  });
+  const group = (await res.json()).id;
+  await sleep(3000); // roster events delivered and acked
+  const posts = await syncsDuring(runtime, async () => {
+    for (let i = 0; i < POSTS; i++) {
+      devices[0].ws.send(JSON.stringify({ type: "send", id: `p${i}`, to: { group }, text: `post ${i}` }));
+      await Promise.all(devices.slice(1).map((d) => d.next((f) => f.type === "message" && f.id === `p${i}`)));
+    }
+    await sleep(1500); // receipts back to the group
+  });
+  console.log(`group of ${GROUP}: ${(posts / POSTS).toFixed(0)} syncs per post, ${(posts / POSTS / (GROUP - 1)).toFixed(2)} per member (${posts} for ${POSTS} posts, members ack)`);
+} finally {
+  server.stop();
+}
+process.exit(0);
