@@ -7,7 +7,8 @@
 //
 //   node bench/run.mjs [--quick] [--scale <x>] [--only s1,s3] [--no-write] [--profile]
 //
-// --quick: about a minute (smaller counts, shorter runs); default about 5 min.
+// --quick: about a minute (smaller counts, shorter runs) plus about 2 for s7; default about 5 min plus about 4 for s7.
+// s7 bundles the client library (src/client/) with esbuild into a temporary file.
 // --scale: multiplies every count and duration (e.g. 0.5, 2).
 // --profile: CPU-profiles the server (inspector) during each scenario; writes
 //   bench/results/profile-<scenario>.cpuprofile and prints the top self time.
@@ -24,6 +25,7 @@ import { renderSvg } from "./lib/svg.mjs";
 import { cpuBetween, serverSample } from "./lib/stats.mjs";
 import { scenarioCatchUp } from "./scenarios/catchup.mjs";
 import { scenarioConnections } from "./scenarios/connections.mjs";
+import { scenarioE2ee } from "./scenarios/e2ee.mjs";
 import { scenarioGroups } from "./scenarios/groups.mjs";
 import { scenarioLatency, scenarioPresence } from "./scenarios/latency.mjs";
 import { scenarioLoadHeld, scenarioThroughput } from "./scenarios/throughput.mjs";
@@ -49,6 +51,7 @@ const SCENARIOS = [
   ["s2", scenarioThroughput],
   ["s4", scenarioCatchUp],
   ["s3", scenarioGroups],
+  ["s7", scenarioE2ee],
   ["load", scenarioLoadHeld],
 ];
 

@@ -13,7 +13,7 @@ const POST_TIMEOUT_MS = 15_000;
 const MIN_GAP_MS = 40;
 
 /** Creates a group as `admin`; returns { id } or { error } with what the server said. */
-async function createGroup(ctx, admin, members, name) {
+export async function createGroup(ctx, admin, members, name) {
   const token = await tokenFor(ctx.base, admin);
   let res;
   try {
