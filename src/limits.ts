@@ -152,11 +152,14 @@ export const MEDIA_URL_GRANULARITY_MS = 60 * 60 * 1000;
 /** Media uploaded but never sent in a message is deleted this long (ms) after the upload finished. */
 export const MEDIA_ORPHAN_TTL_MS = 24 * 60 * 60 * 1000;
 /**
- * Media of a temporary chat is deleted this long (ms) after its message was
- * delivered (to the peer, or to every member of a group): clients acknowledge a
- * message before they fetch its bytes, and a signed URL lives as long.
+ * Media of a temporary chat is deleted this long (ms) after the LAST retained
+ * copy of its message is gone (every device of every recipient acked it, or it
+ * was purged): a device acknowledges a message before it fetches the bytes, and
+ * the URL it was given (signed when the copy was pushed or replayed, so before
+ * that moment) stays valid for up to MEDIA_URL_TTL_MS. Waiting as long means no
+ * URL handed out for a retained copy ever points at deleted bytes.
  */
-export const MEDIA_DELIVERED_GRACE_MS = 24 * 60 * 60 * 1000;
+export const MEDIA_RELEASED_GRACE_MS = MEDIA_URL_TTL_MS;
 /** A multipart upload not completed this long (ms) after it was created is aborted. */
 export const MEDIA_UPLOAD_TTL_MS = 24 * 60 * 60 * 1000;
 /** A message's media thumbnail (client-made, base64 in the message): decoded bytes. */

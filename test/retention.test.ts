@@ -1,9 +1,9 @@
 // Temporary and permanent chats, disappearing messages, edit and delete for everyone.
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
-import { env } from "cloudflare:workers";
+import { env, exports } from "cloudflare:workers";
 import { describe, expect, it, vi } from "vitest";
-import { EDIT_WINDOW_MS, MEDIA_DELIVERED_GRACE_MS } from "../src/limits";
-import { call, connect, open, sleep, token, uid, type TestSocket } from "./helpers";
+import { DEV_TOKEN_MAX_TTL_SECONDS, EDIT_WINDOW_MS, MEDIA_RELEASED_GRACE_MS, RETENTION_MS } from "../src/limits";
+import { BASE, call, connect, open, sleep, token, uid, type TestSocket } from "./helpers";
 
 const stub = (user: string) => env.USERS.getByName(user);
 
@@ -305,41 +305,6 @@ describe("media under retention", () => {
     expect(url).toMatch(/^\/v1\/media\//);
   });
 
-  it("a temporary chat's media is deleted a grace period after delivery; before delivery and in a permanent chat it stays", async () => {
-    const [alice, bob, carol] = [uid("alice"), uid("bob"), uid("carol")];
-    const tokA = await token(alice);
-    const a = await connect(alice, "phone", tokA);
-    const b = await connect(bob);
-    const temp = await upload(tokA);
-    const undelivered = await upload(tokA);
-    const kept = await upload(tokA);
-    await settings(tokA, `user:${carol}`, { retention: "permanent" });
-    const sent = await sendMedia(a, bob, "temp", temp);
-    await sendMedia(a, carol, "kept", kept);
-    b.send({ type: "ack", seq: (await b.next("message")).seq });
-    await a.next("receipt", (r) => r.msgs.includes(sent.msg));
-    // Carol never connects: her copies stay undelivered.
-    await sendMedia(a, `${carol}-2`, "undelivered", undelivered);
-    const refs = await runInDurableObject(stub(alice), (_o, state) =>
-      state.storage.sql.exec<{ media: string; expires_at: number | null }>("SELECT media, expires_at FROM media_refs").toArray(),
-    );
-    const byId = new Map(refs.map((r) => [r.media, r.expires_at]));
-    expect(byId.get(temp.id)).toBeGreaterThan(Date.now());
-    expect(byId.get(temp.id)).toBeLessThanOrEqual(Date.now() + MEDIA_DELIVERED_GRACE_MS);
-    expect(byId.get(kept.id)).toBeNull();
-    expect(byId.get(undelivered.id)).toBeGreaterThan(Date.now() + MEDIA_DELIVERED_GRACE_MS);
-    vi.useFakeTimers({ toFake: ["Date"] });
-    try {
-      vi.setSystemTime(Date.now() + MEDIA_DELIVERED_GRACE_MS + 60_000);
-      for (let i = 0; i < 2; i++) await runDurableObjectAlarm(stub(alice));
-    } finally {
-      vi.useRealTimers();
-    }
-    expect(await env.MEDIA.head(temp.id)).toBeNull();
-    expect(await env.MEDIA.head(kept.id)).not.toBeNull();
-    expect(await env.MEDIA.head(undelivered.id)).not.toBeNull();
-  });
-
   it("delete for everyone deletes the message's media", async () => {
     const alice = uid("alice");
     const bob = uid("bob");
@@ -446,5 +411,210 @@ describe("group retention", () => {
     await runDurableObjectAlarm(stub(bob));
     expect((await history(ta, `group:${g}`)).messages).toEqual([]);
     expect(await everything(bob)).not.toContain("fixed");
+  });
+});
+
+// The exact rule for a temporary chat's media (src/user/media-holds.ts): it
+// lives while ANY retained copy of its message does (the sender's own inbox
+// entry, every recipient's and every member's until all their devices acked,
+// or the purge), then one signed-URL lifetime more. Time is moved by faking
+// only `Date` (objects share this isolate's clock) and running alarms by hand.
+describe("media of temporary chats", () => {
+  const HOUR = 60 * 60 * 1000;
+  const groupStub = (g: string) => env.GROUPS.getByName(g);
+
+  async function createGroup(tok: string, members: string[]): Promise<string> {
+    const res = await call("/v1/groups", { token: tok, method: "POST", json: { name: "pics", members } });
+    expect(res.status).toBe(201);
+    return ((await res.json()) as { id: string }).id;
+  }
+  async function postMedia(s: TestSocket, g: string, id: string, media: unknown) {
+    s.send({ type: "send", id, to: { group: g }, media });
+    return s.next("sent", (f) => f.id === id);
+  }
+  /** When the sender's ledger ends the message's reference to the media (null: not yet). */
+  async function refEnd(user: string, media: string): Promise<number | null | undefined> {
+    return runInDurableObject(stub(user), (_o, state) =>
+      state.storage.sql.exec<{ t: number | null }>("SELECT expires_at AS t FROM media_refs WHERE media = ?", media).toArray()[0]?.t,
+    );
+  }
+  async function groupHolders(g: string, msg: string): Promise<string[]> {
+    return runInDurableObject(groupStub(g), (_o, state) =>
+      state.storage.sql.exec<{ holder: string }>("SELECT holder FROM media_holders WHERE msg = ? ORDER BY holder", msg).toArray().map((r) => r.holder),
+    );
+  }
+  async function until(what: string, cond: () => Promise<boolean>): Promise<void> {
+    for (let i = 0; i < 100; i++) {
+      if (await cond()) return;
+      await sleep(20);
+    }
+    throw new Error(`timed out waiting until ${what}`);
+  }
+  async function alarms(...stubs: DurableObjectStub[]): Promise<void> {
+    for (let i = 0; i < 2; i++) for (const s of stubs) await runDurableObjectAlarm(s);
+  }
+  function download(url: string): Promise<Response> {
+    return exports.default.fetch(new Request(BASE + url));
+  }
+  /** A device that was registered once and is offline now. */
+  async function registered(user: string, device: string, tok: string): Promise<void> {
+    const s = await connect(user, device, tok);
+    s.close();
+    await sleep(50);
+  }
+
+  it("a temporary chat's image stays while the recipient's second device is offline past a day, and goes a URL lifetime after it acked", async () => {
+    const [alice, bob] = [uid("alice"), uid("bob")];
+    const [tokA, tokB] = await Promise.all([token(alice, DEV_TOKEN_MAX_TTL_SECONDS), token(bob, DEV_TOKEN_MAX_TTL_SECONDS)]);
+    const a = await connect(alice, "phone", tokA);
+    await registered(bob, "laptop", tokB);
+    const phone = await connect(bob, "phone", tokB);
+    const img = await upload(tokA);
+    const sent = await sendMedia(a, bob, "pic", img);
+    phone.send({ type: "ack", seq: (await phone.next("message")).seq });
+    await a.next("receipt", (r) => r.msgs.includes(sent.msg) && r.status === "delivered");
+    await sleep(100);
+    // Delivered, but bob's laptop still lacks it: no end yet.
+    expect(await refEnd(alice, img.id)).toBeNull();
+    vi.useFakeTimers({ toFake: ["Date"] });
+    try {
+      vi.setSystemTime(Date.now() + 25 * HOUR);
+      await alarms(stub(alice), stub(bob));
+      expect(await env.MEDIA.head(img.id)).not.toBeNull();
+      const laptop = await open(bob, "laptop", tokB);
+      const m = await laptop.next("message", (f) => f.msg === sent.msg);
+      await laptop.next("synced");
+      expect((await download(m.media!.url)).status).toBe(200);
+      laptop.send({ type: "ack", seq: m.seq });
+      // The laptop's ack removed the last copy: bob's object tells alice's.
+      await until("the release reaches the sender", async () => (await refEnd(alice, img.id)) != null);
+      const released = Date.now();
+      expect(await refEnd(alice, img.id)).toBe(released + MEDIA_RELEASED_GRACE_MS);
+      // The laptop's URL is still good until it expires: the bytes stay that long.
+      vi.setSystemTime(released + MEDIA_RELEASED_GRACE_MS - HOUR);
+      await alarms(stub(alice));
+      expect((await download(m.media!.url)).status).toBe(200);
+      vi.setSystemTime(released + MEDIA_RELEASED_GRACE_MS + 60_000);
+      await alarms(stub(alice));
+      expect(await env.MEDIA.head(img.id)).toBeNull();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("a temporary group's image stays while any member's device still lacks it, and goes a URL lifetime after the last one acked", async () => {
+    const [alice, bob, carol] = [uid("alice"), uid("bob"), uid("carol")];
+    const [ta, tb, tc] = await Promise.all([alice, bob, carol].map((u) => token(u, DEV_TOKEN_MAX_TTL_SECONDS)));
+    const g = await createGroup(ta!, [bob, carol]);
+    const a = await connect(alice, "phone", ta);
+    const b = await connect(bob, "phone", tb);
+    await registered(carol, "tablet", tc!);
+    const c = await connect(carol, "phone", tc);
+    const img = await upload(ta!);
+    const sent = await postMedia(a, g, "gpic", img);
+    for (const s of [b, c]) s.send({ type: "ack", seq: (await s.next("message", (f) => f.msg === sent.msg)).seq });
+    // Every member has it on a device: the group's delivered receipt.
+    await a.next("receipt", (r) => r.msgs.includes(sent.msg) && r.status === "delivered");
+    // Alice's own copy went at once (no other device), bob's with his ack: only carol's tablet holds on.
+    await until("bob and alice let go", async () => (await groupHolders(g, sent.msg)).length === 1);
+    expect(await groupHolders(g, sent.msg)).toEqual([`user:${carol}`]);
+    vi.useFakeTimers({ toFake: ["Date"] });
+    try {
+      vi.setSystemTime(Date.now() + 25 * HOUR);
+      await alarms(stub(alice), stub(bob), stub(carol), groupStub(g));
+      expect(await env.MEDIA.head(img.id)).not.toBeNull();
+      expect(await refEnd(alice, img.id)).toBeNull();
+      const tablet = await open(carol, "tablet", tc);
+      const m = await tablet.next("message", (f) => f.msg === sent.msg);
+      await tablet.next("synced");
+      expect((await download(m.media!.url)).status).toBe(200);
+      tablet.send({ type: "ack", seq: m.seq });
+      await until("the group releases to the sender", async () => (await refEnd(alice, img.id)) != null);
+      expect(await groupHolders(g, sent.msg)).toEqual([]);
+      const released = Date.now();
+      vi.setSystemTime(released + MEDIA_RELEASED_GRACE_MS - HOUR);
+      await alarms(stub(alice));
+      expect(await env.MEDIA.head(img.id)).not.toBeNull();
+      vi.setSystemTime(released + MEDIA_RELEASED_GRACE_MS + 60_000);
+      await alarms(stub(alice));
+      expect(await env.MEDIA.head(img.id)).toBeNull();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("media of permanent chats is never deleted, even when the sender's object had not yet heard the group turned permanent", async () => {
+    const [alice, bob] = [uid("alice"), uid("bob")];
+    const [ta, tb] = await Promise.all([token(alice), token(bob)]);
+    const a = await connect(alice, "phone", ta);
+    const b = await connect(bob, "phone", tb);
+    await settings(ta, `user:${bob}`, { retention: "permanent" });
+    const direct = await upload(ta);
+    const d = await sendMedia(a, bob, "direct", direct);
+    // Bob makes the group permanent; the news reaches alice's object only after her post.
+    const g = await createGroup(tb, [alice]);
+    await a.next("event", (e) => e.event.kind === "created");
+    expect(await groupStub(g).failNextHandoffs(alice, 1, "before")).toBe(true);
+    expect((await settings(tb, `group:${g}`, { retention: "permanent" })).status).toBe(200);
+    const inGroup = await upload(ta);
+    const p = await postMedia(a, g, "group", inGroup);
+    for (const msg of [d.msg, p.msg]) b.send({ type: "ack", seq: (await b.next("message", (f) => f.msg === msg)).seq });
+    await a.next("receipt", (r) => r.msgs.includes(p.msg));
+    await a.next("event", (e) => e.event.kind === "retention_changed");
+    a.ackAll();
+    await sleep(200);
+    vi.useFakeTimers({ toFake: ["Date"] });
+    try {
+      for (const days of [2, RETENTION_MS / (24 * HOUR) + 2]) {
+        vi.setSystemTime(Date.now() + days * 24 * HOUR);
+        await alarms(stub(alice), stub(bob), groupStub(g));
+        expect(await env.MEDIA.head(direct.id)).not.toBeNull();
+        expect(await env.MEDIA.head(inGroup.id)).not.toBeNull();
+      }
+      const later = await token(bob);
+      const h = await history(later, `group:${g}`);
+      expect(h.messages.map((m) => m.msg)).toEqual([p.msg]);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("a retried release hand-off counts once, in a one-to-one chat and in a group", async () => {
+    const [alice, bob, carol] = [uid("alice"), uid("bob"), uid("carol")];
+    const [ta, tb, tc] = await Promise.all([alice, bob, carol].map((u) => token(u, DEV_TOKEN_MAX_TTL_SECONDS)));
+    const a = await connect(alice, "phone", ta);
+    await registered(alice, "laptop", ta!);
+    const b = await connect(bob, "phone", tb);
+    const release = (msg: string) => [{ op: "media_release", payload: { msgs: [msg] } }];
+
+    // One-to-one: bob acks (his copy goes), alice's laptop still holds her own copy.
+    const direct = await upload(ta!);
+    const d = await sendMedia(a, bob, "direct", direct);
+    b.send({ type: "ack", seq: (await b.next("message")).seq });
+    await a.next("receipt", (r) => r.msgs.includes(d.msg));
+    await sleep(100);
+    for (let i = 0; i < 2; i++) expect(await stub(alice).handoff(alice, `user:${bob}`, release(d.msg))).toEqual([{ ok: true }]);
+    expect(await refEnd(alice, direct.id)).toBeNull();
+
+    // Group: bob's copy goes, carol's stays (never acked); bob's release arrives twice more.
+    const g = await createGroup(ta!, [bob, carol]);
+    await registered(carol, "phone", tc!);
+    const inGroup = await upload(ta!);
+    const p = await postMedia(a, g, "group", inGroup);
+    b.send({ type: "ack", seq: (await b.next("message", (f) => f.msg === p.msg)).seq });
+    await until("bob lets go", async () => !(await groupHolders(g, p.msg)).includes(`user:${bob}`));
+    for (let i = 0; i < 2; i++) expect(await groupStub(g).handoff(g, `user:${bob}`, release(p.msg))).toEqual([{ ok: true }]);
+    expect(await groupHolders(g, p.msg)).toContain(`user:${carol}`);
+    expect(await refEnd(alice, inGroup.id)).toBeNull();
+
+    vi.useFakeTimers({ toFake: ["Date"] });
+    try {
+      vi.setSystemTime(Date.now() + 25 * HOUR);
+      await alarms(stub(alice), stub(bob), groupStub(g));
+      expect(await env.MEDIA.head(direct.id)).not.toBeNull();
+      expect(await env.MEDIA.head(inGroup.id)).not.toBeNull();
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });

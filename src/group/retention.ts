@@ -18,6 +18,8 @@ export class GroupRetention {
     private readonly sql: SqlStorage,
     private readonly log: GroupLog,
     private readonly roster: Roster,
+    /** Messages left the history (disappeared or deleted): it no longer holds their media. */
+    private readonly historyRemoved: (msgs: string[], now: number) => void = () => {},
   ) {}
 
   settings(group: string): ChatSettings {
@@ -97,6 +99,7 @@ export class GroupRetention {
     const h = this.sql.exec<{ frame: string }>("SELECT frame FROM history WHERE msg = ?", a.msg).toArray()[0];
     if (a.kind === "deleted") {
       this.sql.exec("DELETE FROM history WHERE msg = ?", a.msg);
+      if (h) this.historyRemoved([a.msg], now);
       this.log.rewriteMessage(a.msg, () => null);
     } else {
       const change = (m: Envelope) => {
@@ -121,7 +124,9 @@ export class GroupRetention {
 
   /** Deletes disappearing messages whose time has come from the history and the log. */
   purgeDisappeared(now: number): void {
+    const gone = this.sql.exec<{ msg: string }>("SELECT msg FROM history WHERE expires_at IS NOT NULL AND expires_at <= ?", now).toArray();
     this.sql.exec("DELETE FROM history WHERE expires_at IS NOT NULL AND expires_at <= ?", now);
+    if (gone.length > 0) this.historyRemoved(gone.map((r) => r.msg), now);
     this.log.dropExpired(now);
   }
 

@@ -1,6 +1,7 @@
 // The GroupObject's SQLite schema: an append-only list of migrations. Never edit
 // an entry once it has shipped; add a new one.
 import { OUTBOX_SCHEMA } from "../outbox";
+import { GROUP_MEDIA_SCHEMA } from "./media";
 
 export const GROUP_MIGRATIONS: readonly string[] = [
   `
@@ -65,4 +66,6 @@ export const GROUP_MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX history_expires ON history(expires_at) WHERE expires_at IS NOT NULL;
   `,
+  // 3: who still holds a copy of each media message (src/group/media.ts).
+  GROUP_MEDIA_SCHEMA,
 ];

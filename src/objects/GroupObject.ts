@@ -14,6 +14,8 @@ import { AlarmClock } from "../alarm";
 import { AppError, fail, type Result } from "../errors";
 import type { Env } from "../env";
 import { GroupLog } from "../group/log";
+import { GroupMedia, HISTORY_HOLDER } from "../group/media";
+import { MEDIA_RELEASE, type MediaReleasePayload } from "../user/media-holds";
 import { GroupReceipts, type MemberStatus } from "../group/receipts";
 import { GroupRetention } from "../group/retention";
 import { signFrame } from "../media/url";
@@ -35,6 +37,7 @@ export class GroupObject extends DurableObject<Env> {
   private readonly roster: Roster;
   private readonly receipts: GroupReceipts;
   private readonly retention: GroupRetention;
+  private readonly media: GroupMedia;
   /** Typing relays: a few at a time, at most one round for the whole roster queued. */
   private readonly typingRelays = new TaskPool("group typing", 6, MAX_GROUP_MEMBERS);
   private readonly clock: AlarmClock;
@@ -53,7 +56,8 @@ export class GroupObject extends DurableObject<Env> {
     );
     this.log = new GroupLog(this.sql, this.outbox);
     this.roster = new Roster(this.sql, this.log);
-    this.retention = new GroupRetention(this.sql, this.log, this.roster);
+    this.media = new GroupMedia(this.sql, this.outbox);
+    this.retention = new GroupRetention(this.sql, this.log, this.roster, (msgs, now) => this.media.released(HISTORY_HOLDER, msgs, now));
     this.receipts = new GroupReceipts(this.sql, this.outbox, () => this.groupId());
     this.clock = new AlarmClock(ctx.storage);
     void ctx.blockConcurrencyWhile(() => this.clock.load());
@@ -158,6 +162,11 @@ export class GroupObject extends DurableObject<Env> {
           this.retention.amend(this.groupId(), user, item.payload as Amendment, now);
           return { ok: true };
         }
+        if (item.op === MEDIA_RELEASE) {
+          // A member's object (or a former member's) no longer holds these messages.
+          this.media.released(from, (item.payload as MediaReleasePayload).msgs, now);
+          return { ok: true };
+        }
         if (item.op === "receipt") {
           const r = item.payload as ReceiptPayload;
           // Only the calling member's own status: `by` in the payload is not trusted.
@@ -179,6 +188,7 @@ export class GroupObject extends DurableObject<Env> {
     const members = this.roster.users();
     this.retention.stamp(this.groupId(), p);
     const seq = this.log.append({ kind: "message", message: p }, members, now);
+    this.media.posted(p, members);
     this.receipts.posted(
       p.msg,
       seq,

@@ -32,6 +32,7 @@ import { KeyDirectory } from "../user/keys";
 import { Inbox } from "../user/inbox";
 import { Retention, type HistoryPage } from "../user/retention";
 import { MediaLedger, type MediaBegin, type MediaRecord } from "../user/media";
+import { sweepHolds } from "../user/media-holds";
 import { USER_MIGRATIONS } from "../user/schema";
 import { attachmentOf, errorFrame, safeClose, safeSend, type DeviceAttachment } from "../user/sockets";
 import type { PrivacyBody, PrivacySettings } from "../protocol";
@@ -61,13 +62,16 @@ export class UserObject extends DurableObject<Env> {
   private readonly limits = new RateLimiter();
   /** Frames being handled right now (an input to load shedding). */
   private framesInFlight = 0;
+  /** A wake() is due after the current transaction (mediaCopiesRemoved). */
+  private wakeQueued = false;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
     migrate(this.sql, USER_MIGRATIONS);
     this.userId = this.meta("user");
-    this.inbox = new Inbox(this.sql);
+    // Whatever leaves the inbox may have been the last copy of a media message here.
+    this.inbox = new Inbox(this.sql, () => this.mediaCopiesRemoved());
     this.media = new MediaLedger(this.sql, (fn) => this.transaction(fn), env.MEDIA);
     this.keys = new KeyDirectory(this.sql, (fn) => this.transaction(fn));
     this.outbox = new Outbox(
@@ -466,6 +470,20 @@ export class UserObject extends DurableObject<Env> {
     const presenceDue = this.presence.nextAlarmAt(now);
     if (presenceDue !== null) candidates.push(presenceDue);
     this.clock.request(candidates);
+  }
+
+  /**
+   * Inside the transaction that removed inbox entries: media messages no longer
+   * held here are released (src/user/media-holds.ts). The wake-up waits for a
+   * microtask, so the drain never reads the outbox before that transaction ended.
+   */
+  private mediaCopiesRemoved(): void {
+    if (!sweepHolds(this.sql, this.outbox, this.userId ?? "", Date.now()) || this.wakeQueued) return;
+    this.wakeQueued = true;
+    queueMicrotask(() => {
+      this.wakeQueued = false;
+      this.wake();
+    });
   }
 
   /** Something was queued: set the backstop alarm, then drain now. */

@@ -13,7 +13,8 @@ import type { E2eeSend } from "../protocol";
 import { acceptGroupItem } from "./groups";
 import type { Inbox } from "./inbox";
 import type { Amendment, Retention, RetentionFields, SettingsChange } from "./retention";
-import { checkAttachments, checkSendable, grantMedia, mediaDelivered, mediaIdsOf, referenceMedia, releaseRefs } from "./media";
+import { checkAttachments, checkSendable, grantMedia, mediaIdsOf, referenceMedia, releaseRefs } from "./media";
+import { MEDIA_RELEASE, expectHolders, holdMedia, holderReleased, type MediaReleasePayload } from "./media-holds";
 import { errorFrame, safeSend } from "./sockets";
 
 export interface ChatDeps {
@@ -140,11 +141,18 @@ export class ChatService {
     this.d.transaction(() => {
       sql.exec("INSERT INTO sent_ids (id, msg, ts, digest) VALUES (?, ?, ?, ?)", frame.id, msg, now, content);
       sql.exec("INSERT INTO outgoing (msg, chat, ts, expires_at) VALUES (?, ?, ?, ?)", msg, key, now, envelope.expiresAt ?? null);
-      const until = envelope.expiresAt ?? (envelope.permanent ? null : now + RETENTION_MS);
-      for (const id of media !== undefined ? [media.id, ...attachments] : attachments) referenceMedia(sql, id, msg, key, now, until);
+      // A group decides a message's lifetime itself (and may know better than this
+      // object's copy of its settings): it reports when its copies are gone.
+      const until = "user" in frame.to ? (envelope.expiresAt ?? null) : null;
+      const mediaIds = media !== undefined ? [media.id, ...attachments] : attachments;
+      for (const id of mediaIds) referenceMedia(sql, id, msg, key, now, until);
+      // Temporary: the media lives while any copy does (src/user/media-holds.ts).
+      const counted = mediaIds.length > 0 && !("user" in frame.to && envelope.permanent);
+      if (counted) expectHolders(sql, msg, "user" in frame.to ? [`user:${self}`, key] : [key]);
       if ("user" in frame.to) {
         // The sender's other devices see the message as an entry of their own inbox.
         const own = messageFrame(ownE2ee === undefined ? envelope : { ...envelope, e2ee: ownE2ee }, frame.to);
+        if (counted) holdMedia(sql, msg, `user:${self}`);
         const appended = inbox.append("message", key, own, { msg, origin: device, ts: now, expiresAt: envelope.expiresAt });
         ownCopy = appended.json;
         // With no other device to hold it for, the copy goes at once (temporary chats keep nothing).
@@ -243,6 +251,11 @@ export class ChatService {
     const groupPushes: Array<[string, string | undefined]> = [];
     const results = this.d.transaction(() =>
       items.map((item) => {
+        if (item.op === MEDIA_RELEASE) {
+          const r = item.payload as MediaReleasePayload;
+          holderReleased(this.d.sql, from, r.msgs, now, r.expiresAt);
+          return { ok: true as const };
+        }
         if (from.startsWith("group:")) return acceptGroupItem(this.d, from, item, now, (json, except) => groupPushes.push([json, except]));
         if (from.startsWith("user:") && item.op === "deliver") return this.deliver(from, item.payload as Envelope, now, pushes);
         if (from.startsWith("user:") && item.op === "receipt") return this.receipt(from, item.payload as ReceiptPayload, now, pushes);
@@ -261,7 +274,10 @@ export class ChatService {
     const seen = sql.exec("SELECT 1 FROM received WHERE msg = ?", e.msg).toArray().length > 0;
     if (seen) return { ok: true }; // a retried hand-off: stored once
     const chat = { user: e.from };
-    for (const media of mediaIdsOf(e)) grantMedia(sql, media, now);
+    const mediaIds = mediaIdsOf(e);
+    for (const media of mediaIds) grantMedia(sql, media, now);
+    // The sender learns when this copy is gone (temporary chats: src/user/media-holds.ts).
+    if (mediaIds.length > 0 && !e.permanent) holdMedia(sql, e.msg, from);
     const frame = messageFrame(e, chat);
     const appended = inbox.append("message", from, frame, { msg: e.msg, ts: now, expiresAt: e.expiresAt });
     this.d.retention.keep(from, e.msg, frame, now, e);
@@ -279,7 +295,7 @@ export class ChatService {
   }
 
   private receipt(from: string, r: ReceiptPayload, now: number, pushes: string[]): HandoffResult {
-    const applied = applyReceipt(this.d, from, r.msgs, r.status, r.ts, now);
+    const applied = applyReceipt(this.d, from, r.msgs, r.status, r.ts);
     if (applied === null) return { ok: true };
     const frame = { type: "receipt", chat: { user: r.by }, msgs: applied.msgs, status: applied.status, by: r.by, ts: r.ts };
     pushes.push(this.d.inbox.append("receipt", from, frame, { ts: now }).json);
@@ -350,6 +366,11 @@ export class ChatService {
   refused(target: string, item: OutboxItem, result: { code: string; message: string }): void {
     const payload = item.payload as Partial<Envelope & { device: string }>;
     console.warn("hand-off refused", target, item.op, result.code);
+    if (item.op === "post" && typeof payload.msg === "string") {
+      // Posted nowhere: no copy will ever release its media, which goes now.
+      const now = Date.now();
+      holderReleased(this.d.sql, target, [payload.msg], now, now);
+    }
     if (item.op === "post" && typeof payload.device === "string") {
       this.d.sendTo(payload.device, errorFrame(result.code, result.message, payload.id));
     }
@@ -386,7 +407,6 @@ export function applyReceipt(
   msgs: string[],
   reported: "delivered" | "read",
   ts: number,
-  now: number,
 ): { msgs: string[]; status: "delivered" | "read" } | null {
   const { sql } = d;
   const status = reported === "read" && !d.readReceipts() ? "delivered" : reported;
@@ -402,7 +422,6 @@ export function applyReceipt(
     fresh.push(msg);
   }
   if (fresh.length === 0) return null;
-  mediaDelivered(sql, fresh, now);
   return { msgs: fresh, status };
 }
 

@@ -12,6 +12,7 @@ import type { HandoffResult, OutboxItem } from "../outbox";
 import type { GroupEvent } from "../protocol";
 import { applyReceipt, messageFrame, type ChatDeps } from "./chat";
 import { grantMedia, mediaIdsOf } from "./media";
+import { MEDIA_RELEASE, holdMedia, type MediaReleasePayload } from "./media-holds";
 import type { Amendment } from "./retention";
 
 /** Queues a frame for the user's devices but `except`, sent after the transaction. */
@@ -40,19 +41,28 @@ export function listGroups(sql: SqlStorage): Array<{ id: string; name: string; r
 function groupMessage(d: ChatDeps, from: string, p: GroupMessageItem, now: number, push: Push): HandoffResult {
   if (!advance(d.sql, p.group, p.gseq, now)) return { ok: true };
   const { device, deleted, ...envelope } = p.message;
-  // Deleted for everyone (or disappeared) before it reached this member: nothing to deliver.
-  if (deleted) return { ok: true };
+  if (deleted) {
+    // Deleted for everyone (or disappeared) before it reached this member:
+    // nothing to deliver, and no copy here that would hold its media.
+    d.outbox.enqueue(from, MEDIA_RELEASE, { msgs: [envelope.msg] } satisfies MediaReleasePayload, now);
+    return { ok: true };
+  }
   const frame = messageFrame(envelope, { group: p.group });
   const opts = { msg: envelope.msg, ts: now, expiresAt: envelope.expiresAt };
+  const mediaIds = mediaIdsOf(envelope);
+  // The group learns when this copy is gone (temporary chats: src/user/media-holds.ts).
+  if (mediaIds.length > 0 && !envelope.permanent) holdMedia(d.sql, envelope.msg, from);
   if (envelope.from === d.self()) {
     // The sender's own message: for its OTHER devices only, and no receipts from them.
     const appended = d.inbox.append("message", from, frame, { ...opts, origin: device });
     // The group decided the message's lifetime: remember it for later edits.
     d.sql.exec("UPDATE outgoing SET expires_at = ? WHERE msg = ?", envelope.expiresAt ?? null, envelope.msg);
+    // With no other device to hold it for, the copy goes at once (as a one-to-one send's).
+    d.inbox.purgeAcknowledged(appended.seq, now);
     push(appended.json, device);
     return { ok: true };
   }
-  for (const media of mediaIdsOf(envelope)) grantMedia(d.sql, media, now);
+  for (const media of mediaIds) grantMedia(d.sql, media, now);
   const appended = d.inbox.append("message", from, frame, opts);
   // The `received` row makes ack/read queue delivered/read receipts to the group (chat key group:<id>).
   d.sql.exec(
@@ -78,7 +88,7 @@ function groupEvent(d: ChatDeps, from: string, p: GroupEventItem, now: number, p
 }
 
 function groupReceipt(d: ChatDeps, from: string, r: GroupReceiptItem, now: number, push: Push): HandoffResult {
-  const applied = applyReceipt(d, from, r.msgs, r.status, r.ts, now);
+  const applied = applyReceipt(d, from, r.msgs, r.status, r.ts);
   if (applied === null) return { ok: true };
   // In a group the receipt is the whole group's: no `by`.
   const frame = { type: "receipt", chat: { group: r.group }, msgs: applied.msgs, status: applied.status, ts: r.ts };

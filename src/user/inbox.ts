@@ -19,7 +19,11 @@ export type DeviceRow = {
 export class Inbox {
   private headSeq: number;
 
-  constructor(private readonly sql: SqlStorage) {
+  /** `removed` runs after entries left the inbox, inside the same transaction (media holds sweep there). */
+  constructor(
+    private readonly sql: SqlStorage,
+    private readonly removed: () => void = () => {},
+  ) {
     const row = sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = 'head'").toArray()[0];
     this.headSeq = row ? Number(row.value) : 0;
   }
@@ -124,6 +128,7 @@ export class Inbox {
       upTo,
       now - DEVICE_STALE_MS,
     );
+    this.removed();
   }
 
   /** Deletes entries older than the retention period, recording them as a gap. */
@@ -135,6 +140,7 @@ export class Inbox {
     if (range.lo === null || range.hi === null) return;
     // Entries are appended in time order, so everything up to hi is expired.
     this.sql.exec("DELETE FROM inbox WHERE seq <= ?", range.hi);
+    this.removed();
     this.sql.exec("INSERT INTO gaps (from_seq, to_seq) VALUES (?, ?)", range.lo, range.hi);
     this.sql.exec("DELETE FROM devices WHERE last_seen < ?", now - 2 * RETENTION_MS);
     const minAcked = this.sql.exec<{ m: number | null }>("SELECT MIN(acked) AS m FROM devices").one().m;
@@ -154,6 +160,7 @@ export class Inbox {
   removeMessage(msg: string): string[] {
     const rows = this.sql.exec<{ frame: string }>("SELECT frame FROM inbox WHERE msg = ? AND kind = 'message'", msg).toArray();
     this.sql.exec("DELETE FROM inbox WHERE msg = ? AND kind = 'message'", msg);
+    this.removed();
     return rows.map((r) => r.frame);
   }
 
@@ -164,6 +171,7 @@ export class Inbox {
       .toArray();
     for (const r of rows) this.sql.exec("INSERT INTO gaps (from_seq, to_seq) VALUES (?, ?)", r.seq, r.seq);
     this.sql.exec("DELETE FROM inbox WHERE expires_at IS NOT NULL AND expires_at <= ?", now);
+    this.removed();
     return rows.map((r) => r.frame);
   }
 

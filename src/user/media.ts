@@ -1,7 +1,8 @@
 // Media in a user's object. Two things live here:
 // - the ledger of media this user uploaded: upload state and multipart parts,
 //   which of the user's messages refer to each upload, and when the alarm
-//   deletes it (unsent uploads after 24 h, released media at once). The
+//   deletes it (unsent uploads after 24 h, released media at once; when a
+//   temporary chat's message releases its media: src/user/media-holds.ts). The
 //   UserObject exposes it over RPC to the Worker's media routes
 //   (src/routes/media.ts) and runs collect() from its alarm;
 // - the grants: media this user may fetch because a message carrying it was
@@ -9,7 +10,8 @@
 // chat.ts calls the free functions below inside its send and deliver
 // transactions; a group delivery calls grantMedia the same way.
 import { AppError } from "../errors";
-import { E2EE_MEDIA_TYPE, MEDIA_DELIVERED_GRACE_MS, MEDIA_ORPHAN_TTL_MS, MEDIA_UPLOAD_TTL_MS } from "../limits";
+import { E2EE_MEDIA_TYPE, MEDIA_ORPHAN_TTL_MS, MEDIA_UPLOAD_TTL_MS } from "../limits";
+import { forgetHolders } from "./media-holds";
 import type { MediaRef } from "../protocol";
 
 export const MEDIA_SCHEMA = `
@@ -97,30 +99,21 @@ export function checkSendable(sql: SqlStorage, media: MediaRef): MediaRef {
 
 /**
  * A message now refers to the upload: it is no longer an orphan. `until` is the
- * latest time any copy of the message can still be retained (its disappearing
- * time, or the inbox retention of a temporary chat); null keeps it for good (a
- * permanent chat's history).
+ * message's disappearing time (every copy is purged then); null keeps the
+ * reference until it is released: by delete for everyone, or, in a temporary
+ * chat, when its last holder lets go (src/user/media-holds.ts). A permanent
+ * chat's message that never disappears keeps it for good.
  */
 export function referenceMedia(sql: SqlStorage, media: string, msg: string, chat: string, now: number, until: number | null): void {
   sql.exec("INSERT OR IGNORE INTO media_refs (media, msg, chat, ts, expires_at) VALUES (?, ?, ?, ?, ?)", media, msg, chat, now, until);
   sql.exec("UPDATE media SET expires_at = NULL WHERE id = ?", media);
 }
 
-/**
- * These messages were delivered: in a temporary chat their media is deleted a
- * grace period later (or at its earlier end: disappearing, retention). Media of
- * permanent history (no end) is untouched.
- */
-export function mediaDelivered(sql: SqlStorage, msgs: string[], now: number): void {
-  for (const msg of msgs) {
-    sql.exec("UPDATE media_refs SET expires_at = MIN(expires_at, ?) WHERE msg = ? AND expires_at IS NOT NULL", now + MEDIA_DELIVERED_GRACE_MS, msg);
-  }
-}
-
 /** Message `msg` no longer holds its media; an upload left with no reference is deleted by the alarm. */
 export function releaseRefs(sql: SqlStorage, msg: string, now: number): void {
   const media = sql.exec<{ media: string }>("SELECT media FROM media_refs WHERE msg = ?", msg).toArray();
   sql.exec("DELETE FROM media_refs WHERE msg = ?", msg);
+  forgetHolders(sql, msg);
   for (const { media: id } of media) releaseIfUnreferenced(sql, id, now);
 }
 

@@ -2,6 +2,7 @@
 // an entry once it has shipped; add a new one.
 import { OUTBOX_SCHEMA } from "../outbox";
 import { MEDIA_SCHEMA } from "./media";
+import { MEDIA_HOLDS_SCHEMA } from "./media-holds";
 import { PRESENCE_SCHEMA } from "./presence";
 
 export const USER_MIGRATIONS: readonly string[] = [
@@ -132,4 +133,6 @@ export const USER_MIGRATIONS: readonly string[] = [
     PRIMARY KEY (device, key_id)
   );
   `,
+  // 9: who still holds a copy of a temporary chat's media message (src/user/media-holds.ts).
+  MEDIA_HOLDS_SCHEMA,
 ];
