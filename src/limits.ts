@@ -71,6 +71,13 @@ export const HOUSEKEEPING_INTERVAL_MS = 6 * 60 * 60 * 1000;
 
 /** Outbox retry backoff: first retry after this, doubling, capped below. */
 export const OUTBOX_RETRY_BASE_MS = 1_000;
+/**
+ * Rows queued now are drained at once; the alarm is only the backstop for an
+ * object evicted in the middle of that drain, so it can wait a while. Every
+ * alarm that fires for nothing is a write (and locally a disk sync): at 1 s a
+ * busy object paid one per second.
+ */
+export const OUTBOX_BACKSTOP_MS = 5_000;
 export const OUTBOX_RETRY_MAX_MS = 5 * 60 * 1000;
 /** Entries handed to one callee in one RPC call. */
 export const OUTBOX_BATCH_SIZE = 100;

@@ -15,7 +15,7 @@
 // own disk commit otherwise: two more per one-to-one message, one per member of
 // a group post. Losing the pending deletes (eviction, crash) only means those
 // rows are handed over again, which idempotent callees already absorb.
-import { OUTBOX_BATCH_SIZE, OUTBOX_RETRY_BASE_MS, OUTBOX_RETRY_MAX_MS } from "./limits";
+import { OUTBOX_BACKSTOP_MS, OUTBOX_BATCH_SIZE, OUTBOX_RETRY_BASE_MS, OUTBOX_RETRY_MAX_MS } from "./limits";
 
 export const OUTBOX_SCHEMA = `
 CREATE TABLE outbox (
@@ -83,6 +83,17 @@ export class Outbox {
   /** Rows handed over whose deletes are not written yet. */
   unsettled(): number {
     return this.doneRows;
+  }
+
+  /**
+   * When the owner's alarm must fire for the outbox, or null: a retry at its
+   * time (never sooner than the first backoff step), rows due now (being
+   * drained) after the backstop delay. Never earlier than now + OUTBOX_RETRY_BASE_MS.
+   */
+  alarmAt(now: number): number | null {
+    const due = this.nextDueAt();
+    if (due === null) return null;
+    return due > now ? Math.max(due, now + OUTBOX_RETRY_BASE_MS) : now + OUTBOX_BACKSTOP_MS;
   }
 
   /** When the next retry is due, or null when the outbox is empty. */

@@ -234,8 +234,8 @@ export class GroupObject extends DurableObject<Env> {
   /** Sets the one alarm to the earliest thing that needs it: an outbox retry or housekeeping. */
   private scheduleAlarm(): void {
     const candidates: number[] = [];
-    const outboxDue = this.outbox.nextDueAt();
-    if (outboxDue !== null) candidates.push(outboxDue);
+    const outboxAt = this.outbox.alarmAt(Date.now());
+    if (outboxAt !== null) candidates.push(outboxAt);
     const expiry = this.retention.nextExpiry();
     if (expiry !== null) candidates.push(expiry);
     if (this.receipts.hasState()) {

@@ -448,8 +448,8 @@ export class UserObject extends DurableObject<Env> {
     // A fresh row is drained at once by wake(); the alarm is only the backstop
     // for an eviction in the middle of that drain.
     if (beats(now + OUTBOX_RETRY_BASE_MS)) {
-      const outboxDue = this.outbox.nextDueAt();
-      if (outboxDue !== null) candidates.push(Math.max(outboxDue, now + OUTBOX_RETRY_BASE_MS));
+      const outboxAt = this.outbox.alarmAt(now);
+      if (outboxAt !== null) candidates.push(outboxAt);
     }
     const mediaDue = this.media.nextDueAt();
     if (mediaDue !== null) candidates.push(mediaDue);
