@@ -289,6 +289,38 @@ describe("client library: delivery", () => {
     other.close();
   });
 
+  it("150 encrypted sends at once are paced under the server's rate limit: no rate_limited, no 4008, each arrives once, in order", async () => {
+    const alice = uid("alice");
+    const bob = uid("bob");
+    const A = await started(alice);
+    const B = await started(bob);
+    const closes: number[] = [];
+    A.client.on("connection", (e) => {
+      if (e.closeCode !== undefined) closes.push(e.closeCode);
+    });
+    const expected = Array.from({ length: 150 }, (_, i) => `burst ${i}`);
+    const t0 = Date.now();
+    for (const text of expected) A.client.send({ user: bob }, { text });
+    await until("all 150 sent", () => A.client.pendingSends().length === 0, 20_000);
+    const took = Date.now() - t0;
+    await until("bob has 150", () => B.client.messages({ user: alice }).length >= 150, 20_000);
+    await sleep(200); // a duplicate would show up by now
+
+    expect(framesOf(A.tap.frames, "error").map((f) => f.code)).toEqual([]);
+    expect(closes).toEqual([]);
+    expect(A.tap.sockets.length).toBe(1);
+    // Each went on the wire once: nothing needed a resend.
+    const sent = framesOf(A.tap.sent, "send");
+    expect(sent.length).toBe(150);
+    expect(new Set(sent.map((f) => f.id)).size).toBe(150);
+    expect(A.client.messages({ user: bob }).map((m) => m.status === "pending" || m.status === "failed")).not.toContain(true);
+    expect(texts(B.client, { user: alice })).toEqual(expected);
+    // Paced, not stalled: the burst goes at once, the rest at the refill rate (about 3.5 s for 150).
+    expect(took).toBeLessThan(8_000);
+    await A.client.stop();
+    await B.client.stop();
+  });
+
   it("reconnect delays double with jitter and stay under the cap", () => {
     const o = { baseMs: 100, maxMs: 5_000 };
     expect(backoffDelay(0, o, () => 0)).toBe(50);
