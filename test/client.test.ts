@@ -838,6 +838,33 @@ describe("client library with a scripted server (what a real one cannot produce 
     await client.stop();
   });
 
+  it("sends answered rate_limited go out again first, in order, after a pause, and are never marked failed", async () => {
+    const { client, sock } = scripted("alice");
+    await client.start();
+    await online(client);
+    const chat = { user: "bob" };
+    for (const id of ["a", "b", "c"]) client.send(chat, { text: id }, id);
+    await until("all three on the wire", () => sock().frames("send").length === 3);
+    // The server processed a, and answered rate_limited to b and c (not processed).
+    sock().push({ type: "sent", id: "a", msg: "0000008000000aaa", ts: 8000 });
+    const limitedAt = Date.now();
+    sock().push({ type: "error", code: "rate_limited", message: "too many frames; slow down", ref: "b" });
+    sock().push({ type: "error", code: "rate_limited", message: "too many frames; slow down", ref: "c" });
+    client.send(chat, { text: "d" }, "d"); // queued after them: it must not overtake
+    await until("resent", () => sock().frames("send").length === 6, 3_000);
+    const resentAfter = Date.now() - limitedAt;
+    expect(sock().frames("send").map((f) => f.id)).toEqual(["a", "b", "c", "b", "c", "d"]);
+    expect(resentAfter).toBeGreaterThanOrEqual(150); // held, not hammered
+    // b is limited once more: still not failed, and sent again on its own.
+    sock().push({ type: "error", code: "rate_limited", message: "too many frames; slow down", ref: "b" });
+    await until("resent again", () => sock().frames("send").length === 7, 3_000);
+    expect(sock().frames("send").at(-1)!.id).toBe("b");
+    ["b", "c", "d"].forEach((id, i) => sock().push({ type: "sent", id, msg: `000000800${i + 1}000aaa`, ts: 8001 + i }));
+    await until("all sent", () => client.pendingSends().length === 0);
+    expect(client.messages(chat).map((m) => [m.text, m.status])).toEqual([["a", "sent"], ["b", "sent"], ["c", "sent"], ["d", "sent"]]);
+    await client.stop();
+  });
+
   it("a group message that overtakes its sender key waits, sealed, and opens when the key arrives", async () => {
     // Bob's device encrypts for real (the crypto core); the fake only delivers in the wrong order.
     const { client, sock } = scripted("alice", { e2ee: true });

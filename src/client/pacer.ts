@@ -19,7 +19,7 @@ import { limitClassOf, type LimitClass } from "../user/ratelimit";
  */
 export const PACE_RATE_SHARE = 0.9;
 export const PACE_BURST_SHARE = 0.8;
-/** After a `rate_limited` answer the class is held this long, doubling per repeat (within HOLD_RESET_MS), up to the cap. */
+/** After a `rate_limited` answer the class is held this long, doubling when the class is refused again within HOLD_RESET_MS of the last hold, up to the cap. */
 export const HOLD_BASE_MS = 200;
 export const HOLD_MAX_MS = 5_000;
 const HOLD_RESET_MS = 10_000;
@@ -33,7 +33,7 @@ interface Lane {
   /** Frames put back at the head (rate_limited) and not written yet: later put-backs go behind them. */
   putBack: number;
   holds: number;
-  heldAt: number;
+  heldUntil: number;
 }
 
 export class Pacer {
@@ -92,7 +92,7 @@ export class Pacer {
     if (!lane) {
       const { perSecond, burst } = RATE_LIMITS[cls];
       const b = Math.max(1, Math.floor(burst * PACE_BURST_SHARE));
-      lane = { perMs: (perSecond * PACE_RATE_SHARE) / 1000, burst: b, tokens: b, at: this.now(), queue: [], putBack: 0, holds: 0, heldAt: 0 };
+      lane = { perMs: (perSecond * PACE_RATE_SHARE) / 1000, burst: b, tokens: b, at: this.now(), queue: [], putBack: 0, holds: 0, heldUntil: 0 };
       this.lanes.set(cls, lane);
     }
     return lane;
@@ -103,13 +103,18 @@ export class Pacer {
     l.at = now;
   }
 
-  /** Empties the bucket and more: no token until the hold has passed. */
+  /**
+   * Empties the bucket and more: no token until the hold has passed. Answers to
+   * frames that were in flight together are one event: only a refusal after a
+   * hold has passed makes the next one longer.
+   */
   private hold(l: Lane): void {
     const now = this.now();
+    if (now < l.heldUntil) return;
     this.refill(l, now);
-    l.holds = now - l.heldAt > HOLD_RESET_MS ? 0 : l.holds + 1;
-    l.heldAt = now;
+    l.holds = now - l.heldUntil > HOLD_RESET_MS ? 0 : l.holds + 1;
     const ms = Math.min(HOLD_MAX_MS, HOLD_BASE_MS * 2 ** l.holds);
+    l.heldUntil = now + ms;
     l.tokens = Math.min(l.tokens, 1 - ms * l.perMs);
   }
 
