@@ -289,6 +289,38 @@ describe("client library: delivery", () => {
     other.close();
   });
 
+  it("150 encrypted sends at once are paced under the server's rate limit: no rate_limited, no 4008, each arrives once, in order", async () => {
+    const alice = uid("alice");
+    const bob = uid("bob");
+    const A = await started(alice);
+    const B = await started(bob);
+    const closes: number[] = [];
+    A.client.on("connection", (e) => {
+      if (e.closeCode !== undefined) closes.push(e.closeCode);
+    });
+    const expected = Array.from({ length: 150 }, (_, i) => `burst ${i}`);
+    const t0 = Date.now();
+    for (const text of expected) A.client.send({ user: bob }, { text });
+    await until("all 150 sent", () => A.client.pendingSends().length === 0, 20_000);
+    const took = Date.now() - t0;
+    await until("bob has 150", () => B.client.messages({ user: alice }).length >= 150, 20_000);
+    await sleep(200); // a duplicate would show up by now
+
+    expect(framesOf(A.tap.frames, "error").map((f) => f.code)).toEqual([]);
+    expect(closes).toEqual([]);
+    expect(A.tap.sockets.length).toBe(1);
+    // Each went on the wire once: nothing needed a resend.
+    const sent = framesOf(A.tap.sent, "send");
+    expect(sent.length).toBe(150);
+    expect(new Set(sent.map((f) => f.id)).size).toBe(150);
+    expect(A.client.messages({ user: bob }).map((m) => m.status === "pending" || m.status === "failed")).not.toContain(true);
+    expect(texts(B.client, { user: alice })).toEqual(expected);
+    // Paced, not stalled: the burst goes at once, the rest at the refill rate (about 3.5 s for 150).
+    expect(took).toBeLessThan(8_000);
+    await A.client.stop();
+    await B.client.stop();
+  });
+
   it("reconnect delays double with jitter and stay under the cap", () => {
     const o = { baseMs: 100, maxMs: 5_000 };
     expect(backoffDelay(0, o, () => 0)).toBe(50);
@@ -803,6 +835,33 @@ describe("client library with a scripted server (what a real one cannot produce 
     expect(client.messages({ user: "bob" })).toEqual([]);
     expect(added).toBe(1);
     expect(client.lastSeq).toBe(1);
+    await client.stop();
+  });
+
+  it("sends answered rate_limited go out again first, in order, after a pause, and are never marked failed", async () => {
+    const { client, sock } = scripted("alice");
+    await client.start();
+    await online(client);
+    const chat = { user: "bob" };
+    for (const id of ["a", "b", "c"]) client.send(chat, { text: id }, id);
+    await until("all three on the wire", () => sock().frames("send").length === 3);
+    // The server processed a, and answered rate_limited to b and c (not processed).
+    sock().push({ type: "sent", id: "a", msg: "0000008000000aaa", ts: 8000 });
+    const limitedAt = Date.now();
+    sock().push({ type: "error", code: "rate_limited", message: "too many frames; slow down", ref: "b" });
+    sock().push({ type: "error", code: "rate_limited", message: "too many frames; slow down", ref: "c" });
+    client.send(chat, { text: "d" }, "d"); // queued after them: it must not overtake
+    await until("resent", () => sock().frames("send").length === 6, 3_000);
+    const resentAfter = Date.now() - limitedAt;
+    expect(sock().frames("send").map((f) => f.id)).toEqual(["a", "b", "c", "b", "c", "d"]);
+    expect(resentAfter).toBeGreaterThanOrEqual(150); // held, not hammered
+    // b is limited once more: still not failed, and sent again on its own.
+    sock().push({ type: "error", code: "rate_limited", message: "too many frames; slow down", ref: "b" });
+    await until("resent again", () => sock().frames("send").length === 7, 3_000);
+    expect(sock().frames("send").at(-1)!.id).toBe("b");
+    ["b", "c", "d"].forEach((id, i) => sock().push({ type: "sent", id, msg: `000000800${i + 1}000aaa`, ts: 8001 + i }));
+    await until("all sent", () => client.pendingSends().length === 0);
+    expect(client.messages(chat).map((m) => [m.text, m.status])).toEqual([["a", "sent"], ["b", "sent"], ["c", "sent"], ["d", "sent"]]);
     await client.stop();
   });
 

@@ -3,6 +3,7 @@
 // sockets with `ping`, and reconnects with capped exponential backoff and
 // jitter. It knows nothing about chats; ChatClient (client.ts) drives it.
 import { ServerFrame } from "../protocol";
+import { Pacer } from "./pacer";
 
 /** The part of a WebSocket the client uses; browser, Node 22 and workerd sockets all fit. */
 export interface SocketLike {
@@ -75,6 +76,8 @@ export class Connection {
   private pingTimer: ReturnType<typeof setInterval> | null = null;
   private lastFrameAt = 0;
   private helloSeen = false;
+  /** Keeps what this device writes under the server's rate limits (pacer.ts). */
+  private readonly pacer = new Pacer((data) => this.write(data));
 
   constructor(private readonly h: ConnectionHooks) {}
 
@@ -94,6 +97,7 @@ export class Connection {
     const s = this.socket;
     this.socket = null;
     this.generation++;
+    this.pacer.clear();
     if (s) safeClose(s, 1000, "client stopped");
   }
 
@@ -111,8 +115,39 @@ export class Connection {
     if (this.socket) this.down(this.generation, undefined);
   }
 
-  /** Sends a frame on an open socket; false when there is none (the caller queues). */
-  send(frame: unknown): boolean {
+  /**
+   * Sends a frame on an open socket, paced: it may wait (in order, behind the
+   * earlier frames of its rate-limit class) for a token. False when there is no
+   * open socket (the caller queues); a frame that was waiting when the socket
+   * went down is dropped, like one lost in flight, and the caller's
+   * resend-after-reconnect covers it.
+   */
+  send(frame: object): boolean {
+    if (!this.socket || !this.helloSeen) return false;
+    const gen = this.generation;
+    this.pacer.push(frame);
+    return gen === this.generation;
+  }
+
+  /** The server answered `rate_limited` to this frame: it goes out again first, after a pause. False when the socket is gone. */
+  sendAgain(frame: object): boolean {
+    if (!this.socket || !this.helloSeen) return false;
+    const gen = this.generation;
+    this.pacer.putBack(frame);
+    return gen === this.generation;
+  }
+
+  /** A `rate_limited` answer naming no frame: that class of frames pauses a while. */
+  slowDown(type: string): void {
+    this.pacer.slowDown(type);
+  }
+
+  /** Frames waiting for the pacer. */
+  get queued(): number {
+    return this.pacer.queued;
+  }
+
+  private write(data: string): boolean {
     if (!this.socket || !this.helloSeen) return false;
     // A socket closing without a close event yet (the close handshake can take
     // seconds, or never come) is down now: browsers would silently drop the frame.
@@ -121,9 +156,10 @@ export class Connection {
       return false;
     }
     try {
-      this.socket.send(JSON.stringify(frame));
+      this.socket.send(data);
       return true;
     } catch {
+      this.down(this.generation, undefined);
       return false;
     }
   }
@@ -204,6 +240,7 @@ export class Connection {
     this.socket = null;
     this.helloSeen = false;
     this.generation++;
+    this.pacer.clear();
     this.clearTimers();
     if (s) safeClose(s, 1000, "reconnecting");
     if (this.stopped) return;

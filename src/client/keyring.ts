@@ -17,6 +17,12 @@ export const PREKEY_REFILL_BELOW = 25;
 export const SIGNED_PREKEY_ROTATE_MS = 7 * 24 * 60 * 60 * 1000;
 /** A user's device list is trusted this long; one-to-one sends are corrected by devices_changed anyway. */
 export const DEVICE_LIST_TTL_MS = 60_000;
+/**
+ * Device lists fetched at once when many are due (a big group's post needs one
+ * per member, and there is no bulk endpoint): a crowd of parallel requests only
+ * queues up in the browser and on the server.
+ */
+export const DEVICE_LIST_CONCURRENCY = 8;
 
 interface KeyringMeta {
   /** This device's keys are in the server's directory. */
@@ -119,6 +125,20 @@ export class Keyring {
     this.lists.set(user, { devices, at: Date.now() });
     this.note(user, devices);
     return devices;
+  }
+
+  /** Several users' device lists (as devicesOf), in order, at most DEVICE_LIST_CONCURRENCY requests at a time. */
+  async devicesOfMany(users: string[], maxAgeMs = DEVICE_LIST_TTL_MS): Promise<Array<readonly [string, DeviceIdentity[]]>> {
+    const out: Array<readonly [string, DeviceIdentity[]]> = new Array(users.length);
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < users.length) {
+        const i = next++;
+        out[i] = [users[i]!, await this.devicesOf(users[i]!, maxAgeMs)];
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(DEVICE_LIST_CONCURRENCY, users.length) }, worker));
+    return out;
   }
 
   /** Forgets what is cached about a user's devices (devices_changed named them). */

@@ -71,8 +71,8 @@ export class Secure {
   async willEncrypt(chat: Chat): Promise<boolean> {
     if ("user" in chat) return (await this.h.keyring.devicesOf(chat.user)).length > 0;
     const users = await this.membersOf(chat.group);
-    const lists = await Promise.all(users.filter((u) => u !== this.h.keyring.user).map((u) => this.h.keyring.devicesOf(u)));
-    return lists.every((l) => l.length > 0);
+    const lists = await this.h.keyring.devicesOfMany(users.filter((u) => u !== this.h.keyring.user));
+    return lists.every(([, l]) => l.length > 0);
   }
 
   // ---- sending -------------------------------------------------------------------
@@ -123,7 +123,7 @@ export class Secure {
   private async group(group: string, content: SealedContent, attachments: string[], before: OutgoingEntry | null): Promise<E2eeSend | string> {
     const self = this.h.keyring.user;
     const users = await this.membersOf(group);
-    const lists = await Promise.all(users.map(async (u) => [u, await this.h.keyring.devicesOf(u)] as const));
+    const lists = await this.h.keyring.devicesOfMany(users);
     const without = lists.filter(([u, l]) => u !== self && l.length === 0).map(([u]) => u);
     if (without.length > 0) return `${without.join(", ")} ${without.length === 1 ? "has" : "have"} not set up encryption`;
     const addrs = lists.flatMap(([u, l]) => l.map((d) => address(u, d.device))).filter((a) => a !== this.device.address);

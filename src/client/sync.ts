@@ -343,11 +343,11 @@ export class ChatSync extends Emitter<ClientEvents> {
   private onError(f: Extract<ServerFrame, { type: "error" }>): void {
     this.eph.noteError(f.code, f.message);
     this.emit("error", { code: f.code, message: f.message, ...(f.ref ? { ref: f.ref } : {}) });
+    const entry = f.ref ? this.state.outgoingById(f.ref) : undefined;
+    if (f.code === "rate_limited") return this.rateLimited(f.ref, entry);
     if (!f.ref) return;
-    const entry = this.state.outgoingById(f.ref);
     if (entry && this.sendRefused(f, entry)) return;
-    const retry = f.code === "rate_limited" || f.code === "internal";
-    if (entry && retry && entry.attempts < MAX_SEND_RETRIES) {
+    if (entry && f.code === "internal" && entry.attempts < MAX_SEND_RETRIES) {
       // Sent again on the next pump, after a pause that grows with the attempts.
       this.sentOn.delete(f.ref);
       setTimeout(() => this.pump(), 1000 * 2 ** entry.attempts);
@@ -358,6 +358,21 @@ export class ChatSync extends Emitter<ClientEvents> {
       if (m) this.emit("messageUpdated", { message: m });
       this.scheduleFlush();
     }
+  }
+
+  /** The server did not process a frame (rate limits): never a failure, it goes again after a pause (pacer.ts). */
+  private rateLimited(ref: string | undefined, entry: OutgoingEntry | undefined): void {
+    if (entry) {
+      // A queued send: first of its class again, in the order the answers came.
+      if (this.sentOn.get(entry.id) === this.conn.generation && this.conn.sendAgain(entry.frame)) return;
+      this.sentOn.delete(entry.id);
+      return this.pump();
+    }
+    if (ref) return this.conn.slowDown("send"); // an edit or delete: edit() reports it, the class pauses
+    // An ack, read, typing or watch (they carry no ref): those classes pause; the ack goes again with the next flush.
+    for (const type of ["ack", "read", "typing", "watch"]) this.conn.slowDown(type);
+    this.ackedOn = { gen: -1, seq: 0 };
+    this.scheduleFlush();
   }
 
   // ---- helpers ---------------------------------------------------------------------------
