@@ -3,7 +3,12 @@
 // the constructor applies the ones not yet applied. Never edit a shipped entry.
 
 export function migrate(sql: SqlStorage, migrations: readonly string[]): void {
-  sql.exec("CREATE TABLE IF NOT EXISTS _schema (version INTEGER NOT NULL)");
+  // Read first: SQLite counts CREATE TABLE IF NOT EXISTS as a write even when
+  // the table exists (sqlite3_stmt_readonly is false), and a write makes the
+  // object commit, so every wake of every object cost a commit. An object
+  // already up to date now wakes without writing.
+  const known = sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_schema'").toArray().length > 0;
+  if (!known) sql.exec("CREATE TABLE _schema (version INTEGER NOT NULL)");
   const row = sql.exec<{ version: number }>("SELECT version FROM _schema").toArray()[0];
   const current = row?.version ?? 0;
   if (current >= migrations.length) return;
