@@ -389,11 +389,6 @@ export class UserObject extends DurableObject<Env> {
   mediaAccess(id: string): boolean {
     return this.media.access(id);
   }
-  /** Retention: message `msg` no longer holds `media` (see src/user/media.ts). */
-  releaseMedia(media: string, msg: string): void {
-    this.media.release(media, msg, Date.now());
-    this.scheduleAlarm();
-  }
 
   /** GET /v1/groups: the groups this user is in, as their events told this object. */
   async listGroups(): Promise<Array<{ id: string; name: string; role: "admin" | "member" }>> {

@@ -242,18 +242,6 @@ export class MediaLedger {
     );
   }
 
-  /**
-   * Message `msg` no longer needs `media` (retention deleted it everywhere).
-   * When no message of this user refers to the upload any more, the next alarm
-   * deletes it. For the retention work: call it once per message and media.
-   */
-  release(media: string, msg: string, now: number): void {
-    this.transaction(() => {
-      this.sql.exec("DELETE FROM media_refs WHERE media = ? AND msg = ?", media, msg);
-      releaseIfUnreferenced(this.sql, media, now);
-    });
-  }
-
   /** When the alarm has media (or references) to expire, or null. */
   nextDueAt(): number | null {
     const media = this.sql.exec<{ t: number | null }>("SELECT MIN(expires_at) AS t FROM media").one().t;
