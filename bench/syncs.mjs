@@ -8,6 +8,7 @@
 import { spawn, spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { startDevServer } from "../scripts/dev-server.mjs";
+import { Client, tokenFor } from "./lib/client.mjs";
 import { workerdOf } from "./lib/procs.mjs";
 
 const N = Number(process.argv[2] ?? 50);
@@ -19,31 +20,11 @@ const server = await startDevServer({ config: join(root, "bench", "wrangler.toml
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const run = Date.now().toString(36);
 
-async function token(user) {
-  const res = await fetch(`${server.url}/v1/dev/token`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ user }) });
-  return (await res.json()).token;
-}
-
-/** A device that acks every entry at once. */
+/** A connected device of `user` (bench/lib/client.mjs: acks every entry). */
 async function device(user) {
-  const ws = new WebSocket(`${server.url.replace("http", "ws")}/v1/connect?device=phone&access_token=${await token(user)}`);
-  const frames = [];
-  let wake = null;
-  ws.onmessage = (ev) => {
-    const f = JSON.parse(ev.data);
-    if (typeof f.seq === "number") ws.send(JSON.stringify({ type: "ack", seq: f.seq }));
-    frames.push(f);
-    wake?.();
-  };
-  const next = async (pred) => {
-    for (;;) {
-      const i = frames.findIndex(pred);
-      if (i >= 0) return frames.splice(i, 1)[0];
-      await new Promise((r) => (wake = r));
-    }
-  };
-  await next((f) => f.type === "synced");
-  return { ws, next, frames };
+  const c = new Client({ base: server.url, user });
+  await c.connect();
+  return c;
 }
 
 /** Counts the syncs of `pid` while fn runs (strace -c summary). */
@@ -67,9 +48,8 @@ try {
   const bob = await device(`bob-${run}`);
   const oneToOne = await syncsDuring(runtime, async () => {
     for (let i = 0; i < N; i++) {
-      alice.ws.send(JSON.stringify({ type: "send", id: `m${i}`, to: { user: `bob-${run}` }, text: `message ${i}` }));
-      await bob.next((f) => f.type === "message");
-      await alice.next((f) => f.type === "receipt" && f.status === "delivered");
+      alice.send({ user: bob.user }, `m${i}`, `message ${i}`);
+      await alice.until(() => alice.delivered.has(alice.sent.get(`m${i}`)?.msg), 10_000, `delivered m${i}`);
       await sleep(40); // under the send rate limit
     }
   });
@@ -80,15 +60,16 @@ try {
   for (const m of members) devices.push(await device(m));
   const res = await fetch(`${server.url}/v1/groups`, {
     method: "POST",
-    headers: { "content-type": "application/json", authorization: `Bearer ${await token(members[0])}` },
+    headers: { "content-type": "application/json", authorization: `Bearer ${await tokenFor(server.url, members[0])}` },
     body: JSON.stringify({ name: "syncs", members: members.slice(1) }),
   });
   const group = (await res.json()).id;
   await sleep(3000); // roster events delivered and acked
   const posts = await syncsDuring(runtime, async () => {
     for (let i = 0; i < POSTS; i++) {
-      devices[0].ws.send(JSON.stringify({ type: "send", id: `p${i}`, to: { group }, text: `post ${i}` }));
-      await Promise.all(devices.slice(1).map((d) => d.next((f) => f.type === "message" && f.id === `p${i}`)));
+      devices[0].send({ group }, `p${i}`, `post ${i}`);
+      const arrived = (d) => d.messages.some((m) => m.frame.id === `p${i}`);
+      await Promise.all(devices.slice(1).map((d) => d.until(() => arrived(d), 30_000, `post p${i}`)));
     }
     await sleep(1500); // receipts back to the group
   });
