@@ -48,6 +48,10 @@ const SETTLE_AFTER_ROWS = 16;
 export class Outbox {
   private running: Promise<void> | null = null;
   private again = false;
+  /** Rows were queued in the transaction running now: drain once it has committed. */
+  private queued = false;
+  /** Nesting of transaction(): rows are drained after the outermost one only. */
+  private depth = 0;
   /** Handed over, not yet deleted: per target, the highest row id done (rows go in id order). */
   private readonly done = new Map<string, number>();
   private doneRows = 0;
@@ -58,8 +62,38 @@ export class Outbox {
     private readonly refused: Refused,
   ) {}
 
-  /** Call inside the caller's write transaction. */
+  /**
+   * The owner's one way to write: fn runs as one transaction of `storage`, the
+   * pending deletes commit with it, and when it queued rows `wake` runs after it
+   * has committed (a drain started inside it could hand over a row its rollback
+   * then removes).
+   */
+  transaction<T>(storage: DurableObjectStorage, fn: () => T, wake: () => void): T {
+    this.depth++;
+    let result: T;
+    try {
+      result = storage.transactionSync(() => {
+        const r = fn();
+        this.settle();
+        return r;
+      });
+    } catch (err) {
+      if (this.depth === 1) this.queued = false; // rolled back with the rows
+      throw err;
+    } finally {
+      this.depth--;
+    }
+    if (this.depth === 0 && this.queued) {
+      this.queued = false;
+      wake();
+    }
+    return result;
+  }
+
+  /** Call inside transaction(): the row commits with the change that caused it. */
   enqueue(target: string, op: string, payload: unknown, now = Date.now()): void {
+    if (this.depth === 0) throw new Error(`outbox row for ${target} queued outside a transaction`);
+    this.queued = true;
     this.sql.exec(
       "INSERT INTO outbox (target, op, payload, next_at, created_at) VALUES (?, ?, ?, ?, ?)",
       target,

@@ -121,9 +121,7 @@ export class GroupObject extends DurableObject<Env> {
   }
 
   async changeChatSettings(caller: string, body: ChatSettingsBody): Promise<Result<ChatSettings>> {
-    const result = this.run(() => this.transaction(() => this.retention.change(this.groupId(), caller, body, Date.now())));
-    if (result.ok) this.wake();
-    return result;
+    return this.run(() => this.transaction(() => this.retention.change(this.groupId(), caller, body, Date.now())));
   }
 
   async chatHistory(caller: string, before?: string, limit?: number): Promise<Result<HistoryPage>> {
@@ -176,7 +174,6 @@ export class GroupObject extends DurableObject<Env> {
         return fail("bad_frame", `unknown hand-off ${item.op}`);
       }),
     );
-    this.wake();
     return results;
   }
 
@@ -225,10 +222,7 @@ export class GroupObject extends DurableObject<Env> {
     }
     const expiry = this.retention.nextExpiry();
     if (expiry !== null && expiry <= now) this.transaction(() => this.retention.purgeDisappeared(now));
-    await this.outbox.drain();
-    this.outbox.settle();
-    this.log.purgeDelivered();
-    this.scheduleAlarm();
+    await this.drain();
   }
 
   /** Sets the one alarm to the earliest thing that needs it: an outbox retry or housekeeping. */
@@ -252,12 +246,15 @@ export class GroupObject extends DurableObject<Env> {
   /** Something was queued: set the backstop alarm, then drain now. */
   private wake(): void {
     this.scheduleAlarm();
-    void this.outbox.drain().then(() => {
-      // One commit for the pass: the rows handed over go, then the log entries they held.
-      this.outbox.settle();
-      this.log.purgeDelivered();
-      this.scheduleAlarm();
-    });
+    void this.drain();
+  }
+
+  /** Hands over what is due, then, in one commit, drops the rows handed over and the log entries they held. */
+  private async drain(): Promise<void> {
+    await this.outbox.drain();
+    this.outbox.settle();
+    this.log.purgeDelivered();
+    this.scheduleAlarm();
   }
 
   // ---- plumbing ----------------------------------------------------------
@@ -277,13 +274,9 @@ export class GroupObject extends DurableObject<Env> {
     return this.env.USERS.getByName(user).handoff(user, `group:${group}`, resolved);
   }
 
-  /** One write transaction; the outbox's pending deletes commit with it (see src/outbox.ts). */
+  /** One write transaction; what it queued in the outbox is drained once it committed. */
   private transaction<T>(fn: () => T): T {
-    return this.ctx.storage.transactionSync(() => {
-      const result = fn();
-      this.outbox.settle();
-      return result;
-    });
+    return this.outbox.transaction(this.ctx.storage, fn, () => this.wake());
   }
 
   private groupId(): string {
@@ -304,13 +297,11 @@ export class GroupObject extends DurableObject<Env> {
 
   /** Runs a change in one transaction (a refusal writes nothing), then fans it out; answers with the group. */
   private change(fn: () => void): Result<GroupView> {
-    const result = this.run(() =>
+    return this.run(() =>
       this.transaction(() => {
         fn();
         return this.roster.view();
       }),
     );
-    if (result.ok) this.wake();
-    return result;
   }
 }

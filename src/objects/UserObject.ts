@@ -62,8 +62,6 @@ export class UserObject extends DurableObject<Env> {
   private readonly limits = new RateLimiter();
   /** Frames being handled right now (an input to load shedding). */
   private framesInFlight = 0;
-  /** A wake() is due after the current transaction (mediaCopiesRemoved). */
-  private wakeQueued = false;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -89,7 +87,6 @@ export class UserObject extends DurableObject<Env> {
       self: () => this.self(),
       push: (json, except) => this.push(json, except),
       sendTo: (device, json) => this.sendTo(device, json),
-      wake: () => this.wake(),
       readReceipts: () => this.privacy.get().readReceipts,
       keyDevices: async (user) => (user === this.self() ? this.keys.current() : this.env.USERS.getByName(user).currentKeyDevices()),
     });
@@ -424,13 +421,9 @@ export class UserObject extends DurableObject<Env> {
   }
 
   /** Sets the alarm to the earliest thing that needs it. */
-  /** One write transaction; the outbox's pending deletes commit with it (see src/outbox.ts). */
+  /** One write transaction; what it queued in the outbox is drained once it committed. */
   private transaction<T>(fn: () => T): T {
-    return this.ctx.storage.transactionSync(() => {
-      const result = fn();
-      this.outbox.settle();
-      return result;
-    });
+    return this.outbox.transaction(this.ctx.storage, fn, () => this.wake());
   }
 
   private scheduleAlarm(): void {
@@ -469,16 +462,10 @@ export class UserObject extends DurableObject<Env> {
 
   /**
    * Inside the transaction that removed inbox entries: media messages no longer
-   * held here are released (src/user/media-holds.ts). The wake-up waits for a
-   * microtask, so the drain never reads the outbox before that transaction ended.
+   * held here are released (src/user/media-holds.ts); the transaction drains them.
    */
   private mediaCopiesRemoved(): void {
-    if (!sweepHolds(this.sql, this.outbox, this.userId ?? "", Date.now()) || this.wakeQueued) return;
-    this.wakeQueued = true;
-    queueMicrotask(() => {
-      this.wakeQueued = false;
-      this.wake();
-    });
+    sweepHolds(this.sql, this.outbox, this.userId ?? "", Date.now());
   }
 
   /** Something was queued: set the backstop alarm, then drain now. */

@@ -28,8 +28,6 @@ export interface ChatDeps {
   /** Sends to every connected device but `except`. */
   push(json: string, except?: string): void;
   sendTo(device: string, json: string): void;
-  /** Something was queued in the outbox: drain it. */
-  wake(): void;
   /** Privacy: false = this user sends no read receipts and is shown none. */
   readReceipts(): boolean;
   /** The current e2ee devices of a user (this user's from its key directory, others' by RPC). */
@@ -167,7 +165,6 @@ export class ChatService {
     // The output gate holds these frames until the transaction above is durable.
     safeSend(ws, JSON.stringify({ type: "sent", id: frame.id, msg, ts: now }));
     if (ownCopy !== null) this.d.push(ownCopy, device);
-    this.d.wake();
   }
 
   // ---- ack and read ----------------------------------------------------------
@@ -175,7 +172,6 @@ export class ChatService {
   private ack(seq: number, device: string, now: number): void {
     const { sql, inbox } = this.d;
     if (seq > inbox.head) throw new AppError("bad_ack", `seq ${seq} is past the head ${inbox.head}`);
-    let queued = false;
     this.d.transaction(() => {
       const prev = inbox.ack(device, seq, now);
       if (prev === null) return;
@@ -188,17 +184,15 @@ export class ChatService {
         .toArray();
       if (rows.length > 0) {
         sql.exec("UPDATE received SET delivered = 1 WHERE seq > ? AND seq <= ? AND delivered = 0", prev, seq);
-        queued = this.queueReceipts(rows, "delivered", now);
+        this.queueReceipts(rows, "delivered", now);
       }
       inbox.purgeAcknowledged(seq, now);
     });
-    if (queued) this.d.wake();
   }
 
   private read(chat: Chat, upTo: string, device: string, now: number): void {
     const { sql, inbox } = this.d;
     const key = chatKey(chat);
-    let queued = false;
     let sync: string | null = null;
     this.d.transaction(() => {
       // msg ids sort by time of acceptance, so "up to" is a string comparison.
@@ -212,17 +206,16 @@ export class ChatService {
       if (rows.length === 0) return;
       // A read implies delivered: no separate delivered receipt follows.
       sql.exec("UPDATE received SET read = 1, delivered = 1 WHERE chat = ? AND msg <= ? AND read = 0", key, upTo);
-      queued = this.queueReceipts(rows, "read", now);
+      this.queueReceipts(rows, "read", now);
       // The user's other devices learn the chat was read (unread counts stay in sync).
       const event = { type: "event", chat, event: { kind: "read", upTo }, ts: now };
       sync = inbox.append("event", key, event, { origin: device, ts: now }).json;
     });
     if (sync !== null) this.d.push(sync, device);
-    if (queued) this.d.wake();
   }
 
   /** Queues receipts to each chat's sender side (the peer's object, or the group's). */
-  private queueReceipts(rows: Array<{ msg: string; chat: string; delivered?: number }>, status: "delivered" | "read", now: number): boolean {
+  private queueReceipts(rows: Array<{ msg: string; chat: string; delivered?: number }>, status: "delivered" | "read", now: number): void {
     if (status === "read" && !this.d.readReceipts()) {
       // Read receipts off (privacy): none is sent, but delivered still flows for what no device acked yet.
       rows = rows.filter((r) => r.delivered === 0);
@@ -241,7 +234,6 @@ export class ChatService {
         this.d.outbox.enqueue(chat, "receipt", payload, now);
       }
     }
-    return byChat.size > 0;
   }
 
   // ---- hand-offs from other objects ---------------------------------------------
@@ -315,7 +307,6 @@ export class ChatService {
       if (key.startsWith("user:")) outbox.enqueue(key, "settings", change, now);
     });
     this.d.push(json);
-    this.d.wake();
     return retention.settings(key);
   }
 
@@ -350,7 +341,6 @@ export class ChatService {
       outbox.enqueue(key, "amend", amendment, now);
     });
     if (json !== null) this.d.push(json);
-    this.d.wake();
   }
 
   private amendFromPeer(from: string, a: Amendment, now: number, pushes: string[]): HandoffResult {
