@@ -120,7 +120,7 @@ export class Inbox {
 
   /** Deletes entries up to `upTo` that every device seen in the last 30 days holds. */
   purgeAcknowledged(upTo: number, now: number): void {
-    this.sql.exec(
+    const deleted = this.sql.exec(
       `DELETE FROM inbox WHERE seq <= ? AND NOT EXISTS (
          SELECT 1 FROM devices d
          WHERE d.last_seen >= ? AND d.acked < inbox.seq AND (inbox.origin IS NULL OR inbox.origin <> d.device)
@@ -128,7 +128,8 @@ export class Inbox {
       upTo,
       now - DEVICE_STALE_MS,
     );
-    this.removed();
+    // Runs on every ack and send: the hook (a query) only when something left.
+    if (deleted.rowsWritten > 0) this.removed();
   }
 
   /** Deletes entries older than the retention period, recording them as a gap. */
