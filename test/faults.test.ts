@@ -122,14 +122,20 @@ async function repeatHandoffs(caller: string, rows: OutboxRow[]): Promise<void> 
   await runDurableObjectAlarm(env.USERS.getByName(caller));
 }
 
+/** Alice and Bob, one connected phone each. */
+async function connectedPair() {
+  const aliceId = uid("alice");
+  const bobId = uid("bob");
+  const alice = new ReliableDevice(aliceId, "phone", await token(aliceId));
+  const bob = new ReliableDevice(bobId, "phone", await token(bobId));
+  await alice.connect();
+  await bob.connect();
+  return { aliceId, bobId, alice, bob };
+}
+
 describe("hand-offs repeated after the caller lost track of them", () => {
   it("a message handed to Bob's object twice is stored and shown once", async () => {
-    const aliceId = uid("alice");
-    const bobId = uid("bob");
-    const alice = new ReliableDevice(aliceId, "phone", await token(aliceId));
-    const bob = new ReliableDevice(bobId, "phone", await token(bobId));
-    await alice.connect();
-    await bob.connect();
+    const { aliceId, bobId, alice, bob } = await connectedPair();
     await env.USERS.getByName(bobId).failNextHandoffs(1);
     alice.send({ user: bobId }, "m1", "twice handed, once shown");
     const rows = await pendingHandoffs(aliceId);
@@ -147,12 +153,7 @@ describe("hand-offs repeated after the caller lost track of them", () => {
   });
 
   it("a delivered receipt handed to Alice's object twice is reported once", async () => {
-    const aliceId = uid("alice");
-    const bobId = uid("bob");
-    const alice = new ReliableDevice(aliceId, "phone", await token(aliceId));
-    const bob = new ReliableDevice(bobId, "phone", await token(bobId));
-    await alice.connect();
-    await bob.connect();
+    const { aliceId, bobId, alice, bob } = await connectedPair();
     alice.send({ user: bobId }, "m1", "one tick, then two, once");
     await until([alice, bob], () => alice.sent.has("m1"), "sent");
     await env.USERS.getByName(aliceId).failNextHandoffs(1);
