@@ -281,6 +281,36 @@ describe("groups", () => {
     expect(await errorCode(notSender)).toBe("forbidden");
   });
 
+  it("members' receipts arriving together are committed together: each is answered, a hand-off that throws fails alone, the sender gets one delivered", async () => {
+    const alice = uid("alice");
+    const members = users("rcpt", 30);
+    const group = await createGroup(await token(alice), "Group commit", members);
+    const a = await connect(alice);
+    a.send({ type: "send", id: "gc1", to: { group: group.id }, text: "everyone at once" });
+    const { msg } = await a.next("sent");
+    const stub = env.GROUPS.getByName(group.id);
+    for (let i = 0; i < 100 && !(await runInDurableObject(stub, (_o, s) => s.storage.sql.exec("SELECT 1 FROM messages WHERE msg = ?", msg).toArray().length > 0)); i++) await sleep(20);
+    const receipt = (user: string) => [{ op: "receipt", payload: { msgs: [msg], status: "delivered", by: user, ts: Date.now() } }];
+
+    // The first call's commit is under way while the others arrive: they share the next batch,
+    // and one of them carries a post whose payload makes the group throw.
+    const first = stub.handoff(group.id, `user:${members[0]}`, receipt(members[0]!));
+    const rest = members.slice(1).map((m) => stub.handoff(group.id, `user:${m}`, receipt(m)));
+    const broken = stub.handoff(group.id, `user:${members[1]}`, [{ op: "post", payload: null }]);
+    const settled = await Promise.allSettled([first, ...rest, broken]);
+    expect(settled.slice(0, -1).map((r) => r.status === "fulfilled" && r.value)).toEqual(members.map(() => [{ ok: true }]));
+    expect(settled.at(-1)).toMatchObject({ status: "rejected", reason: expect.objectContaining({ message: expect.stringContaining("null") }) });
+
+    const delivered = await a.next("receipt");
+    expect(delivered).toMatchObject({ chat: { group: group.id }, msgs: [msg], status: "delivered" });
+    const res = await call(`/v1/groups/${group.id}/messages/${msg}/receipts`, { token: await token(alice) });
+    const view = MemberReceipt.array().parse(await res.json());
+    expect(view).toHaveLength(30);
+    expect(view.every((r) => r.deliveredAt !== undefined)).toBe(true);
+    await sleep(100);
+    expect(a.all("receipt")).toEqual([]);
+  });
+
   it("evicting the group object in the middle of a fan-out to offline members still delivers every message exactly once when they connect", async () => {
     const alice = uid("alice");
     const members = users("off", 20);

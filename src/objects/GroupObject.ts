@@ -30,6 +30,13 @@ import type { ChatSettings, ChatSettingsBody, GroupView } from "../protocol";
 import { migrate } from "../sqlite";
 import { TaskPool } from "../user/taskpool";
 
+interface QueuedHandoff {
+  user: string;
+  items: OutboxItem[];
+  done: (results: HandoffResult[]) => void;
+  failed: (err: unknown) => void;
+}
+
 export class GroupObject extends DurableObject<Env> {
   private readonly sql: SqlStorage;
   private readonly outbox: Outbox;
@@ -41,6 +48,9 @@ export class GroupObject extends DurableObject<Env> {
   /** Typing relays: a few at a time, at most one round for the whole roster queued. */
   private readonly typingRelays = new TaskPool("group typing", 6, MAX_GROUP_MEMBERS);
   private readonly clock: AlarmClock;
+  /** Members' hand-offs waiting for the next group commit (see handoff()). */
+  private readonly handoffQueue: QueuedHandoff[] = [];
+  private committingHandoffs = false;
   /** Test-only failure injection (see failNextHandoffs); in memory on purpose: eviction clears it. */
   private readonly failures = new Map<string, { count: number; when: "before" | "after" }>();
 
@@ -148,33 +158,80 @@ export class GroupObject extends DurableObject<Env> {
 
   // ---- RPC: members' objects hand things over ----------------------------------
 
-  /** Posts and receipts from members' outboxes, in order. Idempotent per item. */
+  /**
+   * Posts and receipts from members' outboxes, in order. Idempotent per item.
+   *
+   * Group commit: a post to 200 members brings 199 receipt hand-offs, and each
+   * used to be its own transaction and disk commit. Calls that arrive while
+   * the previous batch is being made durable wait and go into the next
+   * transaction together; every call is answered after its batch is durable
+   * (the output gate would hold the answer anyway). One call that throws does
+   * not fail the others: the batch is then redone one call per transaction.
+   */
   async handoff(_to: string, from: string, items: OutboxItem[]): Promise<HandoffResult[]> {
     if (!from.startsWith("user:")) return items.map(() => fail("bad_frame", `unknown sender ${from}`));
     const user = from.slice("user:".length);
-    const now = Date.now();
-    const results = this.transaction(() =>
-      items.map((item): HandoffResult => {
-        if (item.op === "post") return this.post(user, item.payload as PostPayload, now);
-        if (item.op === "amend") {
-          this.retention.amend(this.groupId(), user, item.payload as Amendment, now);
-          return { ok: true };
+    return new Promise((done, failed) => {
+      this.handoffQueue.push({ user, items, done, failed });
+      if (!this.committingHandoffs) void this.commitHandoffs();
+    });
+  }
+
+  private async commitHandoffs(): Promise<void> {
+    this.committingHandoffs = true;
+    try {
+      while (this.handoffQueue.length > 0) {
+        const batch = this.handoffQueue.splice(0);
+        const now = Date.now();
+        let results: (HandoffResult[] | null)[];
+        try {
+          results = this.transaction(() => batch.map((h) => this.applyHandoff(h.user, h.items, now)));
+        } catch {
+          results = batch.map((h) => {
+            try {
+              return this.transaction(() => this.applyHandoff(h.user, h.items, now));
+            } catch (err) {
+              h.failed(err);
+              return null;
+            }
+          });
         }
-        if (item.op === MEDIA_RELEASE) {
-          // A member's object (or a former member's) no longer holds these messages.
-          this.media.released(from, (item.payload as MediaReleasePayload).msgs, now);
-          return { ok: true };
+        try {
+          await this.ctx.storage.sync();
+        } catch (err) {
+          batch.forEach((h) => h.failed(err));
+          continue;
         }
-        if (item.op === "receipt") {
-          const r = item.payload as ReceiptPayload;
-          // Only the calling member's own status: `by` in the payload is not trusted.
-          if (this.roster.roleOf(user) !== null) this.receipts.record(user, r.msgs, r.status, r.ts, now);
-          return { ok: true };
-        }
-        return fail("bad_frame", `unknown hand-off ${item.op}`);
-      }),
-    );
-    return results;
+        batch.forEach((h, i) => {
+          const r = results[i];
+          if (r) h.done(r);
+        });
+      }
+    } finally {
+      this.committingHandoffs = false;
+    }
+  }
+
+  private applyHandoff(user: string, items: OutboxItem[], now: number): HandoffResult[] {
+    return items.map((item): HandoffResult => {
+      if (item.op === "post") return this.post(user, item.payload as PostPayload, now);
+      if (item.op === "amend") {
+        this.retention.amend(this.groupId(), user, item.payload as Amendment, now);
+        return { ok: true };
+      }
+      if (item.op === MEDIA_RELEASE) {
+        // A member's object (or a former member's) no longer holds these messages.
+        this.media.released(`user:${user}`, (item.payload as MediaReleasePayload).msgs, now);
+        return { ok: true };
+      }
+      if (item.op === "receipt") {
+        const r = item.payload as ReceiptPayload;
+        // Only the calling member's own status: `by` in the payload is not trusted.
+        if (this.roster.roleOf(user) !== null) this.receipts.record(user, r.msgs, r.status, r.ts, now);
+        return { ok: true };
+      }
+      return fail("bad_frame", `unknown hand-off ${item.op}`);
+    });
   }
 
   private post(user: string, p: PostPayload, now: number): HandoffResult {
