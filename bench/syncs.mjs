@@ -6,6 +6,8 @@
 //
 //   node bench/syncs.mjs [messages] [group size]      (needs strace)
 import { spawn, spawnSync } from "node:child_process";
+import { readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startDevServer } from "../scripts/dev-server.mjs";
 import { Client, tokenFor } from "./lib/client.mjs";
@@ -27,18 +29,39 @@ async function device(user) {
   return c;
 }
 
-/** Counts the syncs of `pid` while fn runs (strace -c summary). */
+/**
+ * Counts the syncs of `pid` while fn runs, by the file synced: the objects'
+ * databases per class, and the runtime's per-class alarm index (metadata.sqlite),
+ * which local workerd updates with its own commit whenever an alarm moves.
+ */
 async function syncsDuring(pid, fn) {
-  const trace = spawn("strace", ["-f", "-c", "-e", "trace=fsync,fdatasync", "-p", String(pid)], { stdio: ["ignore", "ignore", "pipe"] });
-  let out = "";
-  trace.stderr.on("data", (d) => (out += d));
+  const file = join(tmpdir(), `relay-syncs-${process.pid}-${Date.now()}.txt`);
+  const trace = spawn("strace", ["-f", "-y", "-o", file, "-e", "trace=fsync,fdatasync", "-p", String(pid)], { stdio: "ignore" });
   await sleep(500); // attached
   await fn();
   await sleep(1500); // commits that follow the last frame (deletes, alarms)
   trace.kill("SIGINT");
   await new Promise((r) => trace.on("close", r));
-  const calls = (name) => Number(out.split("\n").find((l) => l.trim().endsWith(` ${name}`))?.trim().split(/\s+/)[3] ?? 0);
-  return calls("fsync") + calls("fdatasync");
+  const by = {};
+  let total = 0;
+  for (const line of readFileSync(file, "utf8").split("\n")) {
+    const m = /sync\(\d+<([^>]*)>/.exec(line);
+    if (!m) continue;
+    total++;
+    const cls = /-(\w+Object)\//.exec(m[1])?.[1] ?? "other";
+    const key = m[1].includes("metadata.sqlite") ? `${cls} alarms` : cls;
+    by[key] = (by[key] ?? 0) + 1;
+  }
+  rmSync(file, { force: true });
+  return { total, by };
+}
+
+/** "UserObject 2.1, GroupObject alarms 0.1, ..." per unit. */
+function breakdown(by, per) {
+  return Object.entries(by)
+    .sort((a, b) => b[1] - a[1])
+    .map(([k, n]) => `${k} ${(n / per).toFixed(2)}`)
+    .join(", ");
 }
 
 try {
@@ -53,7 +76,8 @@ try {
       await sleep(40); // under the send rate limit
     }
   });
-  console.log(`one-to-one: ${(oneToOne / N).toFixed(1)} syncs per message (${oneToOne} for ${N}, send -> delivered, receiver acks)`);
+  console.log(`one-to-one: ${(oneToOne.total / N).toFixed(1)} syncs per message (${oneToOne.total} for ${N}, send -> delivered, receiver acks)`);
+  console.log(`  per message: ${breakdown(oneToOne.by, N)}`);
 
   const members = Array.from({ length: GROUP }, (_, i) => `g${i}-${run}`);
   const devices = [];
@@ -73,7 +97,8 @@ try {
     }
     await sleep(1500); // receipts back to the group
   });
-  console.log(`group of ${GROUP}: ${(posts / POSTS).toFixed(0)} syncs per post, ${(posts / POSTS / (GROUP - 1)).toFixed(2)} per member (${posts} for ${POSTS} posts, members ack)`);
+  console.log(`group of ${GROUP}: ${(posts.total / POSTS).toFixed(0)} syncs per post, ${(posts.total / POSTS / (GROUP - 1)).toFixed(2)} per member (${posts.total} for ${POSTS} posts, members ack)`);
+  console.log(`  per member: ${breakdown(posts.by, POSTS * (GROUP - 1))}`);
 } finally {
   server.stop();
 }
