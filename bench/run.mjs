@@ -5,22 +5,25 @@
 // bench/results/latest.md and bench/results/latest.svg. The server's process
 // group is killed at the end, whatever happens.
 //
-//   node bench/run.mjs [--quick] [--scale <x>] [--only s1,s3] [--no-write] [--profile]
+//   node bench/run.mjs [--quick] [--scale <x>] [--only s1,s3] [--no-write] [--profile] [--state-dir <dir>]
 //
 // --quick: about a minute (smaller counts, shorter runs) plus about 2 for s7; default about 5 min plus about 4 for s7.
 // s7 bundles the client library (src/client/) with esbuild into a temporary file.
 // --scale: multiplies every count and duration (e.g. 0.5, 2).
+// --state-dir: where the server's state lives (default: the system temp dir). A
+//   local commit waits for a disk sync; --state-dir /dev/shm (tmpfs) shows what
+//   the same run costs without them.
 // --profile: CPU-profiles the server (inspector) during each scenario; writes
 //   bench/results/profile-<scenario>.cpuprofile and prints the top self time.
 import { execSync } from "node:child_process";
-import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
-import { startDevServer } from "../scripts/dev-server.mjs";
+import { freePort, startDevServer } from "../scripts/dev-server.mjs";
 import { counters } from "./lib/client.mjs";
 import { checkBenchConfig } from "./lib/config.mjs";
 import { renderMarkdown } from "./lib/markdown.mjs";
-import { connectProfiler, topSelf } from "./lib/profiler.mjs";
+import { connectInspector, jsHeapUsed, profilerOn, topSelf } from "./lib/profiler.mjs";
 import { renderSvg } from "./lib/svg.mjs";
 import { cpuBetween, serverSample } from "./lib/stats.mjs";
 import { scenarioCatchUp } from "./scenarios/catchup.mjs";
@@ -63,18 +66,39 @@ log(`starting wrangler dev (bench/wrangler.toml), mode ${quick ? "quick" : "defa
 // The server's own output goes to a file: errors it logged are counted in the report.
 const serverLog = process.env.BENCH_SERVER_LOG ?? join(tmpdir(), `relay-bench-${process.pid}.log`);
 const profiling = flag("--profile");
-const inspectorPort = profiling ? 9300 + (process.pid % 500) : undefined;
-const server = await startDevServer({ config: join(root, "bench", "wrangler.toml"), observability: false, inspectorPort, log: (text) => appendFileSync(serverLog, text) });
-const profiler = profiling ? await connectProfiler(inspectorPort) : null;
+const stateParent = option("--state-dir");
+const inspectorPort = await freePort();
+const server = await startDevServer({
+  config: join(root, "bench", "wrangler.toml"),
+  observability: false,
+  inspectorPort,
+  persistTo: stateParent ? mkdtempSync(join(stateParent, "relay-bench-")) : undefined,
+  log: (text) => appendFileSync(serverLog, text),
+});
+/** Stops the server; a state directory made under --state-dir goes with it (startDevServer removes its own). */
+function stopServer() {
+  server.stop();
+  if (stateParent) rmSync(server.state, { recursive: true, force: true });
+}
+const inspector = await connectInspector(inspectorPort);
+const profiler = profiling ? await profilerOn(inspector) : null;
+/** The filesystem that holds the objects' SQLite files: a local commit waits for its sync. */
+const stateFs = (() => {
+  try {
+    return execSync(`stat -f -c %T ${JSON.stringify(server.state)}`, { encoding: "utf8" }).trim();
+  } catch {
+    return "unknown";
+  }
+})();
 for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"]) {
   process.on(sig, () => {
-    server.stop();
+    stopServer();
     process.exit(130);
   });
 }
 process.on("uncaughtException", (err) => {
   console.error("[bench] uncaught:", err);
-  server.stop();
+  stopServer();
   process.exit(1);
 });
 
@@ -99,6 +123,8 @@ const ctx = {
       if (b.runtimeTicks - a.runtimeTicks <= 2 || performance.now() > deadline) return;
     }
   },
+  /** Bytes of the server's JS heap in use after a full GC. */
+  jsHeap: () => jsHeapUsed(inspector),
   /** A count for this mode and scale. */
   count: (full, quickValue) => Math.max(1, Math.round((quick ? quickValue : full) * scale)),
 };
@@ -141,8 +167,8 @@ try {
     for (const f of result.figures ?? []) log(`  ${f.name}: ${f.value} ${f.unit ?? ""}`);
   }
 } finally {
-  profiler?.close();
-  server.stop();
+  inspector.close();
+  stopServer();
 }
 
 // What the server logged besides request lines: uncaught errors, warnings, stack traces.
@@ -167,6 +193,7 @@ const report = {
   commit,
   machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? "", memGiB: Math.round(totalmem() / 2 ** 30), loadAvgAtEnd: loadavg()[0] },
   node: process.version,
+  state: { dir: server.state, fs: stateFs },
   wrangler: JSON.parse(readFileSync(join(root, "node_modules", "wrangler", "package.json"), "utf8")).version,
   results,
   serverErrors: { count: serverErrors.length, first: serverErrors.slice(0, 5) },

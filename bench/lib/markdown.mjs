@@ -12,7 +12,7 @@ export function renderMarkdown(report) {
   out.push("# Benchmark results", "");
   out.push(
     `Run ${report.startedAt.slice(0, 16).replace("T", " ")} UTC, mode **${report.mode}** (scale ${report.scale}), commit \`${report.commit}\`, ` +
-      `${report.machine.cpus} CPUs (${report.machine.cpuModel.trim()}), Node ${report.node}, wrangler ${report.wrangler} (\`wrangler dev\`, local SQLite). ` +
+      `${report.machine.cpus} CPUs (${report.machine.cpuModel.trim()}), Node ${report.node}, wrangler ${report.wrangler} (\`wrangler dev\`, local SQLite on ${report.state?.fs ?? "disk"}). ` +
       `Load average at the end: ${report.machine.loadAvgAtEnd.toFixed(1)}.`,
     "",
   );
@@ -53,7 +53,7 @@ export function renderMarkdown(report) {
     out.push("| --- | --- | ---: | ---: | ---: |");
     for (const f of figures) {
       const unit = f.unit ? ` ${f.unit}` : "";
-      out.push(`| ${esc(f.scenario)} | ${esc(f.name)} | ${num(f.value)}${unit} | ${f.floor === undefined || f.floor === null ? "–" : `${num(f.floor)}${unit}`} | ${f.floor ? x(f.value / f.floor) : "–"} |`);
+      out.push(`| ${esc(f.scenario)} | ${esc(f.name)} | ${num(f.value)}${unit} | ${f.floor === undefined || f.floor === null ? "–" : `${num(f.floor)}${unit}`} | ${f.floor > 0 && f.value >= 0 ? x(f.value / f.floor) : "–"} |`);
     }
     for (const r of cpu) {
       out.push(

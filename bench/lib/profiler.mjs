@@ -1,11 +1,11 @@
-// CPU profiles of the server during a bench run, through the inspector that
-// `wrangler dev --inspector-port` exposes (Chrome DevTools protocol). Used by
-// `node bench/run.mjs --profile`: one .cpuprofile per scenario (open it in
-// Chrome DevTools' Performance panel) and a printed top-N of self time.
+// The server's inspector (`wrangler dev --inspector-port`, Chrome DevTools
+// protocol) during a bench run: the JS heap a scenario leaves behind (scenario
+// 5) and, with `node bench/run.mjs --profile`, one CPU profile per scenario
+// (open it in Chrome DevTools' Performance panel) and a printed top-N of self time.
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-/** Connects to the worker's inspector; resolves to { start(), stop() -> profile, close() }. */
-export async function connectProfiler(port) {
+/** Connects to the worker's inspector; resolves to { call(method, params) -> result, close() }. */
+export async function connectInspector(port) {
   let targets = [];
   for (let i = 0; i < 50 && targets.length === 0; i++) {
     try {
@@ -39,12 +39,27 @@ export async function connectProfiler(port) {
       waiting.set(id, { resolve, reject });
       ws.send(JSON.stringify({ id, method, params }));
     });
+  return { call, close: () => ws.close() };
+}
+
+/**
+ * Bytes of the worker's JS heap in use after a full garbage collection (taking
+ * a heap snapshot forces one; this runtime does not answer
+ * HeapProfiler.collectGarbage). All objects of the worker share one isolate.
+ */
+export async function jsHeapUsed(inspector) {
+  await inspector.call("HeapProfiler.takeHeapSnapshot", { reportProgress: false });
+  return (await inspector.call("Runtime.getHeapUsage")).usedSize;
+}
+
+/** A CPU profiler on an inspector connection: { start(), stop() -> profile }. */
+export async function profilerOn(inspector) {
+  const { call } = inspector;
   await call("Profiler.enable");
   await call("Profiler.setSamplingInterval", { interval: 200 });
   return {
     start: () => call("Profiler.start"),
     stop: async () => (await call("Profiler.stop")).profile,
-    close: () => ws.close(),
   };
 }
 

@@ -3,7 +3,8 @@
 // much resident memory of the workerd that runs the objects each idle socket
 // costs (RSS after minus before, divided), right after connecting and after an
 // idle period long enough for the objects to hibernate. The floor: as many
-// sockets, shaped the same, to bare objects.
+// sockets, shaped the same, to bare objects. Also the JS heap the worker still
+// uses per idle socket after a full GC: the part of the memory our code holds.
 import { Client, connectAll, floorSocket, sleep } from "../lib/client.mjs";
 import { pool, summarize } from "../lib/stats.mjs";
 import { rssBytes, workerdOf } from "../lib/procs.mjs";
@@ -26,7 +27,8 @@ function shape(total) {
 
 export async function scenarioConnections(ctx) {
   const total = ctx.count(1000, 300);
-  const idleMs = ctx.quick ? 10_000 : 15_000;
+  // Objects hibernate after 10-15 s of quiet.
+  const idleMs = ctx.quick ? 12_000 : 20_000;
   const { sockets, users, multi } = shape(total);
   const server = ctx.server;
 
@@ -42,6 +44,7 @@ export async function scenarioConnections(ctx) {
   const extras = sockets.map((x, i) => i).filter((i) => sockets[i][1] !== 0);
   const clients = sockets.map(([u, d]) => new Client({ base: ctx.base, user: ctx.user(`s5-u${u}`), device: `d${d}` }));
   const times = new Array(sockets.length);
+  const heapBefore = await ctx.jsHeap();
   const before = rss(server);
   const t0 = performance.now();
   const realConnect = (idx) => pool(idx.length, 32, async (k) => (times[idx[k]] = await clients[idx[k]].connect()));
@@ -53,6 +56,7 @@ export async function scenarioConnections(ctx) {
   const connected = rss(server);
   await sleep(idleMs);
   const idle = rss(server);
+  const heapIdle = await ctx.jsHeap();
   const closedByServer = clients.reduce((a, c) => a + c.closes.length, 0);
   for (const c of clients) c.close();
   await sleep(2_000);
@@ -68,6 +72,7 @@ export async function scenarioConnections(ctx) {
       floorSockets[idx[k]] = await floorSocket(ctx.base, ctx.user(`s5-floor-u${u}`), `d${d}`);
       fTimes[idx[k]] = performance.now() - t;
     });
+  const fHeapBefore = await ctx.jsHeap();
   const fBefore = rss(server);
   const f0 = performance.now();
   await floorConnect(firsts);
@@ -78,6 +83,7 @@ export async function scenarioConnections(ctx) {
   const fConnected = rss(server);
   await sleep(idleMs);
   const fIdle = rss(server);
+  const fHeapIdle = await ctx.jsHeap();
   for (const ws of floorSockets) ws.close();
 
   const kib = (a, b, key, count) => (count > 0 ? (b[key] - a[key]) / count / 1024 : null);
@@ -89,6 +95,7 @@ export async function scenarioConnections(ctx) {
     { name: `runtime workerd RSS per socket, after ${idleMs / 1000} s idle`, value: perIdle, unit: "KiB", floor: kib(fBefore, fIdle, "runtime", total) },
     { name: `  of which per user object (first socket of each of ${users} users)`, value: kib(before, afterObjects, "runtime", firsts.length), unit: "KiB", floor: kib(fBefore, fAfterObjects, "runtime", firsts.length) },
     { name: `  of which per further socket on an existing object (${extras.length})`, value: kib(afterObjects, connected, "runtime", extras.length), unit: "KiB", floor: kib(fAfterObjects, fConnected, "runtime", extras.length) },
+    { name: `JS heap per socket after ${idleMs / 1000} s idle (after a full GC: what the objects' code keeps)`, value: (heapIdle - heapBefore) / total / 1024, unit: "KiB", floor: (fHeapIdle - fHeapBefore) / total / 1024 },
     { name: "proxy workerd (wrangler dev only) RSS per socket, idle", value: kib(before, idle, "proxy", total), unit: "KiB", floor: kib(fBefore, fIdle, "proxy", total) },
   ];
   return {
@@ -105,6 +112,7 @@ export async function scenarioConnections(ctx) {
     notes: [
       `${multi} users with ${DEVICES} devices and ${users - multi} with one; RSS of the workerd that runs the objects went from ${(before.runtime / 2 ** 20).toFixed(1)} MiB to ${(connected.runtime / 2 ** 20).toFixed(1)} MiB connected and ${(idle.runtime / 2 ** 20).toFixed(1)} MiB after the idle period (locally, memory is not returned when objects hibernate)`,
       "RSS deltas carry allocator noise of some MiB: per-socket differences under ~50 KiB (and the floor's split between objects and further sockets) are within it",
+      `the worker's JS heap (all objects share one isolate) went from ${(heapBefore / 2 ** 20).toFixed(1)} MiB to ${(heapIdle / 2 ** 20).toFixed(1)} MiB with every socket idle: hibernated objects leave their sockets' attachments and nothing else in it; the rest of the RSS is the runtime's own (its per-object SQLite and socket state), which the floor's bare objects also pay`,
       "wrangler dev runs two workerd processes: one proxies the public port (not present in production), one runs the Worker and its objects; the target is checked on the latter",
     ],
   };
