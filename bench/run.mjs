@@ -18,6 +18,7 @@
 import { execSync } from "node:child_process";
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir, totalmem } from "node:os";
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import { join } from "node:path";
 import { freePort, startDevServer } from "../scripts/dev-server.mjs";
 import { counters } from "./lib/client.mjs";
@@ -139,6 +140,9 @@ try {
     const before = serverSample(server);
     const framesBefore = counters.framesIn;
     let result;
+    // A stall of this process (GC, a burst of client work) shows up as latency: measure it.
+    const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+    loopDelay.enable();
     await profiler?.start();
     try {
       result = await fn(ctx);
@@ -148,6 +152,7 @@ try {
       failed = true;
     }
     const cpu = cpuBetween(before, serverSample(server));
+    loopDelay.disable();
     if (profiler) {
       const profile = await profiler.stop();
       mkdirSync(join(root, "bench", "results"), { recursive: true });
@@ -157,7 +162,7 @@ try {
       for (const r of t.top) log(`    ${r.ms.toFixed(1).padStart(9)} ms ${(r.share * 100).toFixed(1).padStart(5)}%  ${r.fn}`);
     }
     const frames = counters.framesIn - framesBefore;
-    result.cpu = { ...cpu, framesIn: frames, serverUsPerFrame: frames > 0 ? (cpu.serverMs * 1000) / frames : null, runtimeUsPerFrame: frames > 0 ? (cpu.runtimeMs * 1000) / frames : null };
+    result.cpu = { ...cpu, clientLoopDelayMs: { p99: loopDelay.percentile(99) / 1e6, max: loopDelay.max / 1e6 }, framesIn: frames, serverUsPerFrame: frames > 0 ? (cpu.serverMs * 1000) / frames : null, runtimeUsPerFrame: frames > 0 ? (cpu.runtimeMs * 1000) / frames : null };
     results.push(result);
     log(`${id} done in ${(cpu.wallMs / 1000).toFixed(1)} s${result.skipped ? ` (skipped: ${result.skipped})` : ""}`);
     for (const row of result.rows ?? []) {

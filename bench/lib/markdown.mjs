@@ -60,6 +60,10 @@ export function renderMarkdown(report) {
         `| ${esc(r.title)} | server CPU per frame received by clients (all wrangler processes; workerd runtime alone) | ${num(r.cpu.serverUsPerFrame)} µs (${num(r.cpu.runtimeUsPerFrame)} µs) | | |`,
       );
     }
+    for (const r of report.results.filter((x) => x.cpu?.clientLoopDelayMs && !x.skipped)) {
+      const d = r.cpu.clientLoopDelayMs;
+      out.push(`| ${esc(r.title)} | bench client's event-loop delay p99 / max (a stall here is latency in every figure) | ${ms(d.p99)} / ${ms(d.max)} ms | | |`);
+    }
     out.push("");
   }
 
@@ -80,6 +84,9 @@ export function renderMarkdown(report) {
   const notes = report.results.flatMap((r) => [
     ...(r.notes ?? []).map((n) => `${r.title}: ${n}`),
     ...(r.cpu?.clientPct > 150 ? [`${r.title}: the client process used ${r.cpu.clientPct.toFixed(0)}% CPU (of ${report.machine.cpus * 100}%); figures include client-side queueing`] : []),
+    ...(r.cpu?.clientLoopDelayMs?.max > 250
+      ? [`${r.title}: the bench client's own event loop stalled for up to ${ms(r.cpu.clientLoopDelayMs.max)} ms; a latency maximum near that is the client's, not the server's`]
+      : []),
   ]);
   const tick = "`";
   notes.push(

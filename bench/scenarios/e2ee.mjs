@@ -16,11 +16,14 @@
 // opening, and writing the moved key state before the ack.
 import { chatClient, clientLibrary, cryptoTime, requests, startClient } from "../lib/chat-client.mjs";
 import { sleep } from "../lib/client.mjs";
+import { watchStalls } from "../lib/stalls.mjs";
 import { pool, ratio, summarize } from "../lib/stats.mjs";
 import { createGroup } from "./groups.mjs";
 import { summarizeErrors } from "./latency.mjs";
 
 const MIN_GAP_MS = 40;
+/** A one-to-one message slower than this is looked at: did this process stall meanwhile? */
+const SLOW_MS = 100;
 const TIMEOUT_MS = 10_000;
 const POST_TIMEOUT_MS = 15_000;
 /** The first encrypted post also hands the sender key to 199 devices. */
@@ -60,7 +63,7 @@ async function makePair(ctx, name, { e2ee, secondDevice = false }) {
   const b = await chatClient(ctx, ctx.user(`s7-${name}-b`), "phone", { e2ee });
   const a2 = secondDevice ? await chatClient(ctx, a.user, "tablet", { e2ee }) : null;
   const w = waiter();
-  const pair = { name, a, b, a2, clients: [a, b, ...(a2 ? [a2] : [])], arrived: new Map(), seen: new Map(), sent: new Map(), delivered: new Map(), failed: 0, errors: [], encrypted: 0, ...w };
+  const pair = { name, a, b, a2, clients: [a, b, ...(a2 ? [a2] : [])], slow: [], stalls: null, arrived: new Map(), seen: new Map(), sent: new Map(), delivered: new Map(), failed: 0, errors: [], encrypted: 0, ...w };
   b.on("message", ({ message: m, source }) => {
     if (source !== "live" || m.from !== a.user) return;
     pair.seen.set(m.id, (pair.seen.get(m.id) ?? 0) + 1);
@@ -89,7 +92,9 @@ async function ping(pair, id) {
   pair.a.send({ user: pair.b.user }, { text: textOf(id) }, id);
   const ok = await pair.until(() => pair.arrived.has(id) && pair.delivered.has(id), TIMEOUT_MS);
   if (!ok) return null;
-  return { arrive: pair.arrived.get(id) - t0, sent: pair.sent.get(id) - t0, delivered: pair.delivered.get(id) - t0 };
+  const s = { arrive: pair.arrived.get(id) - t0, sent: pair.sent.get(id) - t0, delivered: pair.delivered.get(id) - t0 };
+  if (s.arrive > SLOW_MS) pair.slow.push({ ms: s.arrive, stalled: pair.stalls?.overlaps(t0, t0 + s.arrive) ?? 0 });
+  return s;
 }
 
 async function paced(t0) {
@@ -119,8 +124,11 @@ async function oneToOne(ctx) {
     { key: "on", pair: await makePair(ctx, "on", { e2ee: true }) },
     { key: "on2", pair: await makePair(ctx, "on2", { e2ee: true, secondDevice: true }) },
   ];
+  const stalls = watchStalls();
   for (const v of variants) {
     await warmPair(v.pair, 10);
+    v.pair.slow = [];
+    v.pair.stalls = stalls;
     v.samples = { arrive: [], sent: [], delivered: [] };
     v.ids = [];
     v.seal = 0;
@@ -145,6 +153,7 @@ async function oneToOne(ctx) {
     }
   }
   await sleep(300); // late duplicates would show up here
+  stalls.stop();
   for (const v of variants) {
     v.lost = v.ids.filter((id) => !v.pair.arrived.has(id)).length;
     v.dup = [...v.pair.seen.values()].filter((c) => c > 1).length;
@@ -286,6 +295,13 @@ export async function scenarioE2ee(ctx) {
       `The ratio includes everything the clients do for e2ee: sealing (Double Ratchet step, one ciphertext per recipient device; device lists cached 60 s), opening, and storing the moved key state before the ack. ` +
       `Measured inside the clients: e2ee on ${perMsg(on)}; sender with 2 devices ${perMsg(on2)}`,
   );
+  const slowNote = (label, v) => {
+    const slow = v.pair.slow;
+    if (slow.length === 0) return `${label}: none`;
+    const stalled = slow.filter((x) => x.stalled >= SLOW_MS / 2);
+    return `${label}: ${slow.length} (slowest ${Math.round(Math.max(...slow.map((x) => x.ms)))} ms), ${stalled.length} of them while this process itself stalled`;
+  };
+  notes.push(`one-to-one messages over ${SLOW_MS} ms, and how many overlapped a stall of the bench process (its event loop blocked ≥ 100 ms, so the client, not the server, was late): ${[slowNote("e2ee off", off), slowNote("e2ee on", on), slowNote("on, 2 devices", on2)].join("; ")}`);
   if (ctx.shared.s1?.arrive?.p50) notes.push(`the client library with e2ee off vs scenario 1's bare bench client: message p50 ${ratio(off.arrive.p50, ctx.shared.s1.arrive.p50)?.toFixed(2)}×`);
   if (grp.error) {
     rows.push({ measure: `skipped: ${grp.error}`, real: null, floor: null });
