@@ -1,7 +1,7 @@
 // The pause after many objects go quiet at once: N users each write one
 // message and disconnect; meanwhile one pair pings (one message every 50 ms)
-// and every ping over 100 ms is printed, with the disk syncs the runtime made
-// per second by file kind (strace -y). Locally, about 10 s after the N objects
+// and every ping over 100 ms is printed, then the disk syncs the runtime made
+// meanwhile, by file kind (strace -y). Locally, about 10 s after the N objects
 // fall idle, workerd evicts them together and each one checkpoints its SQLite
 // WAL on the way out (syncs of the -wal and the main file), all on the one
 // runtime thread, so every other object waits. The disconnects themselves
@@ -11,19 +11,16 @@
 // object. Production places objects on many machines and threads.
 //
 //   node bench/eviction-stall.mjs [N]      (needs strace)
-import { spawn, spawnSync } from "node:child_process";
-import { readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startDevServer } from "../scripts/dev-server.mjs";
 import { Client, connectAll, sleep } from "./lib/client.mjs";
 import { workerdOf } from "./lib/procs.mjs";
+import { requireStrace, traceSyncs } from "./lib/strace.mjs";
 
 const N = Number(process.argv[2] ?? 1000);
-if (spawnSync("strace", ["-V"]).status !== 0) throw new Error("strace is not installed (apt-get install -y strace)");
+requireStrace();
 const root = new URL("..", import.meta.url).pathname;
 const server = await startDevServer({ config: join(root, "bench", "wrangler.toml"), observability: false });
-const file = join(tmpdir(), `relay-eviction-${process.pid}.txt`);
 try {
   const run = Date.now().toString(36);
   const a = new Client({ base: server.url, user: `pa-${run}` });
@@ -36,7 +33,7 @@ try {
   await sleep(3000);
   for (const c of many) c.close();
   const { runtime } = workerdOf(server);
-  const trace = spawn("strace", ["-f", "-y", "-e", "trace=fsync,fdatasync", "-o", file, "-p", String(runtime)], { stdio: "ignore" });
+  const trace = traceSyncs(runtime);
   const t0 = performance.now();
   console.log(`${N} objects wrote and went quiet; pinging for 30 s`);
   for (let i = 0; performance.now() - t0 < 30_000; i++) {
@@ -47,19 +44,14 @@ try {
     if (ms > 100) console.log(`  ping at +${((t - t0) / 1000).toFixed(1)} s took ${ms.toFixed(0)} ms`);
     await sleep(50);
   }
-  trace.kill("SIGINT");
-  await new Promise((r) => trace.on("close", r));
-  // The syncs while pinging, by the file synced: a checkpoint syncs the main file.
+  // A checkpoint syncs the main database file.
   const byKind = new Map();
-  for (const line of readFileSync(file, "utf8").split("\n")) {
-    const m = /sync\(\d+<([^>]*)>/.exec(line);
-    if (!m) continue;
-    const kind = m[1].endsWith("-wal") ? "WAL" : m[1].endsWith(".sqlite") ? "main database file" : "other";
+  for (const path of await trace.stop()) {
+    const kind = path.endsWith("-wal") ? "WAL" : path.endsWith(".sqlite") ? "main database file" : "other";
     byKind.set(kind, (byKind.get(kind) ?? 0) + 1);
   }
   console.log(`syncs in those 30 s: ${[...byKind].map(([k, n]) => `${k} ${n}`).join(", ")} (the ping pair alone: about 80 a second, nearly all WAL)`);
 } finally {
   server.stop();
-  rmSync(file, { force: true });
 }
 process.exit(0);

@@ -5,18 +5,16 @@
 // counts commits; unlike timings it does not depend on how busy the machine is.
 //
 //   node bench/syncs.mjs [messages] [group size]      (needs strace)
-import { spawn, spawnSync } from "node:child_process";
-import { readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startDevServer } from "../scripts/dev-server.mjs";
 import { Client, tokenFor } from "./lib/client.mjs";
 import { workerdOf } from "./lib/procs.mjs";
+import { requireStrace, traceSyncs } from "./lib/strace.mjs";
 
 const N = Number(process.argv[2] ?? 50);
 const GROUP = Number(process.argv[3] ?? 50);
 const POSTS = 5;
-if (spawnSync("strace", ["-V"]).status !== 0) throw new Error("strace is not installed (apt-get install -y strace)");
+requireStrace();
 const root = new URL("..", import.meta.url).pathname;
 const server = await startDevServer({ config: join(root, "bench", "wrangler.toml"), observability: false });
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -35,25 +33,18 @@ async function device(user) {
  * which local workerd updates with its own commit whenever an alarm moves.
  */
 async function syncsDuring(pid, fn) {
-  const file = join(tmpdir(), `relay-syncs-${process.pid}-${Date.now()}.txt`);
-  const trace = spawn("strace", ["-f", "-y", "-o", file, "-e", "trace=fsync,fdatasync", "-p", String(pid)], { stdio: "ignore" });
+  const trace = traceSyncs(pid);
   await sleep(500); // attached
   await fn();
   await sleep(1500); // commits that follow the last frame (deletes, alarms)
-  trace.kill("SIGINT");
-  await new Promise((r) => trace.on("close", r));
   const by = {};
-  let total = 0;
-  for (const line of readFileSync(file, "utf8").split("\n")) {
-    const m = /sync\(\d+<([^>]*)>/.exec(line);
-    if (!m) continue;
-    total++;
-    const cls = /-(\w+Object)\//.exec(m[1])?.[1] ?? "other";
-    const key = m[1].includes("metadata.sqlite") ? `${cls} alarms` : cls;
+  const paths = await trace.stop();
+  for (const path of paths) {
+    const cls = /-(\w+Object)\//.exec(path)?.[1] ?? "other";
+    const key = path.includes("metadata.sqlite") ? `${cls} alarms` : cls;
     by[key] = (by[key] ?? 0) + 1;
   }
-  rmSync(file, { force: true });
-  return { total, by };
+  return { total: paths.length, by };
 }
 
 /** "UserObject 2.1, GroupObject alarms 0.1, ..." per unit. */
