@@ -462,6 +462,24 @@ describe("media of temporary chats", () => {
   function download(url: string): Promise<Response> {
     return exports.default.fetch(new Request(BASE + url));
   }
+  /** The device that was offline comes back: it gets the message, can fetch its media, and acks it. */
+  async function lateDeviceTakes(user: string, device: string, tok: string, msg: string) {
+    const s = await open(user, device, tok);
+    const m = await s.next("message", (f) => f.msg === msg);
+    await s.next("synced");
+    expect((await download(m.media!.url)).status).toBe(200);
+    s.send({ type: "ack", seq: m.seq });
+    return m;
+  }
+  /** Released at `released`: kept (checked by `stillThere`) until a URL lifetime later, gone just after. */
+  async function keptOneUrlLifetime(sender: string, id: string, released: number, stillThere: () => Promise<void>): Promise<void> {
+    vi.setSystemTime(released + MEDIA_RELEASED_GRACE_MS - HOUR);
+    await alarms(stub(sender));
+    await stillThere();
+    vi.setSystemTime(released + MEDIA_RELEASED_GRACE_MS + 60_000);
+    await alarms(stub(sender));
+    expect(await env.MEDIA.head(id)).toBeNull();
+  }
   /** A device that was registered once and is offline now. */
   async function registered(user: string, device: string, tok: string): Promise<void> {
     const s = await connect(user, device, tok);
@@ -487,22 +505,13 @@ describe("media of temporary chats", () => {
       vi.setSystemTime(Date.now() + 25 * HOUR);
       await alarms(stub(alice), stub(bob));
       expect(await env.MEDIA.head(img.id)).not.toBeNull();
-      const laptop = await open(bob, "laptop", tokB);
-      const m = await laptop.next("message", (f) => f.msg === sent.msg);
-      await laptop.next("synced");
-      expect((await download(m.media!.url)).status).toBe(200);
-      laptop.send({ type: "ack", seq: m.seq });
+      const m = await lateDeviceTakes(bob, "laptop", tokB, sent.msg);
       // The laptop's ack removed the last copy: bob's object tells alice's.
       await until("the release reaches the sender", async () => (await refEnd(alice, img.id)) != null);
       const released = Date.now();
       expect(await refEnd(alice, img.id)).toBe(released + MEDIA_RELEASED_GRACE_MS);
       // The laptop's URL is still good until it expires: the bytes stay that long.
-      vi.setSystemTime(released + MEDIA_RELEASED_GRACE_MS - HOUR);
-      await alarms(stub(alice));
-      expect((await download(m.media!.url)).status).toBe(200);
-      vi.setSystemTime(released + MEDIA_RELEASED_GRACE_MS + 60_000);
-      await alarms(stub(alice));
-      expect(await env.MEDIA.head(img.id)).toBeNull();
+      await keptOneUrlLifetime(alice, img.id, released, async () => expect((await download(m.media!.url)).status).toBe(200));
     } finally {
       vi.useRealTimers();
     }
@@ -530,20 +539,10 @@ describe("media of temporary chats", () => {
       await alarms(stub(alice), stub(bob), stub(carol), groupStub(g));
       expect(await env.MEDIA.head(img.id)).not.toBeNull();
       expect(await refEnd(alice, img.id)).toBeNull();
-      const tablet = await open(carol, "tablet", tc);
-      const m = await tablet.next("message", (f) => f.msg === sent.msg);
-      await tablet.next("synced");
-      expect((await download(m.media!.url)).status).toBe(200);
-      tablet.send({ type: "ack", seq: m.seq });
+      await lateDeviceTakes(carol, "tablet", tc!, sent.msg);
       await until("the group releases to the sender", async () => (await refEnd(alice, img.id)) != null);
       expect(await groupHolders(g, sent.msg)).toEqual([]);
-      const released = Date.now();
-      vi.setSystemTime(released + MEDIA_RELEASED_GRACE_MS - HOUR);
-      await alarms(stub(alice));
-      expect(await env.MEDIA.head(img.id)).not.toBeNull();
-      vi.setSystemTime(released + MEDIA_RELEASED_GRACE_MS + 60_000);
-      await alarms(stub(alice));
-      expect(await env.MEDIA.head(img.id)).toBeNull();
+      await keptOneUrlLifetime(alice, img.id, Date.now(), async () => expect(await env.MEDIA.head(img.id)).not.toBeNull());
     } finally {
       vi.useRealTimers();
     }
