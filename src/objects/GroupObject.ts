@@ -181,34 +181,36 @@ export class GroupObject extends DurableObject<Env> {
     this.committingHandoffs = true;
     try {
       while (this.handoffQueue.length > 0) {
-        const batch = this.handoffQueue.splice(0);
-        const now = Date.now();
-        let results: (HandoffResult[] | null)[];
-        try {
-          results = this.transaction(() => batch.map((h) => this.applyHandoff(h.user, h.items, now)));
-        } catch {
-          results = batch.map((h) => {
-            try {
-              return this.transaction(() => this.applyHandoff(h.user, h.items, now));
-            } catch (err) {
-              h.failed(err);
-              return null;
-            }
-          });
-        }
+        const applied = this.applyBatch(this.handoffQueue.splice(0), Date.now());
         try {
           await this.ctx.storage.sync();
+          for (const [h, results] of applied) h.done(results);
         } catch (err) {
-          batch.forEach((h) => h.failed(err));
-          continue;
+          for (const [h] of applied) h.failed(err);
         }
-        batch.forEach((h, i) => {
-          const r = results[i];
-          if (r) h.done(r);
-        });
       }
     } finally {
       this.committingHandoffs = false;
+    }
+  }
+
+  /**
+   * The batch in one transaction; if a call throws, again one transaction per
+   * call, and only the call that throws fails. Returns the calls written.
+   */
+  private applyBatch(batch: QueuedHandoff[], now: number): Array<[QueuedHandoff, HandoffResult[]]> {
+    try {
+      const results = this.transaction(() => batch.map((h) => this.applyHandoff(h.user, h.items, now)));
+      return batch.map((h, i) => [h, results[i]!]);
+    } catch {
+      return batch.flatMap((h): Array<[QueuedHandoff, HandoffResult[]]> => {
+        try {
+          return [[h, this.transaction(() => this.applyHandoff(h.user, h.items, now))]];
+        } catch (err) {
+          h.failed(err);
+          return [];
+        }
+      });
     }
   }
 
