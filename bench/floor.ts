@@ -9,6 +9,8 @@
 //   frame {"to":"*", ...}       broadcast unchanged to every other socket
 //   replay=n                    n canned frames, then {"type":"synced"}, on connect
 //                               (the floor of offline catch-up)
+//   greet=1                     {"type":"synced"} on connect: a socket that has sent a
+//                               frame, as every real one has (the floor of idle memory)
 import { DurableObject } from "cloudflare:workers";
 
 export interface FloorEnv {
@@ -27,7 +29,7 @@ export class FloorObject extends DurableObject<FloorEnv> {
     for (let i = 1; i <= replay; i++) {
       pair[1].send(JSON.stringify({ type: "message", seq: i, msg: `f${i}`, from: "floor", text: `replayed ${i}` }));
     }
-    if (replay > 0) pair[1].send(JSON.stringify({ type: "synced", head: replay }));
+    if (replay > 0 || url.searchParams.get("greet") === "1") pair[1].send(JSON.stringify({ type: "synced", head: replay }));
     return new Response(null, { status: 101, webSocket: pair[0] });
   }
 

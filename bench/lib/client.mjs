@@ -325,17 +325,24 @@ export async function connectAll(clients, concurrency = 32) {
   return times;
 }
 
-/** A bare socket to the floor object (bench worker only). */
-export function floorSocket(base, room, peer, { replay = 0, onMessage } = {}) {
+/**
+ * A bare socket to the floor object (bench worker only). With `greet`, the
+ * floor sends one frame on connect and this resolves once it has arrived.
+ */
+export function floorSocket(base, room, peer, { replay = 0, greet = false, onMessage } = {}) {
   const q = new URLSearchParams({ room, peer });
   if (replay) q.set("replay", String(replay));
+  if (greet) q.set("greet", "1");
   const ws = new WebSocket(`${base.replace(/^http/, "ws")}/bench/floor/connect?${q}`);
+  let greeted;
+  const greeting = new Promise((resolve) => (greeted = resolve));
   ws.onmessage = (ev) => {
     counters.framesIn++;
+    greeted();
     onMessage?.(ev.data, performance.now());
   };
   return new Promise((resolve, reject) => {
-    ws.onopen = () => resolve(ws);
+    ws.onopen = () => (greet ? greeting.then(() => resolve(ws)) : resolve(ws));
     ws.onerror = () => reject(new Error(`floor socket ${room}/${peer} failed`));
   });
 }

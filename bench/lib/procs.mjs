@@ -1,7 +1,8 @@
 // What the benchmark reads about the server's processes, from /proc (Linux):
 // the processes of wrangler dev's process group (CPU ticks), which workerd
-// proxies the public port and which runs the Worker and its objects, and their
-// resident memory.
+// proxies the public port and which runs the Worker and its objects, their
+// resident memory and what their allocator has in use.
+import { execFile } from "node:child_process";
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 
 /** Processes of a process group: [{ pid, comm, ticks }] (ticks = utime + stime). */
@@ -83,4 +84,21 @@ export function workerdOf(server) {
   const proxy = front.length === 1 ? front[0] : null;
   const rest = w.filter((pid) => pid !== proxy);
   return { proxy, runtime: rest.length === 1 ? rest[0] : w.length === 1 ? w[0] : null, all: w };
+}
+
+/**
+ * Resolves to the bytes the process's allocator has handed out and not had back (workerd links
+ * tcmalloc; its mallinfo().uordblks is "bytes in use by application"), read by
+ * attaching gdb for a moment; null without gdb, ptrace or libc's type info.
+ * Unlike RSS, it goes down when memory is freed, so it can be compared across
+ * the steps of one run: RSS keeps whatever the allocator took at its peak.
+ */
+export function mallocInUse(pid) {
+  return new Promise((resolve) => {
+    execFile("gdb", ["-p", String(pid), "-batch", "-ex", "p ((struct mallinfo (*)(void))mallinfo)()"], { encoding: "utf8", timeout: 60_000 }, (err, out) => {
+      const m = err ? null : /uordblks = (-?\d+)/.exec(out);
+      // The field is an int: past 2 GiB it wraps, and then it says nothing.
+      resolve(m && Number(m[1]) >= 0 ? Number(m[1]) : null);
+    });
+  });
 }
