@@ -26,6 +26,7 @@ import { checkBenchConfig } from "./lib/config.mjs";
 import { renderMarkdown } from "./lib/markdown.mjs";
 import { connectInspector, jsHeapUsed, profilerOn, topSelf } from "./lib/profiler.mjs";
 import { renderSvg } from "./lib/svg.mjs";
+import { openDatabases, workerdOf } from "./lib/procs.mjs";
 import { cpuBetween, serverSample } from "./lib/stats.mjs";
 import { scenarioCatchUp } from "./scenarios/catchup.mjs";
 import { scenarioConnections } from "./scenarios/connections.mjs";
@@ -103,6 +104,12 @@ process.on("uncaughtException", (err) => {
   process.exit(1);
 });
 
+/** Databases the runtime holds open before any scenario (D1, the alarm index). */
+const baseDatabases = (() => {
+  const { runtime } = workerdOf(server);
+  return runtime ? openDatabases(runtime) : 0;
+})();
+
 const ctx = {
   base: server.url,
   server,
@@ -124,6 +131,30 @@ const ctx = {
       if (b.runtimeTicks - a.runtimeTicks <= 2 || performance.now() > deadline) return;
     }
   },
+  /**
+   * Waits until the objects the last scenario left behind are evicted: the
+   * runtime evicts objects some 10 s after their last socket closed, each one
+   * checkpointing its database on the runtime's one thread, which would land
+   * as a pause in the middle of the next scenario. Done when no more databases
+   * are open than at the start, or their number held still for 12 s (at most 60 s).
+   */
+  settle: async () => {
+    await ctx.quiesce();
+    const { runtime } = workerdOf(server);
+    if (!runtime) return;
+    const t0 = performance.now();
+    let last = openDatabases(runtime);
+    let stableSince = t0;
+    while (last > baseDatabases && performance.now() - stableSince < 12_000 && performance.now() - t0 < 60_000) {
+      await new Promise((r) => setTimeout(r, 500));
+      const now = openDatabases(runtime);
+      if (now !== last) stableSince = performance.now();
+      last = now;
+    }
+    await ctx.quiesce();
+    const waited = (performance.now() - t0) / 1000;
+    if (waited > 1) log(`  settled in ${waited.toFixed(0)} s: ${last} databases open (${baseDatabases} at the start)`);
+  },
   /** Bytes of the server's JS heap in use after a full GC. */
   jsHeap: () => jsHeapUsed(inspector),
   /** A count for this mode and scale. */
@@ -136,7 +167,7 @@ try {
   for (const [id, fn] of SCENARIOS) {
     if (only && !only.includes(id)) continue;
     log(`scenario ${id}...`);
-    await ctx.quiesce();
+    await ctx.settle();
     const before = serverSample(server);
     const framesBefore = counters.framesIn;
     let result;

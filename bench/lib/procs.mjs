@@ -87,6 +87,22 @@ export function workerdOf(server) {
 }
 
 /**
+ * How many SQLite databases a process has open (main files only): locally each
+ * awake object with storage holds its own, and closes it when evicted.
+ */
+export function openDatabases(pid) {
+  let n = 0;
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      if (readlinkSync(`/proc/${pid}/fd/${fd}`).endsWith(".sqlite")) n++;
+    } catch {
+      // closed while we looked
+    }
+  }
+  return n;
+}
+
+/**
  * Resolves to the bytes the process's allocator has handed out and not had back (workerd links
  * tcmalloc; its mallinfo().uordblks is "bytes in use by application"), read by
  * attaching gdb for a moment; null without gdb, ptrace or libc's type info.
