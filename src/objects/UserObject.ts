@@ -7,14 +7,10 @@ import { DurableObject } from "cloudflare:workers";
 import { AlarmClock } from "../alarm";
 import { ensureUser, knownUsers } from "../directory";
 import { AppError } from "../errors";
-import { HOUSEKEEPING_INTERVAL_MS, MAX_DEVICES_PER_USER, OUTBOX_RETRY_BASE_MS, MAX_FRAME_BYTES, REPLAY_CHUNK } from "../limits";
+import { HOUSEKEEPING_INTERVAL_MS, MAX_DEVICES_PER_USER, OUTBOX_RETRY_BASE_MS } from "../limits";
 import { Outbox, type HandoffResult, type OutboxItem } from "../outbox";
 import type { Result } from "../errors";
 import {
-  CLIENT_FRAME_TYPES,
-  ClientFrame,
-  PROTOCOL_VERSION,
-  describeIssues,
   type Chat,
   type ChatSettings,
   type ChatSettingsBody,
@@ -26,6 +22,7 @@ import { signFrame } from "../media/url";
 import { migrate } from "../sqlite";
 import type { Env } from "../env";
 import { ChatService } from "../user/chat";
+import { decodeFrame, parseFrame } from "../user/frames";
 import { listGroups } from "../user/groups";
 import { projectFor } from "../user/e2ee";
 import { KeyDirectory } from "../user/keys";
@@ -39,6 +36,7 @@ import type { PrivacyBody, PrivacySettings } from "../protocol";
 import { PresenceService, type PresenceView } from "../user/presence";
 import { PrivacyStore } from "../user/privacy";
 import { RateLimiter } from "../user/ratelimit";
+import { openSession } from "../user/session";
 
 export const CLOSE = { replaced: 4000, tokenExpired: 4001, policy: 4008, tooManyDevices: 4009, internal: 1011 } as const;
 
@@ -143,24 +141,7 @@ export class UserObject extends DurableObject<Env> {
     server.serializeAttachment(attachment);
 
     const { row } = this.inbox.connect(device, now);
-    safeSend(
-      server,
-      JSON.stringify({ type: "hello", protocol: PROTOCOL_VERSION, user, device, head: this.inbox.head, serverTime: now }),
-    );
-    for (const gap of this.inbox.gapsFor(row, now)) safeSend(server, JSON.stringify({ type: "gap", ...gap, reason: "expired" }));
-    let chunk: string[] = [];
-    for (const frame of this.inbox.replay(device, row.acked)) {
-      // Stored frames carry no media URL: each replay signs a fresh one.
-      // Stored frames carry no media URL (each replay signs a fresh one) and an
-      // e2ee entry goes out with only this device's ciphertext.
-      chunk.push(projectFor(signFrame(frame, this.env, now), user, device));
-      if (chunk.length >= REPLAY_CHUNK) {
-        for (const f of chunk) safeSend(server, f);
-        chunk = [];
-      }
-    }
-    for (const f of chunk) safeSend(server, f);
-    safeSend(server, JSON.stringify({ type: "synced", head: this.inbox.head }));
+    openSession(server, this.inbox, this.env, user, device, row, now);
     this.presence.reconcile(now);
     this.scheduleAlarm();
     return new Response(null, { status: 101, webSocket: client });
@@ -186,23 +167,13 @@ export class UserObject extends DurableObject<Env> {
     if (ws.readyState !== WebSocket.OPEN || this.replaced(ws, attachment)) return;
     const now = Date.now();
     if (attachment.expiresAt <= now) return safeClose(ws, CLOSE.tokenExpired, "token expired");
-    if (typeof message !== "string") {
-      safeSend(ws, errorFrame("unsupported_frame", "binary frames are not supported; send JSON text"));
+    const decoded = decodeFrame(message);
+    if (!decoded.ok) {
+      safeSend(ws, errorFrame(decoded.code, decoded.message));
       return;
     }
-    if (message.length > MAX_FRAME_BYTES || (message.length * 3 > MAX_FRAME_BYTES && new TextEncoder().encode(message).length > MAX_FRAME_BYTES)) {
-      safeSend(ws, errorFrame("too_large", `frames are at most ${MAX_FRAME_BYTES} bytes`));
-      return;
-    }
-    let raw: unknown;
-    try {
-      raw = JSON.parse(message);
-    } catch {
-      safeSend(ws, errorFrame("bad_json", "frame is not valid JSON"));
-      return;
-    }
-    const ref = refOf(raw);
-    const verdict = this.limits.take(attachment.device, typeOf(raw), now);
+    const { raw, ref } = decoded;
+    const verdict = this.limits.take(attachment.device, decoded.type, now);
     if (verdict !== "ok") {
       safeSend(ws, errorFrame("rate_limited", "too many frames; slow down", ref));
       if (verdict === "close") safeClose(ws, CLOSE.policy, "flooding after rate_limited");
@@ -420,12 +391,12 @@ export class UserObject extends DurableObject<Env> {
     this.scheduleAlarm();
   }
 
-  /** Sets the alarm to the earliest thing that needs it. */
   /** One write transaction; what it queued in the outbox is drained once it committed. */
   private transaction<T>(fn: () => T): T {
     return this.outbox.transaction(this.ctx.storage, fn, () => this.wake());
   }
 
+  /** Sets the alarm to the earliest thing that needs it. */
   private scheduleAlarm(): void {
     const candidates: number[] = [];
     const now = Date.now();
@@ -519,29 +490,6 @@ export class UserObject extends DurableObject<Env> {
   private setMeta(key: string, value: string): void {
     this.sql.exec("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", key, value);
   }
-}
-
-function refOf(raw: unknown): string | undefined {
-  if (raw && typeof raw === "object") {
-    const r = raw as Record<string, unknown>;
-    if (typeof r.id === "string" && r.id.length <= 64) return r.id;
-    if (typeof r.msg === "string" && r.msg.length <= 64) return r.msg;
-  }
-  return undefined;
-}
-
-function typeOf(raw: unknown): unknown {
-  return raw && typeof raw === "object" ? (raw as Record<string, unknown>).type : undefined;
-}
-
-function parseFrame(raw: unknown): ClientFrame {
-  if (!raw || typeof raw !== "object" || Array.isArray(raw)) throw new AppError("bad_frame", "frame: must be a JSON object");
-  const type = (raw as Record<string, unknown>).type;
-  if (typeof type !== "string") throw new AppError("bad_frame", "type: required");
-  if (!(CLIENT_FRAME_TYPES as readonly string[]).includes(type)) throw new AppError("bad_frame", `type: unknown frame type "${type.slice(0, 32)}"`);
-  const parsed = ClientFrame.safeParse(raw);
-  if (!parsed.success) throw new AppError("bad_frame", describeIssues(parsed.error));
-  return parsed.data;
 }
 
 export type { Chat };
