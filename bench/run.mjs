@@ -7,7 +7,7 @@
 //
 //   node bench/run.mjs [--quick] [--scale <x>] [--only s1,s3] [--no-write] [--profile] [--state-dir <dir>]
 //
-// --quick: about a minute (smaller counts, shorter runs) plus about 2 for s7; default about 5 min plus about 4 for s7.
+// --quick: about 5 minutes (smaller counts, shorter runs, no wait for evictions between scenarios); default about 14.
 // s7 bundles the client library (src/client/) with esbuild into a temporary file.
 // --scale: multiplies every count and duration (e.g. 0.5, 2).
 // --state-dir: where the server's state lives (default: the system temp dir). A
@@ -136,12 +136,14 @@ const ctx = {
    * runtime evicts objects some 10 s after their last socket closed, each one
    * checkpointing its database on the runtime's one thread, which would land
    * as a pause in the middle of the next scenario. Done when no more databases
-   * are open than at the start, or their number held still for 12 s (at most 60 s).
+   * are open than at the start, or their number held still for 12 s (at most
+   * 60 s). Not with --quick.
    */
   settle: async () => {
     await ctx.quiesce();
     const { runtime } = workerdOf(server);
-    if (!runtime) return;
+    // --quick trades this accuracy for time.
+    if (!runtime || quick) return;
     const t0 = performance.now();
     let last = openDatabases(runtime);
     let stableSince = t0;
@@ -200,7 +202,7 @@ try {
       const r = row.real;
       if (r?.n) log(`  ${row.measure}: p50 ${r.p50.toFixed(1)} p99 ${r.p99.toFixed(1)} max ${r.max.toFixed(1)} ms (n=${r.n})${row.floor?.n ? `, floor p50 ${row.floor.p50.toFixed(2)} ms` : ""}`);
     }
-    for (const f of result.figures ?? []) log(`  ${f.name}: ${f.value} ${f.unit ?? ""}`);
+    for (const f of result.figures ?? []) log(`  ${f.name}: ${f.value ?? "–"} ${f.value === null ? "" : (f.unit ?? "")}`);
   }
 } finally {
   inspector.close();

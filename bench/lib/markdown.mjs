@@ -53,7 +53,7 @@ export function renderMarkdown(report) {
     out.push("| --- | --- | ---: | ---: | ---: |");
     for (const f of figures) {
       const unit = f.unit ? ` ${f.unit}` : "";
-      out.push(`| ${esc(f.scenario)} | ${esc(f.name)} | ${num(f.value)}${unit} | ${f.floor === undefined || f.floor === null ? "–" : `${num(f.floor)}${unit}`} | ${f.floor > 0 && f.value >= 0 ? x(f.value / f.floor) : "–"} |`);
+      out.push(`| ${esc(f.scenario)} | ${esc(f.name)} | ${f.value === null || f.value === undefined ? "–" : `${num(f.value)}${unit}`} | ${f.floor === undefined || f.floor === null ? "–" : `${num(f.floor)}${unit}`} | ${f.floor > 0 && f.value >= 0 ? x(f.value / f.floor) : "–"} |`);
     }
     for (const r of cpu) {
       out.push(

@@ -114,7 +114,8 @@ export async function scenarioConnections(ctx) {
     );
   };
   const fair = await floor("floor", true);
-  const silent = await floor("silent", false);
+  // Only to show what the first frame costs: skipped by --quick.
+  const silent = ctx.quick ? null : await floor("silent", false);
 
   const kib = (a, b, key, count) => (count > 0 && a[key] !== null && b[key] !== null ? (b[key] - a[key]) / count / 1024 : null);
   const perIdle = kib(real.before, real.idle, "runtime", total);
@@ -126,7 +127,7 @@ export async function scenarioConnections(ctx) {
     { name: `runtime allocator in use per socket, after ${idleMs / 1000} s idle`, value: kib(real.before, real.idle, "inUse", total), unit: "KiB", floor: kib(fair.before, fair.idle, "inUse", total) },
     { name: `  just connected, objects awake: per first socket of each of ${users} users`, value: kib(real.before, real.afterObjects, "inUse", firsts.length), unit: "KiB", floor: kib(fair.before, fair.afterObjects, "inUse", firsts.length) },
     { name: `  just connected, objects awake: per further socket of a user (${extras.length})`, value: kib(real.afterObjects, real.connected, "inUse", extras.length), unit: "KiB", floor: kib(fair.afterObjects, fair.connected, "inUse", extras.length) },
-    { name: `  after ${idleMs / 1000} s idle, a bare socket that was never sent a frame (the floor without its greeting)`, value: kib(silent.before, silent.idle, "inUse", total), unit: "KiB", floor: null },
+    { name: `  after ${idleMs / 1000} s idle, a bare socket that was never sent a frame (the floor without its greeting)`, value: silent ? kib(silent.before, silent.idle, "inUse", total) : null, unit: "KiB", floor: null },
     { name: `JS heap per socket after ${idleMs / 1000} s idle (after a full GC: what the objects' code keeps)`, value: real.heap / total / 1024, unit: "KiB", floor: fair.heap / total / 1024 },
     { name: "proxy workerd (wrangler dev only) RSS per socket, idle", value: kib(real.before, real.idle, "proxy", total), unit: "KiB", floor: kib(fair.before, fair.idle, "proxy", total) },
   ];
