@@ -63,8 +63,8 @@ export async function scenarioConnections(ctx) {
   async function measure(open, closeAll) {
     const times = new Array(sockets.length);
     const connect = (idx) => pool(idx.length, 32, async (k) => (times[idx[k]] = await open(idx[k])));
-    const heapBefore = await ctx.jsHeap();
     await settled(server);
+    const heapBefore = await ctx.jsHeap();
     const before = await memory(server);
     const t0 = performance.now();
     await connect(firsts);
