@@ -426,5 +426,7 @@ describe("groups", () => {
     const again = await add([group.members[5]!.user, alice]);
     expect(again.status).toBe(200);
     expect(GroupView.parse(await again.json())).toEqual(full);
+    // Every member is told it was added; nothing is left in flight when the file's runtime stops.
+    await waitDrained(group.id, 30_000);
   });
 });
