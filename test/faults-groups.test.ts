@@ -5,10 +5,10 @@
 //
 // Evictions and hard resets between every step of a 200-member fan-out: every
 // member gets the post exactly once and the sender one `delivered`.
-import { abortAllDurableObjects, evictDurableObject, runInDurableObject } from "cloudflare:test";
+import { abortAllDurableObjects, evictDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { call, sleep, token, uid } from "./helpers";
+import { call, sleep, token, uid, waitOutboxesEmpty } from "./helpers";
 import { ReliableDevice, until } from "./reliable";
 
 const MEMBERS = 200;
@@ -43,17 +43,7 @@ describe("evictions between every step of a 200-member fan-out", () => {
     for (const d of devices) d.close();
     // The members' last receipts are still on their way to the group: the file
     // ends once every outbox is empty, not with hand-offs cut off mid-flight.
-    const stubs = [env.GROUPS.getByName(groupId), ...users.map((u) => env.USERS.getByName(u))] as DurableObjectStub[];
-    const pending = async () => {
-      let rows = 0;
-      for (const stub of stubs) rows += await runInDurableObject(stub, (_o, state) => state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM outbox").one().n);
-      return rows;
-    };
-    const deadline = Date.now() + 30_000;
-    while ((await pending()) > 0) {
-      if (Date.now() > deadline) throw new Error("outboxes did not drain after the last case");
-      await sleep(200);
-    }
+    await waitOutboxesEmpty([env.GROUPS.getByName(groupId), ...users.map((u) => env.USERS.getByName(u))], 30_000);
   }, 60_000);
 
   let n = 0;

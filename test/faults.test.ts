@@ -5,7 +5,7 @@
 import { abortAllDurableObjects, evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { sleep, token, uid } from "./helpers";
+import { sleep, token, uid, waitOutboxesEmpty } from "./helpers";
 import { ReliableDevice, until } from "./reliable";
 
 const STEPS = [
@@ -88,10 +88,7 @@ describe("evictions between every step of a one-to-one send", () => {
         // Stored once: one received row at Bob, one delivered mark at Alice, nothing left to hand over.
         expect(await rowCount(bobId, "SELECT 1 FROM received WHERE msg = ?", msg)).toBe(1);
         expect(await rowCount(aliceId, "SELECT 1 FROM outgoing WHERE msg = ? AND delivered_at IS NOT NULL", msg)).toBe(1);
-        const outboxes = async () => (await rowCount(aliceId, "SELECT 1 FROM outbox")) + (await rowCount(bobId, "SELECT 1 FROM outbox"));
-        const deadline = Date.now() + 5_000;
-        while ((await outboxes()) > 0 && Date.now() < deadline) await sleep(50);
-        expect(await outboxes()).toBe(0);
+        await waitOutboxesEmpty([env.USERS.getByName(aliceId), env.USERS.getByName(bobId)], 5_000);
         for (const d of both) d.close();
       });
     }

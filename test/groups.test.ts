@@ -6,7 +6,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { MAX_GROUP_MEMBERS } from "../src/limits";
 import { GroupEvent, GroupList, GroupView, MemberReceipt } from "../src/protocol";
-import { call, connect, sleep, token, uid, type TestSocket } from "./helpers";
+import { call, connect, outboxRows, sleep, token, uid, waitOutboxesEmpty, type TestSocket } from "./helpers";
 
 async function createGroup(tok: string, name: string, members: string[]): Promise<GroupView> {
   const res = await call("/v1/groups", { method: "POST", token: tok, json: { name, members } });
@@ -40,18 +40,9 @@ function users(prefix: string, n: number): string[] {
   return Array.from({ length: n }, (_, i) => `${uid(prefix)}-${i}`);
 }
 
-function outboxPending(id: string): Promise<number> {
-  return runInDurableObject(env.GROUPS.getByName(id), (_o, state) =>
-    state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM outbox").one().n,
-  );
-}
-
-async function waitDrained(id: string, timeoutMs = 8000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while ((await outboxPending(id)) > 0) {
-    if (Date.now() > deadline) throw new Error("group outbox did not drain");
-    await sleep(50);
-  }
+/** Waits until the group has handed everything over. */
+function waitDrained(id: string, timeoutMs = 8000): Promise<void> {
+  return waitOutboxesEmpty([env.GROUPS.getByName(id)], timeoutMs);
 }
 
 describe("groups", () => {
@@ -331,7 +322,7 @@ describe("groups", () => {
       if (i > 200) throw new Error("posts did not reach the group");
       await sleep(10);
     }
-    const pendingAtEviction = await outboxPending(group.id);
+    const pendingAtEviction = await outboxRows(env.GROUPS.getByName(group.id));
     expect(pendingAtEviction).toBeGreaterThan(0);
     await evictDurableObject(stub);
     await waitDrained(group.id);

@@ -1,5 +1,6 @@
 // Test helpers: tokens, HTTP calls and a socket client that parses every frame
 // with the protocol schema (so drift between server and schema fails loudly).
+import { runInDurableObject } from "cloudflare:test";
 import { exports } from "cloudflare:workers";
 import { expect } from "vitest";
 import { ServerFrame } from "../src/protocol";
@@ -148,4 +149,20 @@ export async function connect(user: string, device = "phone", tok?: string): Pro
 
 export async function sleep(ms: number): Promise<void> {
   await new Promise((r) => setTimeout(r, ms));
+}
+
+/** Rows waiting in an object's outbox (a user's or a group's). */
+export function outboxRows(stub: DurableObjectStub): Promise<number> {
+  return runInDurableObject(stub, (_o, state) => state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM outbox").one().n);
+}
+
+/** Waits until every one of these objects' outboxes is empty; throws after timeoutMs. */
+export async function waitOutboxesEmpty(stubs: DurableObjectStub[], timeoutMs = 8000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const rows = (await Promise.all(stubs.map(outboxRows))).reduce((a, b) => a + b, 0);
+    if (rows === 0) return;
+    if (Date.now() > deadline) throw new Error(`${rows} outbox rows still waiting after ${timeoutMs} ms`);
+    await sleep(50);
+  }
 }
