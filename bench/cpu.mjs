@@ -5,12 +5,12 @@
 // round and the median, and how much of it the kernel spent (stime: file
 // writes and syncs, sockets). Usage:
 //   node bench/cpu.mjs [N] [rounds] [--state-dir <dir>]   (e.g. /dev/shm: no disk syncs)
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { startDevServer } from "../scripts/dev-server.mjs";
 import { Client, sleep } from "./lib/client.mjs";
 import { HZ } from "./lib/stats.mjs";
-import { workerdOf } from "./lib/procs.mjs";
+import { cpuTicksOf, workerdOf } from "./lib/procs.mjs";
 
 const args = process.argv.slice(2);
 const stateAt = args.indexOf("--state-dir");
@@ -18,12 +18,6 @@ const stateParent = stateAt >= 0 ? args.splice(stateAt, 2)[1] : undefined;
 const N = Number(args[0] ?? 300);
 const ROUNDS = Number(args[1] ?? 3);
 const root = new URL("..", import.meta.url).pathname;
-/** [utime, stime] of a process, in ticks. */
-const ticks = (pid) => {
-  const t = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const f = t.slice(t.lastIndexOf(")") + 2).split(" ");
-  return [Number(f[11]), Number(f[12])];
-};
 const persistTo = stateParent ? mkdtempSync(join(stateParent, "relay-cpu-")) : undefined;
 const server = await startDevServer({ config: join(root, "bench", "wrangler.toml"), observability: false, persistTo });
 try {
@@ -40,13 +34,13 @@ try {
     };
     for (let i = 0; i < 20; i++) await one(`w${i}`);
     await sleep(1500);
-    const t0 = ticks(runtime);
+    const t0 = cpuTicksOf(runtime);
     const w0 = performance.now();
     for (let i = 0; i < N; i++) await one(`m${i}`);
     await sleep(1500); // the trailing alarm and acks belong to these messages
-    const t1 = ticks(runtime);
-    const userMs = ((t1[0] - t0[0]) * 1000) / HZ;
-    const kernelMs = ((t1[1] - t0[1]) * 1000) / HZ;
+    const t1 = cpuTicksOf(runtime);
+    const userMs = ((t1.user - t0.user) * 1000) / HZ;
+    const kernelMs = ((t1.kernel - t0.kernel) * 1000) / HZ;
     perMessage.push((userMs + kernelMs) / N);
     console.log(
       `round ${r + 1}: ${((userMs + kernelMs) / N).toFixed(2)} ms CPU per message, ${(kernelMs / N).toFixed(2)} of it in the kernel (${N} messages in ${((performance.now() - w0) / 1000).toFixed(1)} s)`,

@@ -26,11 +26,11 @@ export function groupProcesses(pgid) {
   return out;
 }
 
-/** CPU ticks (utime + stime) of one process. */
-export function ticksOf(pid) {
+/** CPU ticks of one process: { user: utime, kernel: stime }. */
+export function cpuTicksOf(pid) {
   const t = readFileSync(`/proc/${pid}/stat`, "utf8");
   const f = t.slice(t.lastIndexOf(")") + 2).split(" ");
-  return Number(f[11]) + Number(f[12]);
+  return { user: Number(f[11]), kernel: Number(f[12]) };
 }
 
 /** Resident memory of a process in bytes (VmRSS of /proc/<pid>/status). */
