@@ -81,8 +81,6 @@ export const OUTBOX_BACKSTOP_MS = 5_000;
 export const OUTBOX_RETRY_MAX_MS = 5 * 60 * 1000;
 /** Entries handed to one callee in one RPC call. */
 export const OUTBOX_BATCH_SIZE = 100;
-/** Replay after connect is sent in chunks of this many entries. */
-export const REPLAY_CHUNK = 200;
 
 /** Dev tokens: default and longest lifetime (seconds). */
 export const DEV_TOKEN_TTL_SECONDS = 24 * 60 * 60;

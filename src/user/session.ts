@@ -3,7 +3,6 @@
 // "Connecting"). Frames leave in inbox order; the output gate holds them
 // until whatever the connect wrote is durable.
 import type { Env } from "../env";
-import { REPLAY_CHUNK } from "../limits";
 import { signFrame } from "../media/url";
 import { PROTOCOL_VERSION } from "../protocol";
 import { projectFor } from "./e2ee";
@@ -13,16 +12,10 @@ import { safeSend } from "./sockets";
 export function openSession(ws: WebSocket, inbox: Inbox, env: Env, user: string, device: string, row: DeviceRow, now: number): void {
   safeSend(ws, JSON.stringify({ type: "hello", protocol: PROTOCOL_VERSION, user, device, head: inbox.head, serverTime: now }));
   for (const gap of inbox.gapsFor(row, now)) safeSend(ws, JSON.stringify({ type: "gap", ...gap, reason: "expired" }));
-  let chunk: string[] = [];
   for (const frame of inbox.replay(device, row.acked)) {
     // Stored frames carry no media URL (each replay signs a fresh one) and an
     // e2ee entry goes out with only this device's ciphertext.
-    chunk.push(projectFor(signFrame(frame, env, now), user, device));
-    if (chunk.length >= REPLAY_CHUNK) {
-      for (const f of chunk) safeSend(ws, f);
-      chunk = [];
-    }
+    safeSend(ws, projectFor(signFrame(frame, env, now), user, device));
   }
-  for (const f of chunk) safeSend(ws, f);
   safeSend(ws, JSON.stringify({ type: "synced", head: inbox.head }));
 }
