@@ -52,8 +52,8 @@ export function renderMarkdown(report) {
     out.push("| scenario | figure | value | floor | × floor |");
     out.push("| --- | --- | ---: | ---: | ---: |");
     for (const f of figures) {
-      const unit = f.unit ? ` ${f.unit}` : "";
-      out.push(`| ${esc(f.scenario)} | ${esc(f.name)} | ${f.value === null || f.value === undefined ? "–" : `${num(f.value)}${unit}`} | ${f.floor === undefined || f.floor === null ? "–" : `${num(f.floor)}${unit}`} | ${f.floor > 0 && f.value >= 0 ? x(f.value / f.floor) : "–"} |`);
+      const cell = (v) => (v === null || v === undefined ? "–" : `${num(v)}${f.unit ? ` ${f.unit}` : ""}`);
+      out.push(`| ${esc(f.scenario)} | ${esc(f.name)} | ${cell(f.value)} | ${cell(f.floor)} | ${f.floor > 0 && f.value >= 0 ? x(f.value / f.floor) : "–"} |`);
     }
     for (const r of cpu) {
       out.push(
