@@ -31,7 +31,11 @@ export class AlarmClock {
     const next = Math.min(...candidates);
     if (this.at === null || next < this.at) {
       this.at = next;
-      void this.storage.setAlarm(next);
+      this.storage.setAlarm(next).catch((err: unknown) => {
+        // Not set after all: forget it, so the next request sets one again.
+        if (this.at === next) this.at = null;
+        console.warn("setAlarm failed", String(err));
+      });
     }
   }
 }

@@ -2,6 +2,7 @@
 import { abortAllDurableObjects, evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import { AlarmClock } from "../src/alarm";
 import { RETENTION_MS } from "../src/limits";
 import { connect, open, sleep, token, uid, type TestSocket } from "./helpers";
 
@@ -14,6 +15,29 @@ async function drainMessages(s: TestSocket, n: number): Promise<string[]> {
 }
 
 describe("durability", () => {
+  it("an alarm whose setAlarm failed is not remembered as set: the next request sets one again", async () => {
+    const calls: number[] = [];
+    let fail = true;
+    const storage = {
+      setAlarm: async (t: number) => {
+        calls.push(t);
+        if (fail) throw new Error("storage unavailable");
+      },
+    } as unknown as DurableObjectStorage;
+    const clock = new AlarmClock(storage);
+    clock.request([5_000]);
+    expect(clock.setFor).toBe(5_000);
+    await sleep(0);
+    expect(clock.setFor).toBeNull();
+    // A later time would have been skipped had the failed one been kept.
+    fail = false;
+    clock.request([9_000]);
+    await sleep(0);
+    expect(calls).toEqual([5_000, 9_000]);
+    expect(clock.setFor).toBe(9_000);
+  });
+
+
   it("evicting both user objects mid-conversation loses and duplicates nothing", async () => {
     const alice = uid("alice");
     const bob = uid("bob");
