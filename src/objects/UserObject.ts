@@ -442,7 +442,11 @@ export class UserObject extends DurableObject<Env> {
   /** Something was queued: set the backstop alarm, then drain now. */
   private wake(): void {
     this.scheduleAlarm();
-    void this.outbox.drain().then(() => this.scheduleAlarm());
+    this.outbox
+      .drain()
+      .then(() => this.scheduleAlarm())
+      // The backstop alarm set above drains again.
+      .catch((err: unknown) => console.warn("outbox drain failed; the alarm retries", String(err)));
   }
 
   // ---- plumbing ----------------------------------------------------------
