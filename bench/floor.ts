@@ -58,3 +58,92 @@ function trySend(ws: WebSocket, data: string): void {
     // closing socket: the floor does not care
   }
 }
+
+export interface DurableFloorEnv {
+  DURABLE_FLOOR: DurableObjectNamespace<DurableFloorObject>;
+}
+
+/**
+ * The durable floor: the least protocol v1 lets a server do. `sent` may only
+ * follow a durable write, and every `message` carries the recipient's own inbox
+ * `seq`, which is never reused, so it follows a durable write in the
+ * recipient's object. This floor does exactly that and nothing else: one
+ * SQLite row per object a frame passes through, a hand-off by RPC, a push. No
+ * auth, no schema, no receipts, no outbox, no retry. The distance from the
+ * relay floor to this one is the platform's price of durability; the distance
+ * from this one to the real server is ours.
+ *
+ *   GET /bench/durable-floor/connect?room=<r>&peer=<p>[&join=1][&greet=1]   (WebSocket)
+ *   frame {"to":"<peer>", ...}  stored in the sender's object, handed to the
+ *                               peer's object, stored there, pushed to its sockets
+ *   frame {"to":"*", ...}       handed to the room's group object, stored there,
+ *                               handed to every member's object at once (each
+ *                               stores it and pushes); members are the sockets
+ *                               that connected with join=1. The sender's object
+ *                               does not store it: the group's write is the
+ *                               durable accept, the generous reading of v1.
+ */
+export class DurableFloorObject extends DurableObject<DurableFloorEnv> {
+  private roster: string[] | null = null;
+
+  constructor(ctx: DurableObjectState, env: DurableFloorEnv) {
+    super(ctx, env);
+    ctx.storage.sql.exec("CREATE TABLE IF NOT EXISTS log (n INTEGER PRIMARY KEY, body TEXT NOT NULL)");
+    ctx.storage.sql.exec("CREATE TABLE IF NOT EXISTS roster (peer TEXT PRIMARY KEY)");
+  }
+
+  override async fetch(request: Request): Promise<Response> {
+    const url = new URL(request.url);
+    const room = url.searchParams.get("room") ?? "default";
+    const peer = url.searchParams.get("peer") ?? "anon";
+    if (url.searchParams.get("join") === "1") await this.other(room, "*").join(peer);
+    const pair = new WebSocketPair();
+    this.ctx.acceptWebSocket(pair[1], [peer]);
+    pair[1].serializeAttachment({ room, peer });
+    if (url.searchParams.get("greet") === "1") pair[1].send(JSON.stringify({ type: "synced", head: 0 }));
+    return new Response(null, { status: 101, webSocket: pair[0] });
+  }
+
+  override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
+    if (typeof message !== "string") return;
+    let to: unknown;
+    try {
+      to = (JSON.parse(message) as { to?: unknown }).to;
+    } catch {
+      return;
+    }
+    if (typeof to !== "string") return;
+    const { room, peer } = ws.deserializeAttachment() as { room: string; peer: string };
+    if (to === "*") {
+      await this.other(room, "*").broadcast(room, peer, message);
+      return;
+    }
+    this.store(message);
+    await this.other(room, to).deliver(message);
+  }
+
+  /** The group object's roster: durable, as a real group's is. */
+  join(peer: string): void {
+    this.ctx.storage.sql.exec("INSERT OR IGNORE INTO roster (peer) VALUES (?)", peer);
+    this.roster = null;
+  }
+
+  async broadcast(room: string, from: string, message: string): Promise<void> {
+    this.store(message);
+    this.roster ??= this.ctx.storage.sql.exec<{ peer: string }>("SELECT peer FROM roster").toArray().map((r) => r.peer);
+    await Promise.all(this.roster.filter((p) => p !== from).map((p) => this.other(room, p).deliver(message)));
+  }
+
+  deliver(message: string): void {
+    this.store(message);
+    for (const ws of this.ctx.getWebSockets()) trySend(ws, message);
+  }
+
+  private store(message: string): void {
+    this.ctx.storage.sql.exec("INSERT INTO log (body) VALUES (?)", message);
+  }
+
+  private other(room: string, peer: string): DurableObjectStub<DurableFloorObject> {
+    return this.env.DURABLE_FLOOR.getByName(`${room}/${peer}`);
+  }
+}

@@ -328,12 +328,17 @@ export async function connectAll(clients, concurrency = 32) {
 /**
  * A bare socket to the floor object (bench worker only). With `greet`, the
  * floor sends one frame on connect and this resolves once it has arrived.
+ * With `durable`, the socket is to the durable floor (bench/floor.ts: one
+ * commit per object a frame passes through); `join` makes it a member of its
+ * room's group there, for `{"to":"*"}`.
  */
-export function floorSocket(base, room, peer, { replay = 0, greet = false, onMessage } = {}) {
+export function floorSocket(base, room, peer, { replay = 0, greet = false, durable = false, join = false, onMessage } = {}) {
   const q = new URLSearchParams({ room, peer });
   if (replay) q.set("replay", String(replay));
   if (greet) q.set("greet", "1");
-  const ws = new WebSocket(`${base.replace(/^http/, "ws")}/bench/floor/connect?${q}`);
+  if (join) q.set("join", "1");
+  const path = durable ? "/bench/durable-floor/connect" : "/bench/floor/connect";
+  const ws = new WebSocket(`${base.replace(/^http/, "ws")}${path}?${q}`);
   let greeted;
   const greeting = new Promise((resolve) => (greeted = resolve));
   ws.onmessage = (ev) => {

@@ -45,6 +45,29 @@ export function renderMarkdown(report) {
   }
   out.push("");
 
+  const durable = report.results.flatMap((r) => (r.skipped || r.error ? [] : (r.durable ?? []).map((d) => ({ ...d, scenario: r.title }))));
+  if (durable.length) {
+    out.push("## Against the durable floor", "");
+    out.push(
+      "The **durable floor** (`bench/floor.ts`) does only what protocol v1 asks of any server: `sent` follows a durable " +
+        "write, and every `message` carries the recipient's own never-reused `seq`, so it follows a durable write in the " +
+        "recipient's object. It stores one row in each object a frame passes through (sender and recipient; for a group, " +
+        "the group and each member), hands it on by RPC and pushes it: no auth, schema, receipts, outbox or retry. " +
+        "**Durable × relay** is what durability alone costs on this machine; **ours × durable** is the distance that is the " +
+        "server's own.",
+      "",
+    );
+    out.push("| scenario | measure | ours p50 / p99 | durable floor p50 / p99 | durable × relay p50 / p99 | ours × durable p50 / p99 | msgs/s: ours / durable / relay |");
+    out.push("| --- | --- | --- | --- | --- | --- | --- |");
+    const pair = (a, b) => (a?.n && b?.n ? `${x(a.p50 / b.p50)} / ${x(a.p99 / b.p99)}` : "–");
+    const both = (a) => (a?.n ? `${ms(a.p50)} / ${ms(a.p99)}` : "–");
+    for (const d of durable) {
+      const tp = d.throughput ? `${num(d.throughput.real)} / ${num(d.throughput.durable)} / ${num(d.throughput.relay)}` : "–";
+      out.push(`| ${esc(d.scenario)} | ${esc(d.measure)} | ${both(d.real)} | ${both(d.durable)} | ${pair(d.durable, d.relay)} | ${pair(d.real, d.durable)} | ${tp} |`);
+    }
+    out.push("");
+  }
+
   const figures = report.results.flatMap((r) => (r.figures ?? []).map((f) => ({ ...f, scenario: r.title })));
   const cpu = report.results.filter((r) => r.cpu?.framesIn > 0 && !r.skipped);
   if (figures.length || cpu.length) {

@@ -92,11 +92,14 @@ async function drainLate(groups, ids, maxMs) {
   return missing();
 }
 
-async function floorRoom(ctx, room, size) {
+/** `size` sockets in one floor room; with `durable`, on the durable floor, every socket a member of the room's group. */
+async function floorRoom(ctx, room, size, { durable = false } = {}) {
   const arrivals = new Map();
   const sockets = new Array(size);
   await pool(size, 32, async (i) => {
     sockets[i] = await floorSocket(ctx.base, room, `p${i}`, {
+      durable,
+      join: durable,
       onMessage: (data, at) => {
         const id = JSON.parse(data).id;
         let m = arrivals.get(id);
@@ -115,6 +118,20 @@ async function floorPost(r, id) {
   while ((r.arrivals.get(id)?.size ?? 0) < r.size - 1 && performance.now() < deadline) await sleep(1);
   const got = [...(r.arrivals.get(id)?.values() ?? [])].map((at) => at - t0);
   return { last: got.length === r.size - 1 ? Math.max(...got) : null, each: got };
+}
+
+/** The durable floor's group: post -> last member, one post at a time; the last-member latencies. */
+async function durableFloorPosts(ctx, size, warmup, posts) {
+  await ctx.quiesce();
+  const room = await floorRoom(ctx, ctx.user("s3-durable-floor"), size, { durable: true });
+  const last = [];
+  for (let i = 0; i < warmup + posts; i++) {
+    const r = await floorPost(room, i);
+    if (i >= warmup && r.last !== null) last.push(r.last);
+    await sleep(MIN_GAP_MS);
+  }
+  for (const ws of room.sockets) ws.close();
+  return last;
 }
 
 export async function scenarioGroups(ctx) {
@@ -144,6 +161,7 @@ export async function scenarioGroups(ctx) {
   for (const r of fRooms) for (const ws of r.sockets) ws.close();
   const floorOne = summarize(fLast);
   const floorMany = summarize(fConc);
+  const durableOne = summarize(await durableFloorPosts(ctx, size, warmup, posts));
 
   await ctx.quiesce();
   const g = await realGroup(ctx, "one", size);
@@ -213,6 +231,7 @@ export async function scenarioGroups(ctx) {
     rows: [
       { measure: `post → last of ${size - 1} members`, real: s, floor: floorOne, floorLabel: `broadcast to ${size}`, lost: missing, duplicated },
       { measure: `post → each member (${size}-member group)`, real: summarize(each), floor: null, lost: null, duplicated: null },
+      { measure: `durable floor: post → last of ${size - 1}, one commit in the group and in each member`, real: durableOne, floor: floorOne, floorLabel: `broadcast to ${size}`, lost: null, duplicated: null },
       {
         measure: `${groupsAtOnce} groups of ${concurrentSize} post at once → last member`,
         real: m,
@@ -222,6 +241,7 @@ export async function scenarioGroups(ctx) {
         duplicated: concDup,
       },
     ],
+    durable: [{ measure: `post → last of ${size - 1} members`, real: s, durable: durableOne, relay: floorOne }],
     targets: [
       { name: "200-member fan-out p50 ≤ 2× broadcast floor", limit: 2, measured: ratio(s.p50, floorOne.p50) },
       { name: "group fan-out: lost 0, duplicated 0", limit: 0, measured: missing + duplicated + concMissing + concDup },

@@ -35,18 +35,23 @@ export async function realPing(alice, bob, id) {
   return { arrive: got.at - t0, sent: sent.at - t0, delivered: alice.delivered.get(sent.msg) - t0 };
 }
 
-/** A relay pair on the floor object: ping(i) sends a -> b, b answers at once. */
-export async function floorPair(ctx, room) {
+/**
+ * A relay pair on the floor object: ping(i) sends a -> b, b answers at once.
+ * With `durable`, the pair is on the durable floor (one commit per object).
+ */
+export async function floorPair(ctx, room, { durable = false } = {}) {
   const arrivals = new Map();
   const returns = new Map();
   let wake = null;
   const a = await floorSocket(ctx.base, room, "a", {
+    durable,
     onMessage: (data, at) => {
       returns.set(JSON.parse(data).ack, at);
       wake?.();
     },
   });
   const b = await floorSocket(ctx.base, room, "b", {
+    durable,
     onMessage: (data, at) => {
       const f = JSON.parse(data);
       arrivals.set(f.id, at);
@@ -89,8 +94,10 @@ export async function scenarioLatency(ctx) {
   const warmup = 20;
   const { alice, bob } = await connectPair(ctx, "s1");
   const floor = await floorPair(ctx, ctx.user("s1-floor"));
+  const durable = await floorPair(ctx, ctx.user("s1-durable-floor"), { durable: true });
   const real = { arrive: [], sent: [], delivered: [] };
   const fl = { arrive: [], back: [] };
+  const dfl = { arrive: [], back: [] };
   const ids = [];
   let floorLost = 0;
   for (let i = 0; i < warmup + n; i++) {
@@ -105,6 +112,11 @@ export async function scenarioLatency(ctx) {
     if (!f) floorLost++;
     else if (i >= warmup) for (const k of Object.keys(fl)) fl[k].push(f[k]);
     await paced(t0);
+    t0 = performance.now();
+    const d = await durable.ping(i);
+    if (!d) floorLost++;
+    else if (i >= warmup) for (const k of Object.keys(dfl)) dfl[k].push(d[k]);
+    await paced(t0);
   }
   await sleep(300); // late duplicates would show up here
   const lost = countLost(alice, bob, ids);
@@ -113,16 +125,24 @@ export async function scenarioLatency(ctx) {
   alice.close();
   bob.close();
   floor.close();
+  durable.close();
   const arrive = summarize(real.arrive);
   const fArrive = summarize(fl.arrive);
-  ctx.shared.s1 = { arrive, delivered: summarize(real.delivered) };
+  const dArrive = summarize(dfl.arrive);
+  const delivered = summarize(real.delivered);
+  ctx.shared.s1 = { arrive, delivered };
   return {
     id: "s1",
     title: "1. One-to-one latency",
     rows: [
       { measure: "send → message at recipient", real: arrive, floor: fArrive, floorLabel: "relay a→b", lost, duplicated },
       { measure: "send → `sent` at sender", real: summarize(real.sent), floor: null, lost: null, duplicated: null },
-      { measure: "send → `delivered` at sender", real: summarize(real.delivered), floor: summarize(fl.back), floorLabel: "relay a→b→a", lost: null, duplicated: null },
+      { measure: "send → `delivered` at sender", real: delivered, floor: summarize(fl.back), floorLabel: "relay a→b→a", lost: null, duplicated: null },
+      { measure: "durable floor: a→b, one commit in each object", real: dArrive, floor: fArrive, floorLabel: "relay a→b", lost: null, duplicated: null },
+    ],
+    durable: [
+      { measure: "send → message at recipient", real: arrive, durable: dArrive, relay: fArrive },
+      { measure: "send → `delivered` at sender", real: delivered, durable: summarize(dfl.back), relay: summarize(fl.back) },
     ],
     targets: [
       { name: "one-to-one p50 ≤ 2× relay floor", limit: 2, measured: ratio(arrive.p50, fArrive.p50) },

@@ -133,7 +133,7 @@ async function realThroughput(ctx, prefix, pairsN, durationMs, warmupMs) {
   return { lat, throughput: inWindow / (durationMs / 1000), lost, duplicated, unconfirmed, errors, sentTotal };
 }
 
-async function floorThroughput(ctx, prefix, pairsN, durationMs, warmupMs) {
+async function floorThroughput(ctx, prefix, pairsN, durationMs, warmupMs, { durable = false } = {}) {
   const t0s = new Map();
   const lat = [];
   let inWindow = 0;
@@ -142,8 +142,9 @@ async function floorThroughput(ctx, prefix, pairsN, durationMs, warmupMs) {
   let window = { warmEnd: Infinity, end: Infinity };
   await pool(pairsN, 16, async (i) => {
     const room = `${prefix}-${i}`;
-    senders[i] = await floorSocket(ctx.base, room, "a");
+    senders[i] = await floorSocket(ctx.base, room, "a", { durable });
     await floorSocket(ctx.base, room, "b", {
+      durable,
       onMessage: (data, at) => {
         const f = JSON.parse(data);
         pairs[i].arrived++;
@@ -180,9 +181,13 @@ export async function scenarioThroughput(ctx) {
   const warmupMs = ctx.quick ? 1_500 : 3_000;
   const real = await realThroughput(ctx, "s2", pairs, durationMs, warmupMs);
   await ctx.quiesce();
-  const floor = await floorThroughput(ctx, ctx.user("s2-floor"), pairs, Math.min(durationMs, ctx.count(15_000, 8_000)), warmupMs);
+  const floorMs = Math.min(durationMs, ctx.count(15_000, 8_000));
+  const floor = await floorThroughput(ctx, ctx.user("s2-floor"), pairs, floorMs, warmupMs);
+  await ctx.quiesce();
+  const durable = await floorThroughput(ctx, ctx.user("s2-durable-floor"), pairs, floorMs, warmupMs, { durable: true });
   const lat = summarize(real.lat);
   const flat = summarize(floor.lat);
+  const dlat = summarize(durable.lat);
   const notes = [
     `${pairs} pairs, each sender at most ${RATE_PER_SENDER} msgs/s (the limit is 30/s) with at most ${WINDOW} in flight, for ${durationMs / 1000} s after ${warmupMs / 1000} s of warm-up; offered at most ${pairs * RATE_PER_SENDER} msgs/s`,
   ];
@@ -201,8 +206,21 @@ export async function scenarioThroughput(ctx) {
         lost: real.lost,
         duplicated: real.duplicated,
       },
+      {
+        measure: `durable floor: ${pairs} pairs at once, one commit in each object`,
+        real: dlat,
+        floor: flat,
+        floorLabel: "relay, same load",
+        throughput: { real: durable.throughput, floor: floor.throughput },
+        lost: durable.lost,
+        duplicated: null,
+      },
     ],
-    figures: [{ name: "messages delivered per second", value: real.throughput, unit: "msgs/s", floor: floor.throughput }],
+    durable: [{ measure: `send → message, ${pairs} pairs at once`, real: lat, durable: dlat, relay: flat, throughput: { real: real.throughput, durable: durable.throughput, relay: floor.throughput } }],
+    figures: [
+      { name: "messages delivered per second", value: real.throughput, unit: "msgs/s", floor: floor.throughput },
+      { name: "messages delivered per second, durable floor", value: durable.throughput, unit: "msgs/s", floor: floor.throughput },
+    ],
     targets: [
       { name: "throughput ≥ 0.5× the floor's", limit: 0.5, atLeast: true, measured: ratio(real.throughput, floor.throughput) },
       { name: "throughput: lost 0, duplicated 0", limit: 0, measured: real.lost + real.duplicated },
