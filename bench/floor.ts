@@ -82,6 +82,13 @@ export interface DurableFloorEnv {
  *                               that connected with join=1. The sender's object
  *                               does not store it: the group's write is the
  *                               durable accept, the generous reading of v1.
+ *   frame {"to":"^", ...}       a member's answer to its group (a receipt):
+ *                               stored in the member's object and in the group's
+ *
+ * The bench's floor clients answer every message, as a device acks it and its
+ * object hands the receipt back, so the floor carries the return trip v1 also
+ * demands ("delivered" follows a durable ack): one more row in each of the two
+ * objects.
  */
 export class DurableFloorObject extends DurableObject<DurableFloorEnv> {
   private roster: string[] | null = null;
@@ -119,7 +126,7 @@ export class DurableFloorObject extends DurableObject<DurableFloorEnv> {
       return;
     }
     this.store(message);
-    await this.other(room, to).deliver(message);
+    await this.other(room, to === "^" ? "*" : to).deliver(message);
   }
 
   /** The group object's roster: durable, as a real group's is. */

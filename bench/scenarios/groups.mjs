@@ -102,6 +102,8 @@ async function floorRoom(ctx, room, size, { durable = false } = {}) {
       join: durable,
       onMessage: (data, at) => {
         const id = JSON.parse(data).id;
+        // On the durable floor a member answers its group, as a device's ack turns into a receipt.
+        if (durable) sockets[i].send(JSON.stringify({ to: "^", ack: id }));
         let m = arrivals.get(id);
         if (!m) arrivals.set(id, (m = new Map()));
         m.set(i, at);
