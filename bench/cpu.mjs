@@ -3,12 +3,16 @@
 // `delivered` and acks it), and the CPU time of the workerd that runs the
 // objects (utime + stime from /proc) is divided by N. Repeated; prints each
 // round and the median, and how much of it the kernel spent (stime: file
-// writes and syncs, sockets). Usage:
+// writes and syncs, sockets). Then the same round trip through the durable
+// floor (bench/floor.ts: one row in each object each way, no auth, schema,
+// outbox or receipts of its own) and the relay floor, so the figure can be
+// read as "ours per message against the least v1 allows". Usage:
 //   node bench/cpu.mjs [N] [rounds] [--state-dir <dir>]   (e.g. /dev/shm: no disk syncs)
 import { mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { startDevServer } from "../scripts/dev-server.mjs";
 import { Client, sleep } from "./lib/client.mjs";
+import { floorPair } from "./scenarios/latency.mjs";
 import { HZ } from "./lib/stats.mjs";
 import { cpuTicksOf, workerdOf } from "./lib/procs.mjs";
 
@@ -22,16 +26,8 @@ const persistTo = stateParent ? mkdtempSync(join(stateParent, "relay-cpu-")) : u
 const server = await startDevServer({ config: join(root, "bench", "wrangler.toml"), observability: false, persistTo });
 try {
   const { runtime } = workerdOf(server);
-  const perMessage = [];
-  for (let r = 0; r < ROUNDS; r++) {
-    const alice = new Client({ base: server.url, user: `cpu-a${r}-${Date.now()}`, device: "phone" });
-    const bob = new Client({ base: server.url, user: `cpu-b${r}-${Date.now()}`, device: "phone" });
-    await alice.connect();
-    await bob.connect();
-    const one = async (id) => {
-      alice.send({ user: bob.user }, id, "x");
-      await alice.until(() => alice.sent.has(id) && alice.delivered.has(alice.sent.get(id).msg), 10_000);
-    };
+  /** CPU of the runtime per message over N calls of one(i), after 20 of warm-up. */
+  const measure = async (one) => {
     for (let i = 0; i < 20; i++) await one(`w${i}`);
     await sleep(1500);
     const t0 = cpuTicksOf(runtime);
@@ -41,15 +37,41 @@ try {
     const t1 = cpuTicksOf(runtime);
     const userMs = ((t1.user - t0.user) * 1000) / HZ;
     const kernelMs = ((t1.kernel - t0.kernel) * 1000) / HZ;
-    perMessage.push((userMs + kernelMs) / N);
-    console.log(
-      `round ${r + 1}: ${((userMs + kernelMs) / N).toFixed(2)} ms CPU per message, ${(kernelMs / N).toFixed(2)} of it in the kernel (${N} messages in ${((performance.now() - w0) / 1000).toFixed(1)} s)`,
-    );
+    return { total: (userMs + kernelMs) / N, kernel: kernelMs / N, seconds: (performance.now() - w0) / 1000 };
+  };
+  const report = (label, r, m) =>
+    console.log(`${label} round ${r + 1}: ${m.total.toFixed(2)} ms CPU per message, ${m.kernel.toFixed(2)} of it in the kernel (${N} messages in ${m.seconds.toFixed(1)} s)`);
+  const perMessage = [];
+  const floors = { durable: [], relay: [] };
+  for (let r = 0; r < ROUNDS; r++) {
+    const alice = new Client({ base: server.url, user: `cpu-a${r}-${Date.now()}`, device: "phone" });
+    const bob = new Client({ base: server.url, user: `cpu-b${r}-${Date.now()}`, device: "phone" });
+    await alice.connect();
+    await bob.connect();
+    const ours = await measure(async (id) => {
+      alice.send({ user: bob.user }, id, "x");
+      await alice.until(() => alice.sent.has(id) && alice.delivered.has(alice.sent.get(id).msg), 10_000);
+    });
+    perMessage.push(ours.total);
+    report("ours   ", r, ours);
     alice.close();
     bob.close();
+    for (const kind of ["durable", "relay"]) {
+      const pair = await floorPair({ base: server.url }, `cpu-${kind}-${r}-${Date.now()}`, { durable: kind === "durable" });
+      let k = 0;
+      const m = await measure(async () => {
+        if (!(await pair.ping(k++))) throw new Error(`${kind} floor: no answer`);
+      });
+      floors[kind].push(m.total);
+      report(`${kind.padEnd(7)}`, r, m);
+      pair.close();
+    }
   }
-  perMessage.sort((a, b) => a - b);
-  console.log(`median: ${perMessage[Math.floor(perMessage.length / 2)].toFixed(2)} ms CPU per one-to-one message (send, deliver, ack, receipt, ack)`);
+  const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  console.log(`median: ${median(perMessage).toFixed(2)} ms CPU per one-to-one message (send, deliver, ack, receipt, ack)`);
+  console.log(
+    `durable floor: ${median(floors.durable).toFixed(2)} ms (ours ${(median(perMessage) / median(floors.durable)).toFixed(2)}×); relay floor: ${median(floors.relay).toFixed(2)} ms`,
+  );
 } finally {
   server.stop();
   if (persistTo) rmSync(persistTo, { recursive: true, force: true });
