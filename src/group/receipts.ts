@@ -32,6 +32,14 @@ type Pending = {
 };
 
 export class GroupReceipts {
+  /**
+   * Messages whose members' statuses changed in the running transaction. They
+   * are settled once, at its end (flush): settling reads every member's status
+   * of a message, so settling after each of a post's 199 receipts made the
+   * group's work per post grow with the square of its members.
+   */
+  private readonly touched = new Set<string>();
+
   constructor(
     private readonly sql: SqlStorage,
     private readonly outbox: Outbox,
@@ -48,8 +56,11 @@ export class GroupReceipts {
     for (const user of counted) this.sql.exec("INSERT INTO msg_status (msg, user) VALUES (?, ?)", msg, user);
   }
 
-  /** A member's delivered/read hand-off. Messages it does not count for are ignored. */
-  record(user: string, msgs: readonly string[], status: "delivered" | "read", ts: number, now: number): void {
+  /**
+   * A member's delivered/read hand-off. Messages it does not count for are
+   * ignored. Call inside a transaction that ends with flush().
+   */
+  record(user: string, msgs: readonly string[], status: "delivered" | "read", ts: number): void {
     const list = JSON.stringify(msgs);
     if (status === "read") {
       this.sql.exec(
@@ -68,7 +79,20 @@ export class GroupReceipts {
         list,
       );
     }
+    for (const msg of msgs) this.touched.add(msg);
+  }
+
+  /** At the end of a transaction that recorded: queues the receipts its records completed. */
+  flush(now: number): void {
+    if (this.touched.size === 0) return;
+    const list = JSON.stringify([...this.touched]);
+    this.touched.clear();
     this.settle(list, now);
+  }
+
+  /** The transaction that recorded rolled back: its records are gone. */
+  discard(): void {
+    this.touched.clear();
   }
 
   /** A member left or was removed: it no longer counts, which may complete messages. */

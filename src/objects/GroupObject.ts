@@ -229,7 +229,7 @@ export class GroupObject extends DurableObject<Env> {
       if (item.op === "receipt") {
         const r = item.payload as ReceiptPayload;
         // Only the calling member's own status: `by` in the payload is not trusted.
-        if (this.roster.roleOf(user) !== null) this.receipts.record(user, r.msgs, r.status, r.ts, now);
+        if (this.roster.roleOf(user) !== null) this.receipts.record(user, r.msgs, r.status, r.ts);
         return { ok: true };
       }
       return fail("bad_frame", `unknown hand-off ${item.op}`);
@@ -334,9 +334,25 @@ export class GroupObject extends DurableObject<Env> {
     return this.env.USERS.getByName(user).handoff(user, `group:${group}`, resolved);
   }
 
-  /** One write transaction; what it queued in the outbox is drained once it committed. */
+  /**
+   * One write transaction; what it queued in the outbox is drained once it
+   * committed. Receipts recorded in it are settled once, at its end.
+   */
   private transaction<T>(fn: () => T): T {
-    return this.outbox.transaction(this.ctx.storage, fn, () => this.wake());
+    try {
+      return this.outbox.transaction(
+        this.ctx.storage,
+        () => {
+          const result = fn();
+          this.receipts.flush(Date.now());
+          return result;
+        },
+        () => this.wake(),
+      );
+    } catch (err) {
+      this.receipts.discard();
+      throw err;
+    }
   }
 
   private groupId(): string {
