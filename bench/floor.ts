@@ -35,19 +35,24 @@ export class FloorObject extends DurableObject<FloorEnv> {
 
   override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
     if (typeof message !== "string") return;
-    let to: unknown;
-    try {
-      to = (JSON.parse(message) as { to?: unknown }).to;
-    } catch {
-      return;
-    }
+    const to = targetOf(message);
     if (to === "*") {
       for (const other of this.ctx.getWebSockets()) {
         if (other !== ws) trySend(other, message);
       }
-    } else if (typeof to === "string") {
+    } else if (to !== null) {
       for (const other of this.ctx.getWebSockets(to)) trySend(other, message);
     }
+  }
+}
+
+/** The `to` of a floor frame, or null for anything else (the floors drop it). */
+function targetOf(message: string): string | null {
+  try {
+    const to = (JSON.parse(message) as { to?: unknown }).to;
+    return typeof to === "string" ? to : null;
+  } catch {
+    return null;
   }
 }
 
@@ -113,13 +118,8 @@ export class DurableFloorObject extends DurableObject<DurableFloorEnv> {
 
   override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
     if (typeof message !== "string") return;
-    let to: unknown;
-    try {
-      to = (JSON.parse(message) as { to?: unknown }).to;
-    } catch {
-      return;
-    }
-    if (typeof to !== "string") return;
+    const to = targetOf(message);
+    if (to === null) return;
     const { room, peer } = ws.deserializeAttachment() as { room: string; peer: string };
     if (to === "*") {
       await this.other(room, "*").broadcast(room, peer, message);
