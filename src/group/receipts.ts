@@ -32,14 +32,6 @@ type Pending = {
 };
 
 export class GroupReceipts {
-  /**
-   * Messages whose members' statuses changed in the running transaction. They
-   * are settled once, at its end (flush): settling reads every member's status
-   * of a message, so settling after each of a post's 199 receipts made the
-   * group's work per post grow with the square of its members.
-   */
-  private readonly touched = new Set<string>();
-
   constructor(
     private readonly sql: SqlStorage,
     private readonly outbox: Outbox,
@@ -58,7 +50,7 @@ export class GroupReceipts {
 
   /**
    * A member's delivered/read hand-off. Messages it does not count for are
-   * ignored. Call inside a transaction that ends with flush().
+   * ignored. Call settle() for the messages, once per transaction, before it ends.
    */
   record(user: string, msgs: readonly string[], status: "delivered" | "read", ts: number): void {
     const list = JSON.stringify(msgs);
@@ -79,26 +71,17 @@ export class GroupReceipts {
         list,
       );
     }
-    for (const msg of msgs) this.touched.add(msg);
   }
 
-  /** At the end of a transaction that recorded: queues the receipts its records completed. */
-  flush(now: number): void {
-    if (this.touched.size === 0) return;
-    const list = JSON.stringify([...this.touched]);
-    this.touched.clear();
-    this.settle(list, now);
-  }
-
-  /** The transaction that recorded rolled back: its records are gone. */
-  discard(): void {
-    this.touched.clear();
+  /** Queues the receipts that records of these messages completed. */
+  settle(msgs: ReadonlySet<string>, now: number): void {
+    if (msgs.size > 0) this.settleWhere(JSON.stringify([...msgs]), now);
   }
 
   /** A member left or was removed: it no longer counts, which may complete messages. */
   forget(user: string, now: number): void {
     this.sql.exec("DELETE FROM msg_status WHERE user = ?", user);
-    this.settle(null, now);
+    this.settleWhere(null, now);
   }
 
   /** Per-member detail of one message, for its sender. Null if the group has no such message. */
@@ -135,7 +118,7 @@ export class GroupReceipts {
    * that every counted member has now reached, and queues the sender's receipts.
    * A message nobody counts for any more (they all left) gets none.
    */
-  private settle(list: string | null, now: number): void {
+  private settleWhere(list: string | null, now: number): void {
     const rows = this.sql
       .exec<Pending>(
         `SELECT m.msg, m.sender, m.delivered_sent, m.read_sent,

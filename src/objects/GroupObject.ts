@@ -200,12 +200,12 @@ export class GroupObject extends DurableObject<Env> {
    */
   private applyBatch(batch: QueuedHandoff[], now: number): Array<[QueuedHandoff, HandoffResult[]]> {
     try {
-      const results = this.transaction(() => batch.map((h) => this.applyHandoff(h.user, h.items, now)));
+      const results = this.transaction(() => this.applyCalls(batch, now));
       return batch.map((h, i) => [h, results[i]!]);
     } catch {
       return batch.flatMap((h): Array<[QueuedHandoff, HandoffResult[]]> => {
         try {
-          return [[h, this.transaction(() => this.applyHandoff(h.user, h.items, now))]];
+          return [[h, this.transaction(() => this.applyCalls([h], now))[0]!]];
         } catch (err) {
           h.failed(err);
           return [];
@@ -214,7 +214,20 @@ export class GroupObject extends DurableObject<Env> {
     }
   }
 
-  private applyHandoff(user: string, items: OutboxItem[], now: number): HandoffResult[] {
+  /**
+   * Applies calls inside the caller's transaction. The messages their receipts
+   * touched are settled once, at the end: settling reads every member's status
+   * of a message, so settling after each of a post's 199 receipts made the
+   * group's work per post grow with the square of its members.
+   */
+  private applyCalls(calls: QueuedHandoff[], now: number): HandoffResult[][] {
+    const touched = new Set<string>();
+    const results = calls.map((h) => this.applyHandoff(h.user, h.items, now, touched));
+    this.receipts.settle(touched, now);
+    return results;
+  }
+
+  private applyHandoff(user: string, items: OutboxItem[], now: number, touched: Set<string>): HandoffResult[] {
     return items.map((item): HandoffResult => {
       if (item.op === "post") return this.post(user, item.payload as PostPayload, now);
       if (item.op === "amend") {
@@ -229,7 +242,10 @@ export class GroupObject extends DurableObject<Env> {
       if (item.op === "receipt") {
         const r = item.payload as ReceiptPayload;
         // Only the calling member's own status: `by` in the payload is not trusted.
-        if (this.roster.roleOf(user) !== null) this.receipts.record(user, r.msgs, r.status, r.ts);
+        if (this.roster.roleOf(user) !== null) {
+          this.receipts.record(user, r.msgs, r.status, r.ts);
+          for (const msg of r.msgs) touched.add(msg);
+        }
         return { ok: true };
       }
       return fail("bad_frame", `unknown hand-off ${item.op}`);
@@ -334,25 +350,9 @@ export class GroupObject extends DurableObject<Env> {
     return this.env.USERS.getByName(user).handoff(user, `group:${group}`, resolved);
   }
 
-  /**
-   * One write transaction; what it queued in the outbox is drained once it
-   * committed. Receipts recorded in it are settled once, at its end.
-   */
+  /** One write transaction; what it queued in the outbox is drained once it committed. */
   private transaction<T>(fn: () => T): T {
-    try {
-      return this.outbox.transaction(
-        this.ctx.storage,
-        () => {
-          const result = fn();
-          this.receipts.flush(Date.now());
-          return result;
-        },
-        () => this.wake(),
-      );
-    } catch (err) {
-      this.receipts.discard();
-      throw err;
-    }
+    return this.outbox.transaction(this.ctx.storage, fn, () => this.wake());
   }
 
   private groupId(): string {
