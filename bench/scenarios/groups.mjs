@@ -122,10 +122,9 @@ async function floorPost(r, id) {
   return { last: got.length === r.size - 1 ? Math.max(...got) : null, each: got };
 }
 
-/** The durable floor's group: post -> last member, one post at a time; the last-member latencies. */
-async function durableFloorPosts(ctx, size, warmup, posts) {
-  await ctx.quiesce();
-  const room = await floorRoom(ctx, ctx.user("s3-durable-floor"), size, { durable: true });
+/** A floor room's posts, one at a time after the warm-up: the last-member latencies; closes the room. */
+async function floorPosts(ctx, name, size, warmup, posts, { durable = false } = {}) {
+  const room = await floorRoom(ctx, ctx.user(name), size, { durable });
   const last = [];
   for (let i = 0; i < warmup + posts; i++) {
     const r = await floorPost(room, i);
@@ -145,14 +144,7 @@ export async function scenarioGroups(ctx) {
   const warmup = 3;
 
   // The floor first: it is measured whether or not the server has groups.
-  const fr = await floorRoom(ctx, ctx.user("s3-floor"), size);
-  const fLast = [];
-  for (let i = 0; i < warmup + posts; i++) {
-    const r = await floorPost(fr, i);
-    if (i >= warmup && r.last !== null) fLast.push(r.last);
-    await sleep(MIN_GAP_MS);
-  }
-  for (const ws of fr.sockets) ws.close();
+  const fLast = await floorPosts(ctx, "s3-floor", size, warmup, posts);
   const fRooms = [];
   for (let gi = 0; gi < groupsAtOnce; gi++) fRooms.push(await floorRoom(ctx, ctx.user(`s3-floor-g${gi}`), concurrentSize));
   const fConc = [];
@@ -163,7 +155,8 @@ export async function scenarioGroups(ctx) {
   for (const r of fRooms) for (const ws of r.sockets) ws.close();
   const floorOne = summarize(fLast);
   const floorMany = summarize(fConc);
-  const durableOne = summarize(await durableFloorPosts(ctx, size, warmup, posts));
+  await ctx.quiesce();
+  const durableOne = summarize(await floorPosts(ctx, "s3-durable-floor", size, warmup, posts, { durable: true }));
 
   await ctx.quiesce();
   const g = await realGroup(ctx, "one", size);

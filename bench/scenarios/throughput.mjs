@@ -143,19 +143,18 @@ async function floorThroughput(ctx, prefix, pairsN, durationMs, warmupMs, { dura
   await pool(pairsN, 16, async (i) => {
     const room = `${prefix}-${i}`;
     senders[i] = await floorSocket(ctx.base, room, "a", { durable });
-    const b = floorSocket(ctx.base, room, "b", {
+    pairs[i].b = await floorSocket(ctx.base, room, "b", {
       durable,
       onMessage: (data, at) => {
         const f = JSON.parse(data);
         // On the durable floor the receiver answers, as a device's ack turns into a receipt.
-        if (durable) b.then((ws) => ws.send(JSON.stringify({ to: "a", ack: f.id })));
+        if (durable) pairs[i].b.send(JSON.stringify({ to: "a", ack: f.id }));
         pairs[i].arrived++;
         if (f.m) lat.push(at - t0s.get(`${i}:${f.id}`));
         if (at >= window.warmEnd && at <= window.end) inWindow++;
         pairs[i].wake?.();
       },
     });
-    pairs[i].b = await b;
   });
   window = { warmEnd: performance.now() + warmupMs, end: performance.now() + warmupMs + durationMs };
   await drive(
