@@ -37,7 +37,6 @@ describe("durability", () => {
     expect(clock.setFor).toBe(9_000);
   });
 
-
   it("evicting both user objects mid-conversation loses and duplicates nothing", async () => {
     const alice = uid("alice");
     const bob = uid("bob");
