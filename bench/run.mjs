@@ -5,7 +5,7 @@
 // bench/results/latest.md and bench/results/latest.svg. The server's process
 // group is killed at the end, whatever happens.
 //
-//   node bench/run.mjs [--quick] [--scale <x>] [--only s1,s3] [--no-write] [--profile] [--state-dir <dir>]
+//   node bench/run.mjs [--quick] [--scale <x>] [--only s1,s3] [--no-write] [--profile] [--state-dir <dir>] [--as <name>]
 //
 // --quick: about 5 minutes (smaller counts, shorter runs, no wait for evictions between scenarios); default about 14.
 // s7 bundles the client library (src/client/) with esbuild into a temporary file.
@@ -15,6 +15,7 @@
 //   the same run costs without them.
 // --profile: CPU-profiles the server (inspector) during each scenario; writes
 //   bench/results/profile-<scenario>.cpuprofile and prints the top self time.
+// --as <name>: writes bench/results/<name>.{json,md,svg} instead of latest.*.
 import { execSync } from "node:child_process";
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir, totalmem } from "node:os";
@@ -46,6 +47,9 @@ const quick = flag("--quick");
 const scale = Number(option("--scale") ?? "1");
 if (!(scale > 0)) throw new Error("--scale takes a positive number");
 const only = option("--only")?.split(",");
+/** --as <name>: write bench/results/<name>.{json,md,svg} instead of latest.* (e.g. latest-tmpfs for a --state-dir /dev/shm run). */
+const outName = option("--as") ?? "latest";
+if (!/^[\w.-]+$/.test(outName)) throw new Error("--as takes a plain file name");
 
 // Ordered so the memory figure (connections) is taken on a fresh runtime, and
 // the presence run comes right after the run it is compared with.
@@ -240,10 +244,13 @@ const dir = join(root, "bench", "results");
 if (!flag("--no-write")) {
   mkdirSync(dir, { recursive: true });
   const stamp = started.toISOString().replace(/[:.]/g, "-");
-  writeFileSync(join(dir, `${stamp}.json`), JSON.stringify(report, null, 2) + "\n");
-  writeFileSync(join(dir, "latest.md"), renderMarkdown(report));
-  writeFileSync(join(dir, "latest.svg"), renderSvg(report));
-  log(`wrote bench/results/${stamp}.json, latest.md, latest.svg`);
+  const json = JSON.stringify(report, null, 2) + "\n";
+  writeFileSync(join(dir, `${stamp}.json`), json);
+  // The latest run's raw figures travel with its table and chart (the dated files stay local).
+  writeFileSync(join(dir, `${outName}.json`), json);
+  writeFileSync(join(dir, `${outName}.md`), renderMarkdown(report, outName));
+  writeFileSync(join(dir, `${outName}.svg`), renderSvg(report));
+  log(`wrote bench/results/${stamp}.json, ${outName}.json, ${outName}.md, ${outName}.svg`);
 } else {
   console.log(renderMarkdown(report));
 }

@@ -7,7 +7,8 @@ const x = (v) => (v === null || v === undefined ? "–" : `${v.toFixed(v >= 10 ?
 const num = (v) => (v === null || v === undefined ? "–" : v >= 100 ? Math.round(v).toLocaleString("en-US") : v.toFixed(1));
 const esc = (s) => String(s).replace(/\|/g, "\\|");
 
-export function renderMarkdown(report) {
+/** `name`: the files' base name in bench/results/ (latest, or --as), for the links to the chart and the JSON. */
+export function renderMarkdown(report, name = "latest") {
   const out = [];
   out.push("# Benchmark results", "");
   out.push(
@@ -123,7 +124,7 @@ export function renderMarkdown(report) {
     for (const n of notes) out.push(`- ${n}`);
     out.push("");
   }
-  out.push("Chart: [latest.svg](latest.svg). Raw figures: the JSON file of the same run.", "");
+  out.push(`Chart: [${name}.svg](${name}.svg). Raw figures: [${name}.json](${name}.json), the same run.`, "");
   return out.join("\n");
 }
 
