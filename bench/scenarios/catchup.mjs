@@ -85,7 +85,7 @@ async function floorCatchUp(ctx, tag, n) {
 
 export async function scenarioCatchUp(ctx) {
   const n = ctx.count(1000, 1000);
-  const runs = ctx.quick ? 2 : 3;
+  const runs = ctx.quick ? 1 : 3;
   await oneCatchUp(ctx, "warm", 50);
   await floorCatchUp(ctx, "warm", 50);
   const real = [];
@@ -105,7 +105,7 @@ export async function scenarioCatchUp(ctx) {
   return {
     id: "s4",
     title: "4. Offline catch-up",
-    rows: [{ measure: `connect → synced with ${n} messages waiting (${runs} runs)`, real: s, floor: f, floorLabel: `${n} canned frames`, lost, duplicated }],
+    rows: [{ measure: `connect → synced with ${n} messages waiting (${runs} run${runs === 1 ? "" : "s"})`, real: s, floor: f, floorLabel: `${n} canned frames`, lost, duplicated }],
     figures: [
       { name: "messages replayed per second (p50 run)", value: rate, unit: "msgs/s", floor: (n * 1000) / f.p50 },
       { name: "messages out of per-sender order", value: outOfOrder },

@@ -119,7 +119,7 @@ async function warmPair(pair, n) {
 async function oneToOne(ctx) {
   // p99 of 150 samples is the second-slowest message, which one disturbance
   // decides; 300 in six alternating phases makes the tail ratio a measure.
-  const n = ctx.count(300, 40);
+  const n = ctx.count(300, 30);
   const rounds = ctx.quick ? 2 : 6;
   const variants = [
     { key: "off", pair: await makePair(ctx, "off", { e2ee: false }) },
@@ -224,8 +224,8 @@ async function post(s, g, id, timeoutMs = POST_TIMEOUT_MS) {
 }
 
 async function groupPosts(ctx) {
-  const size = Math.min(200, ctx.count(200, 200));
-  const posts = ctx.count(16, 4);
+  const size = Math.min(200, ctx.count(200, 20));
+  const posts = ctx.count(12, 4);
   const rounds = ctx.quick ? 2 : 3;
   const t0 = performance.now();
   const s = await groupSetup(ctx, size);
@@ -316,7 +316,7 @@ export async function scenarioE2ee(ctx) {
       { measure: `${grp.size}-member group, e2ee on: post → last of ${grp.size - 1} members decrypted`, real: sOn, floor: sOff, floorLabel: "same members, e2ee off", lost: gOn.missing, duplicated: gOn.dup },
       { measure: `${grp.size}-member group, e2ee off (the reference above): post → last member`, real: sOff, floor: null, lost: gOff.missing, duplicated: gOff.dup },
     );
-    targets.push({ name: "e2ee 200-member post: p50 ≤ 2× e2ee off", limit: 2, measured: ratio(sOn.p50, sOff.p50) });
+    targets.push({ name: `e2ee ${grp.size}-member post: p50 ≤ 2× e2ee off`, limit: 2, measured: ratio(sOn.p50, sOff.p50) });
     const perOpen = gOn.opens ? gOn.open / gOn.opens : null;
     const seal = summarize(gOn.seals);
     const fmt = (v) => (v === null ? "–" : v.toFixed(1));

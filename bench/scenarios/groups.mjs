@@ -136,12 +136,14 @@ async function floorPosts(ctx, name, size, warmup, posts, { durable = false } = 
 }
 
 export async function scenarioGroups(ctx) {
-  const size = Math.min(200, ctx.count(200, 200));
-  const posts = ctx.count(30, 10);
-  const groupsAtOnce = ctx.count(10, 3);
-  const concurrentSize = Math.min(200, ctx.count(200, 100));
-  const rounds = ctx.quick ? 3 : 5;
-  const warmup = 3;
+  const size = Math.min(200, ctx.count(200, 50));
+  const posts = ctx.count(20, 6);
+  const groupsAtOnce = ctx.count(10, 2);
+  const concurrentSize = Math.min(200, ctx.count(200, 30));
+  // Rounds of the groups posting at once, after one unmeasured: each round is
+  // a sample per group.
+  const rounds = 2;
+  const warmup = ctx.quick ? 2 : 3;
 
   // The floor first: it is measured whether or not the server has groups.
   const fLast = await floorPosts(ctx, "s3-floor", size, warmup, posts);
@@ -169,7 +171,7 @@ export async function scenarioGroups(ctx) {
         { measure: `floor only: broadcast → last of ${size} sockets`, real: null, floor: floorOne, floorLabel: `broadcast to ${size}` },
         { measure: `floor only: ${groupsAtOnce} rooms of ${concurrentSize} at once`, real: null, floor: floorMany, floorLabel: `${groupsAtOnce} broadcasts` },
       ],
-      targets: [{ name: "200-member fan-out p50 ≤ 2× broadcast floor", limit: 2, measured: null }],
+      targets: [{ name: `${size}-member fan-out p50 ≤ 2× broadcast floor`, limit: 2, measured: null }],
       notes: [`skipped: ${g.error} (groups have not landed on this build); the floor was measured`],
     };
   }
@@ -238,7 +240,7 @@ export async function scenarioGroups(ctx) {
     ],
     durable: [{ measure: `post → last of ${size - 1} members`, real: s, durable: durableOne, relay: floorOne }],
     targets: [
-      { name: "200-member fan-out p50 ≤ 2× broadcast floor", limit: 2, measured: ratio(s.p50, floorOne.p50) },
+      { name: `${size}-member fan-out p50 ≤ 2× broadcast floor`, limit: 2, measured: ratio(s.p50, floorOne.p50) },
       { name: "group fan-out: lost 0, duplicated 0", limit: 0, measured: missing + duplicated + concMissing + concDup },
     ],
     notes: [
