@@ -7,7 +7,7 @@
 //
 //   node bench/run.mjs [--quick] [--scale <x>] [--only s1,s3] [--no-write] [--profile] [--state-dir <dir>] [--as <name>] [--detail]
 //
-// --quick: about 1.5 minutes, a smoke run: small counts, short runs, no memory
+// --quick: about 1 minute (70 s here), a smoke run: small counts, short runs, no memory
 //   figures, no wait for evictions between scenarios. The default, with the
 //   sizes the benchmark issue names (1,000 sockets, 100 pairs for 30 s, groups
 //   of 200, 60 s of held load), takes about 10 minutes here.

@@ -84,7 +84,7 @@ async function floorCatchUp(ctx, tag, n) {
 }
 
 export async function scenarioCatchUp(ctx) {
-  const n = ctx.count(1000, 1000);
+  const n = ctx.count(1000, 500);
   const runs = ctx.quick ? 1 : 3;
   await oneCatchUp(ctx, "warm", 50);
   await floorCatchUp(ctx, "warm", 50);

@@ -119,7 +119,7 @@ async function warmPair(pair, n) {
 async function oneToOne(ctx) {
   // p99 of 150 samples is the second-slowest message, which one disturbance
   // decides; 300 in six alternating phases makes the tail ratio a measure.
-  const n = ctx.count(300, 30);
+  const n = ctx.count(300, 20);
   const rounds = ctx.quick ? 2 : 6;
   const variants = [
     { key: "off", pair: await makePair(ctx, "off", { e2ee: false }) },

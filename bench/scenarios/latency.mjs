@@ -96,7 +96,7 @@ function countLost(alice, bob, ids) {
 }
 
 export async function scenarioLatency(ctx) {
-  const n = ctx.count(300, 80);
+  const n = ctx.count(300, 50);
   const warmup = ctx.quick ? 10 : 20;
   const { alice, bob } = await connectPair(ctx, "s1");
   const floor = await floorPair(ctx, ctx.user("s1-floor"));
@@ -165,7 +165,7 @@ export async function scenarioLatency(ctx) {
  * pair, so the ratio compares like with like.
  */
 export async function scenarioPresence(ctx) {
-  const n = ctx.count(200, 60);
+  const n = ctx.count(200, 40);
   const phases = ctx.quick ? 2 : 6;
   const warmup = ctx.quick ? 10 : 20;
   const { alice, bob } = await connectPair(ctx, "s6");

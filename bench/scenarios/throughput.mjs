@@ -179,12 +179,12 @@ async function floorThroughput(ctx, prefix, pairsN, durationMs, warmupMs, { dura
 
 export async function scenarioThroughput(ctx) {
   const pairs = ctx.count(100, 20);
-  const durationMs = ctx.count(30_000, 4_000);
-  const warmupMs = ctx.quick ? 1_000 : 3_000;
+  const durationMs = ctx.count(30_000, 3_000);
+  const warmupMs = ctx.quick ? 500 : 3_000;
   const real = await realThroughput(ctx, "s2", pairs, durationMs, warmupMs);
   await ctx.quiesce();
   // The floors' rates hold still within seconds: thousands of samples each.
-  const floorMs = Math.min(durationMs, ctx.count(8_000, 2_000));
+  const floorMs = Math.min(durationMs, ctx.count(8_000, 1_500));
   const floor = await floorThroughput(ctx, ctx.user("s2-floor"), pairs, floorMs, warmupMs);
   await ctx.quiesce();
   const durable = await floorThroughput(ctx, ctx.user("s2-durable-floor"), pairs, floorMs, warmupMs, { durable: true });
@@ -234,7 +234,7 @@ export async function scenarioThroughput(ctx) {
 
 /** 1,000 sockets (pairs of users), a steady aggregate rate, for a minute. */
 export async function scenarioLoadHeld(ctx) {
-  const sockets = ctx.count(1000, 200);
+  const sockets = ctx.count(1000, 100);
   const rate = 200;
   const durationMs = ctx.count(60_000, 3_000);
   const warmupMs = ctx.quick ? 1_000 : 5_000;
