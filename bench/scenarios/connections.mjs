@@ -15,14 +15,10 @@ import { mallocInUse, rssBytes, workerdOf } from "../lib/procs.mjs";
 
 const DEVICES = 5; // the most one user may connect
 
-/**
- * Memory of the dev server's processes now: RSS of both workerd, and, with
- * `allocator`, the runtime's allocator in use (null without gdb; each reading
- * attaches gdb, about 2 s, so --quick goes without).
- */
-async function memory(server, allocator = true) {
+/** Memory of the dev server's processes now: RSS of both workerd, and the runtime's allocator in use (null without gdb). */
+async function memory(server) {
   const { runtime, proxy } = workerdOf(server);
-  return { runtime: runtime ? rssBytes(runtime) : NaN, proxy: proxy ? rssBytes(proxy) : NaN, inUse: runtime && allocator ? await mallocInUse(runtime) : null };
+  return { runtime: runtime ? rssBytes(runtime) : NaN, proxy: proxy ? rssBytes(proxy) : NaN, inUse: runtime ? await mallocInUse(runtime) : null };
 }
 
 /**
@@ -53,9 +49,8 @@ function shape(total) {
 
 export async function scenarioConnections(ctx) {
   const total = ctx.count(1000, 100);
-  // Objects hibernate after 10-15 s of quiet. --quick does not wait for it:
-  // its memory figures are taken just after connecting.
-  const idleMs = ctx.quick ? 0 : 15_000;
+  // Objects hibernate after 10-15 s of quiet.
+  const idleMs = 15_000;
   const { sockets, users, multi } = shape(total);
   const server = ctx.server;
   const firsts = sockets.map((x, i) => i).filter((i) => sockets[i][1] === 0);
@@ -71,22 +66,26 @@ export async function scenarioConnections(ctx) {
   async function measure(open, { fresh }) {
     const times = new Array(sockets.length);
     const connect = (idx) => pool(idx.length, 32, async (k) => (times[idx[k]] = await open(idx[k])));
-    if (fresh && !ctx.quick) await settled(server);
-    // --quick reads no memory (see the figures below): only RSS, which is free.
-    const mem = () => memory(server, !ctx.quick);
-    const heap = () => (ctx.quick ? 0 : ctx.jsHeap());
-    const heapBefore = await heap();
-    const before = await mem();
+    // --quick only connects: no memory figure it could take would mean anything (see below).
+    if (ctx.quick) {
+      const t0 = performance.now();
+      await connect(firsts);
+      await connect(extras);
+      return { times, connectMs: performance.now() - t0 };
+    }
+    if (fresh) await settled(server);
+    const heapBefore = await ctx.jsHeap();
+    const before = await memory(server);
     const t0 = performance.now();
     await connect(firsts);
-    const afterObjects = await mem();
+    const afterObjects = await memory(server);
     await connect(extras);
     const connectMs = performance.now() - t0;
-    if (!ctx.quick) await sleep(1_000);
-    const connected = await mem();
+    await sleep(1_000);
+    const connected = await memory(server);
     await sleep(idleMs);
-    const idle = idleMs > 0 ? await mem() : connected;
-    const heapIdle = await heap();
+    const idle = await memory(server);
+    const heapIdle = await ctx.jsHeap();
     return { times, connectMs, before, afterObjects, connected, idle, heapBefore, heap: heapIdle - heapBefore };
   }
   const closed = async (close) => {
@@ -131,7 +130,7 @@ export async function scenarioConnections(ctx) {
   if (silent) await closed(silent.close);
 
   const kib = (a, b, key, count) => (count > 0 && a[key] !== null && b[key] !== null ? (b[key] - a[key]) / count / 1024 : null);
-  const perIdle = kib(real.before, real.idle, "runtime", total);
+  const perIdle = ctx.quick ? null : kib(real.before, real.idle, "runtime", total);
   const idleLabel = `after ${idleMs / 1000} s idle`;
   const figures = [
     { name: `time to connect all ${total} sockets (32 at a time)`, value: real.connectMs / 1000, unit: "s", floor: fair.connectMs / 1000 },
@@ -160,8 +159,7 @@ export async function scenarioConnections(ctx) {
     ],
     figures: shown,
     targets: [
-      // Just connected, on a runtime whose allocator reuses what the warm-up freed, RSS says nothing: --quick claims no memory target.
-      { name: "idle connection memory ≤ 24 KiB each", limit: 24, unit: "KiB", measured: ctx.quick ? null : perIdle },
+      { name: "idle connection memory ≤ 24 KiB each", limit: 24, unit: "KiB", measured: perIdle },
       { name: "connections: none closed by the server while idle", limit: 0, count: true, measured: closedByServer },
     ],
     notes: [
