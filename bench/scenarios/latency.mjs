@@ -109,20 +109,17 @@ export async function scenarioLatency(ctx) {
   for (let i = 0; i < warmup + n; i++) {
     const id = `m${i}`;
     ids.push(id);
-    let t0 = performance.now();
+    const t0 = performance.now();
     const r = await realPing(alice, bob, id);
     if (r && i >= warmup) for (const k of Object.keys(real)) real[k].push(r[k]);
     await paced(t0);
-    t0 = performance.now();
-    const f = await floor.ping(i);
-    if (!f) floorLost++;
-    else if (i >= warmup) for (const k of Object.keys(fl)) fl[k].push(f[k]);
-    await paced(t0, FLOOR_GAP_MS);
-    t0 = performance.now();
-    const d = await durable.ping(i);
-    if (!d) floorLost++;
-    else if (i >= warmup) for (const k of Object.keys(dfl)) dfl[k].push(d[k]);
-    await paced(t0, FLOOR_GAP_MS);
+    for (const [pair, into] of [[floor, fl], [durable, dfl]]) {
+      const start = performance.now();
+      const f = await pair.ping(i);
+      if (!f) floorLost++;
+      else if (i >= warmup) for (const k of Object.keys(into)) into[k].push(f[k]);
+      await paced(start, FLOOR_GAP_MS);
+    }
   }
   await sleep(300); // late duplicates would show up here
   const lost = countLost(alice, bob, ids);
