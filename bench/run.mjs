@@ -13,16 +13,18 @@
 //   of 200, 60 s of held load), takes about 11 minutes here (9 on a RAM disk).
 // s7 bundles the client library (src/client/) with esbuild into a temporary file.
 // --scale: multiplies every count and duration (e.g. 0.5, 2).
-// --state-dir: where the server's state lives (default: the system temp dir). A
-//   local commit waits for a disk sync; --state-dir /dev/shm (tmpfs) shows what
-//   the same run costs without them.
+// --state-dir: where the server's state lives. Default: a RAM disk (/dev/shm)
+//   when there is one, else the system temp dir. Local workerd ends every SQLite
+//   commit with a disk sync on its one thread, which stops every object in the
+//   process meanwhile; production confirms commits by replication while the
+//   thread runs on. --state-dir /tmp measures with those syncs (README).
 // --profile: CPU-profiles the server (inspector) during each scenario; writes
 //   bench/results/profile-<scenario>.cpuprofile and prints the top self time.
 // --as <name>: writes bench/results/<name>.{json,md,svg} instead of latest.*.
 // --detail: adds figures that only explain others (scenario 5: a socket the
 //   runtime never sent a frame), at their cost in time.
 import { execSync } from "node:child_process";
-import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { accessSync, appendFileSync, constants, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statfsSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir, totalmem } from "node:os";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { join } from "node:path";
@@ -56,7 +58,7 @@ const FEW_OBJECTS = 20;
 const scale = Number(option("--scale") ?? "1");
 if (!(scale > 0)) throw new Error("--scale takes a positive number");
 const only = option("--only")?.split(",");
-/** --as <name>: write bench/results/<name>.{json,md,svg} instead of latest.* (e.g. latest-tmpfs for a --state-dir /dev/shm run). */
+/** --as <name>: write bench/results/<name>.{json,md,svg} instead of latest.* (e.g. latest-disk for a --state-dir /tmp run). */
 const outName = option("--as") ?? "latest";
 if (!/^[\w.-]+$/.test(outName)) throw new Error("--as takes a plain file name");
 
@@ -73,6 +75,17 @@ const SCENARIOS = [
   ["load", scenarioLoadHeld],
 ];
 
+/** /dev/shm when it is a writable tmpfs (Linux), else undefined: the system temp dir. */
+function ramDisk() {
+  const TMPFS_MAGIC = 0x01021994;
+  try {
+    accessSync("/dev/shm", constants.W_OK);
+    return statfsSync("/dev/shm").type === TMPFS_MAGIC ? "/dev/shm" : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 checkBenchConfig(root);
 const runId = Date.now().toString(36);
 const started = new Date();
@@ -81,7 +94,7 @@ log(`starting wrangler dev (bench/wrangler.toml), mode ${quick ? "quick" : "defa
 // The server's own output goes to a file: errors it logged are counted in the report.
 const serverLog = process.env.BENCH_SERVER_LOG ?? join(tmpdir(), `relay-bench-${process.pid}.log`);
 const profiling = flag("--profile");
-const stateParent = option("--state-dir");
+const stateParent = option("--state-dir") ?? ramDisk();
 const inspectorPort = await freePort();
 const server = await startDevServer({
   config: join(root, "bench", "wrangler.toml"),

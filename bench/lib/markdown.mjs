@@ -7,13 +7,19 @@ const x = (v) => (v === null || v === undefined ? "–" : `${v.toFixed(v >= 10 ?
 const num = (v) => (v === null || v === undefined ? "–" : v >= 100 ? Math.round(v).toLocaleString("en-US") : v.toFixed(1));
 const esc = (s) => String(s).replace(/\|/g, "\\|");
 
+/** The state's filesystem, and what a commit costs on it here. */
+const storage = (fs) =>
+  fs === "tmpfs"
+    ? "tmpfs, a RAM disk: a commit does not wait for a disk sync"
+    : `${fs ?? "disk"}: every commit waits for a disk sync on the runtime's one thread, which stops every object meanwhile`;
+
 /** `name`: the files' base name in bench/results/ (latest, or --as), for the links to the chart and the JSON. */
 export function renderMarkdown(report, name = "latest") {
   const out = [];
   out.push("# Benchmark results", "");
   out.push(
     `Run ${report.startedAt.slice(0, 16).replace("T", " ")} UTC, mode **${report.mode}** (scale ${report.scale}), commit \`${report.commit}\`, ` +
-      `${report.machine.cpus} CPUs (${report.machine.cpuModel.trim()}), Node ${report.node}, wrangler ${report.wrangler} (\`wrangler dev\`, local SQLite on ${report.state?.fs ?? "disk"}). ` +
+      `${report.machine.cpus} CPUs (${report.machine.cpuModel.trim()}), Node ${report.node}, wrangler ${report.wrangler} (\`wrangler dev\`, local SQLite on ${storage(report.state?.fs)}). ` +
       `Load average at the end: ${report.machine.loadAvgAtEnd.toFixed(1)}.`,
     "",
   );
