@@ -5,12 +5,15 @@
 // bench/results/latest.md and bench/results/latest.svg. The server's process
 // group is killed at the end, whatever happens.
 //
-//   node bench/run.mjs [--quick] [--scale <x>] [--only s1,s3] [--no-write] [--profile] [--state-dir <dir>] [--as <name>] [--detail]
+//   node bench/run.mjs [--all] [--quick] [--scale <x>] [--only s1,s3] [--no-write] [--profile] [--state-dir <dir>] [--as <name>] [--detail]
 //
-// --quick: about 1 minute (70 s here), a smoke run: small counts, short runs, no memory
-//   figures, no wait for evictions between scenarios. The default, with the
-//   sizes the benchmark issue names (1,000 sockets, 100 pairs for 30 s, groups
-//   of 200, 60 s of held load), takes about 11 minutes here (9 on a RAM disk).
+// The default runs the benchmark issue's six scenarios at the sizes it names
+// (about 5.5 minutes here). --all adds scenario 7 (the cost of e2ee) and the held
+// load (1,000 sockets, 200 msgs/s for 60 s): about 9 minutes. The committed
+// results are --all runs.
+//
+// --quick: about 1 minute, a smoke run: small counts, short runs, no memory
+//   figures, no wait for evictions between scenarios.
 // s7 bundles the client library (src/client/) with esbuild into a temporary file.
 // --scale: multiplies every count and duration (e.g. 0.5, 2).
 // --state-dir: where the server's state lives. Default: a RAM disk (/dev/shm)
@@ -58,22 +61,29 @@ const FEW_OBJECTS = 20;
 const scale = Number(option("--scale") ?? "1");
 if (!(scale > 0)) throw new Error("--scale takes a positive number");
 const only = option("--only")?.split(",");
+/** --all: also the scenarios that are not in the default run (extra below). */
+const all = flag("--all");
 /** --as <name>: write bench/results/<name>.{json,md,svg} instead of latest.* (e.g. latest-disk for a --state-dir /tmp run). */
 const outName = option("--as") ?? "latest";
 if (!/^[\w.-]+$/.test(outName)) throw new Error("--as takes a plain file name");
 
 // Ordered so the memory figure (connections) is taken on a fresh runtime, and
-// the presence run comes right after the run it is compared with.
+// the presence run comes right after the run it is compared with. `extra`:
+// only with --all (or named by --only).
 const SCENARIOS = [
-  ["s5", scenarioConnections],
-  ["s1", scenarioLatency],
-  ["s6", scenarioPresence],
-  ["s2", scenarioThroughput],
-  ["s4", scenarioCatchUp],
-  ["s3", scenarioGroups],
-  ["s7", scenarioE2ee],
-  ["load", scenarioLoadHeld],
+  { id: "s5", fn: scenarioConnections },
+  { id: "s1", fn: scenarioLatency },
+  { id: "s6", fn: scenarioPresence },
+  { id: "s2", fn: scenarioThroughput },
+  { id: "s4", fn: scenarioCatchUp },
+  { id: "s3", fn: scenarioGroups },
+  { id: "s7", fn: scenarioE2ee, extra: true },
+  { id: "load", fn: scenarioLoadHeld, extra: true },
 ];
+for (const id of only ?? []) if (!SCENARIOS.some((s) => s.id === id)) throw new Error(`--only: no scenario ${id} (${SCENARIOS.map((s) => s.id).join(", ")})`);
+const selected = SCENARIOS.filter((s) => (only ? only.includes(s.id) : all || !s.extra));
+/** Scenarios this run left out that --all would have run. */
+const leftOut = only ? [] : SCENARIOS.filter((s) => !selected.includes(s)).map((s) => s.id);
 
 /** /dev/shm when it is a writable tmpfs (Linux), else undefined: the system temp dir. */
 function ramDisk() {
@@ -90,7 +100,7 @@ checkBenchConfig(root);
 const runId = Date.now().toString(36);
 const started = new Date();
 const log = (...a) => console.log(`[bench +${((Date.now() - started.getTime()) / 1000).toFixed(0)}s]`, ...a);
-log(`starting wrangler dev (bench/wrangler.toml), mode ${quick ? "quick" : "default"}, scale ${scale}`);
+log(`starting wrangler dev (bench/wrangler.toml), mode ${quick ? "quick" : "default"}, scale ${scale}, scenarios ${selected.map((s) => s.id).join(", ")}`);
 // The server's own output goes to a file: errors it logged are counted in the report.
 const serverLog = process.env.BENCH_SERVER_LOG ?? join(tmpdir(), `relay-bench-${process.pid}.log`);
 const profiling = flag("--profile");
@@ -196,8 +206,7 @@ const ctx = {
 const results = [];
 let failed = false;
 try {
-  for (const [id, fn] of SCENARIOS) {
-    if (only && !only.includes(id)) continue;
+  for (const { id, fn } of selected) {
     log(`scenario ${id}...`);
     await ctx.settle();
     const before = serverSample(server);
@@ -264,6 +273,7 @@ const report = {
   state: { dir: server.state, fs: stateFs },
   wrangler: JSON.parse(readFileSync(join(root, "node_modules", "wrangler", "package.json"), "utf8")).version,
   results,
+  leftOut,
   serverErrors: { count: serverErrors.length, first: serverErrors.slice(0, 5) },
 };
 const dir = join(root, "bench", "results");

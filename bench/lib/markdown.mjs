@@ -20,7 +20,8 @@ export function renderMarkdown(report, name = "latest") {
   out.push(
     `Run ${report.startedAt.slice(0, 16).replace("T", " ")} UTC, mode **${report.mode}** (scale ${report.scale}), commit \`${report.commit}\`, ` +
       `${report.machine.cpus} CPUs (${report.machine.cpuModel.trim()}), Node ${report.node}, wrangler ${report.wrangler} (\`wrangler dev\`, local SQLite on ${storage(report.state?.fs)}). ` +
-      `Load average at the end: ${report.machine.loadAvgAtEnd.toFixed(1)}.`,
+      `Load average at the end: ${report.machine.loadAvgAtEnd.toFixed(1)}.` +
+      (report.leftOut?.length ? ` Not run (\`--all\` runs them): ${report.leftOut.join(", ")}.` : ""),
     "",
   );
   out.push(
