@@ -113,7 +113,7 @@ const server = await startDevServer({
   persistTo: stateParent ? mkdtempSync(join(stateParent, "relay-bench-")) : undefined,
   log: (text) => appendFileSync(serverLog, text),
 });
-/** Stops the server; a state directory made under --state-dir goes with it (startDevServer removes its own). */
+/** Stops the server; the state directory made under stateParent goes with it (startDevServer removes its own). */
 function stopServer() {
   server.stop();
   if (stateParent) rmSync(server.state, { recursive: true, force: true });
