@@ -105,19 +105,23 @@ log(`starting wrangler dev (bench/wrangler.toml), mode ${quick ? "quick" : "defa
 const serverLog = process.env.BENCH_SERVER_LOG ?? join(tmpdir(), `relay-bench-${process.pid}.log`);
 const profiling = flag("--profile");
 const stateParent = option("--state-dir") ?? ramDisk();
+const stateDir = stateParent ? mkdtempSync(join(stateParent, "relay-bench-")) : undefined;
 const inspectorPort = await freePort();
-const server = await startDevServer({
+let server;
+// However the run ends (a crash before the try below included), the server
+// stops and the state directory made here goes; startDevServer removes its own.
+process.on("exit", () => {
+  server?.stop();
+  if (stateDir) rmSync(stateDir, { recursive: true, force: true });
+});
+server = await startDevServer({
   config: join(root, "bench", "wrangler.toml"),
   observability: false,
   inspectorPort,
-  persistTo: stateParent ? mkdtempSync(join(stateParent, "relay-bench-")) : undefined,
+  persistTo: stateDir,
   log: (text) => appendFileSync(serverLog, text),
 });
-/** Stops the server; the state directory made under stateParent goes with it (startDevServer removes its own). */
-function stopServer() {
-  server.stop();
-  if (stateParent) rmSync(server.state, { recursive: true, force: true });
-}
+const stopServer = () => server.stop();
 const inspector = await connectInspector(inspectorPort);
 const profiler = profiling ? await profilerOn(inspector) : null;
 /** The filesystem that holds the objects' SQLite files: a local commit waits for its sync. */
