@@ -2,6 +2,15 @@
 // keeps its migrations as an append-only list at the top of its schema module;
 // the constructor applies the ones not yet applied. Never edit a shipped entry.
 
+/**
+ * The smallest value of several one-row queries (`SELECT MIN(x) AS t ...`),
+ * NULLs ignored, in one statement: each exec costs a crossing into the
+ * runtime, and the alarm's deadlines are asked several times per message.
+ */
+export function earliest(sql: SqlStorage, queries: readonly string[]): number | null {
+  return sql.exec<{ t: number | null }>(`SELECT MIN(t) AS t FROM (${queries.join(" UNION ALL ")})`).one().t;
+}
+
 export function migrate(sql: SqlStorage, migrations: readonly string[]): void {
   // Read first: SQLite counts CREATE TABLE IF NOT EXISTS as a write even when
   // the table exists (sqlite3_stmt_readonly is false), and a write makes the

@@ -19,7 +19,7 @@ import {
 } from "../protocol";
 import { CONNECT_HEADERS } from "../routes/connect";
 import { signFrame } from "../media/url";
-import { migrate } from "../sqlite";
+import { earliest, migrate } from "../sqlite";
 import type { Env } from "../env";
 import { ChatService } from "../user/chat";
 import { decodeFrame, parseFrame } from "../user/frames";
@@ -27,8 +27,8 @@ import { listGroups } from "../user/groups";
 import { projectFor } from "../user/e2ee";
 import { KeyDirectory } from "../user/keys";
 import { Inbox } from "../user/inbox";
-import { Retention, type HistoryPage } from "../user/retention";
-import { MediaLedger, type MediaBegin, type MediaRecord } from "../user/media";
+import { EXPIRY_QUERIES, Retention, type HistoryPage } from "../user/retention";
+import { MEDIA_DUE_QUERIES, MediaLedger, type MediaBegin, type MediaRecord } from "../user/media";
 import { sweepHolds } from "../user/media-holds";
 import { USER_MIGRATIONS } from "../user/schema";
 import { attachmentOf, errorFrame, safeClose, safeSend, type DeviceAttachment } from "../user/sockets";
@@ -38,6 +38,8 @@ import { PrivacyStore } from "../user/privacy";
 import { RateLimiter } from "../user/ratelimit";
 import { openSession } from "../user/session";
 
+/** The tables with deadlines the alarm serves: expiring media (and references), disappearing messages. */
+const DEADLINE_QUERIES = [...MEDIA_DUE_QUERIES, ...EXPIRY_QUERIES];
 export const CLOSE = { replaced: 4000, tokenExpired: 4001, policy: 4008, tooManyDevices: 4009, internal: 1011 } as const;
 
 export class UserObject extends DurableObject<Env> {
@@ -410,14 +412,13 @@ export class UserObject extends DurableObject<Env> {
       const outboxAt = this.outbox.alarmAt(now);
       if (outboxAt !== null) candidates.push(outboxAt);
     }
-    const mediaDue = this.media.nextDueAt();
-    if (mediaDue !== null) candidates.push(mediaDue);
+    // Media to expire and disappearing messages: one statement for all four tables.
+    const due = earliest(this.sql, DEADLINE_QUERIES);
+    if (due !== null) candidates.push(due);
     for (const ws of this.ctx.getWebSockets()) {
       const a = attachmentOf(ws);
       if (a) candidates.push(a.expiresAt);
     }
-    const expiry = this.retention.nextExpiry();
-    if (expiry !== null) candidates.push(expiry);
     this.housekeepingAt ??= Number(this.meta("housekeeping_at") ?? "0") || null;
     if ((this.housekeepingAt === null || beats(this.housekeepingAt)) && (!this.inbox.isEmpty() || this.chat.hasState())) {
       if (this.housekeepingAt === null) {

@@ -176,10 +176,6 @@ export class Inbox {
     return rows.map((r) => r.frame);
   }
 
-  nextExpiry(): number | null {
-    return this.sql.exec<{ t: number | null }>("SELECT MIN(expires_at) AS t FROM inbox WHERE expires_at IS NOT NULL").one().t;
-  }
-
   isEmpty(): boolean {
     return this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM (SELECT 1 FROM inbox LIMIT 1)").one().n === 0;
   }

@@ -75,6 +75,9 @@ type Row = {
 };
 
 /** Media rows the alarm deletes per run; more left over means another run right away. */
+/** When the alarm has media (or references) to expire, for earliest() in src/sqlite.ts. */
+export const MEDIA_DUE_QUERIES = ["SELECT MIN(expires_at) AS t FROM media", "SELECT MIN(expires_at) AS t FROM media_refs"] as const;
+
 const COLLECT_BATCH = 100;
 /** After R2 failed to delete, try again this much later (ms). */
 const COLLECT_RETRY_MS = 60_000;
@@ -240,14 +243,6 @@ export class MediaLedger {
       this.sql.exec("SELECT 1 FROM media WHERE id = ? AND state = 'stored'", id).toArray().length > 0 ||
       this.sql.exec("SELECT 1 FROM media_grants WHERE media = ?", id).toArray().length > 0
     );
-  }
-
-  /** When the alarm has media (or references) to expire, or null. */
-  nextDueAt(): number | null {
-    const media = this.sql.exec<{ t: number | null }>("SELECT MIN(expires_at) AS t FROM media").one().t;
-    const refs = this.sql.exec<{ t: number | null }>("SELECT MIN(expires_at) AS t FROM media_refs").one().t;
-    if (media === null) return refs;
-    return refs === null ? media : Math.min(media, refs);
   }
 
   /** References whose message can no longer be retained anywhere are dropped. */

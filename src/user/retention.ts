@@ -10,8 +10,18 @@
 import { AppError } from "../errors";
 import { DELETE_WINDOW_MS, EDIT_WINDOW_MS, HISTORY_PAGE_DEFAULT } from "../limits";
 import type { Outbox } from "../outbox";
+import { earliest } from "../sqlite";
 import { chatFromKey, type ChatSettings, type ChatSettingsBody, type Retention as RetentionKind } from "../protocol";
 import type { Inbox } from "./inbox";
+
+/**
+ * When the next disappearing message is due (history and inbox), for earliest()
+ * in src/sqlite.ts: the partial indexes on expires_at need the IS NOT NULL.
+ */
+export const EXPIRY_QUERIES = [
+  "SELECT MIN(expires_at) AS t FROM history WHERE expires_at IS NOT NULL",
+  "SELECT MIN(expires_at) AS t FROM inbox WHERE expires_at IS NOT NULL",
+] as const;
 
 export interface RetentionDeps {
   sql: SqlStorage;
@@ -206,10 +216,6 @@ export class Retention {
   }
 
   nextExpiry(): number | null {
-    const h = this.d.sql.exec<{ t: number | null }>("SELECT MIN(expires_at) AS t FROM history WHERE expires_at IS NOT NULL").one().t;
-    const i = this.d.inbox.nextExpiry();
-    if (h === null) return i;
-    if (i === null) return h;
-    return Math.min(h, i);
+    return earliest(this.d.sql, EXPIRY_QUERIES);
   }
 }
