@@ -8,7 +8,7 @@
 //   node bench/run.mjs [--all] [--quick] [--scale <x>] [--only s1,s3] [--no-write] [--profile] [--state-dir <dir>] [--as <name>] [--detail]
 //
 // The default runs the benchmark issue's six scenarios at the sizes it names
-// (about 5.5 minutes here). --all adds scenario 7 (the cost of e2ee) and the held
+// (about 5 minutes here). --all adds scenario 7 (the cost of e2ee) and the held
 // load (1,000 sockets, 200 msgs/s for 60 s): about 9 minutes. The committed
 // results are --all runs.
 //

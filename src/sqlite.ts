@@ -1,6 +1,7 @@
-// Schema migrations for a Durable Object's SQLite storage. Each object class
-// keeps its migrations as an append-only list at the top of its schema module;
-// the constructor applies the ones not yet applied. Never edit a shipped entry.
+// Helpers for a Durable Object's SQLite storage. Schema migrations: each object
+// class keeps its migrations as an append-only list at the top of its schema
+// module; the constructor applies the ones not yet applied. Never edit a
+// shipped entry. earliest(): several deadline queries in one statement.
 
 /**
  * The smallest value of several one-row queries (`SELECT MIN(x) AS t ...`),
