@@ -7,6 +7,10 @@ import type { Outbox, OutboxItem } from "../outbox";
 import { GROUP_OPS, type GroupEventItem, type GroupMessageItem } from "./handoff";
 import type { GroupEvent } from "../protocol";
 
+/** When the log's next disappearing message is due, for earliest() in src/sqlite.ts. */
+export const LOG_EXPIRY_QUERY =
+  "SELECT MIN(json_extract(body, '$.message.expiresAt')) AS t FROM log WHERE kind = 'message' AND json_extract(body, '$.message.deleted') IS NULL";
+
 /** What is left of a deleted or disappeared message: enough to keep the order, no content. */
 function tombstone(m: GroupMessageItem["message"]): GroupMessageItem["message"] {
   return { msg: m.msg, id: m.id, from: m.from, ts: m.ts, device: m.device, deleted: true };
@@ -86,14 +90,6 @@ export class GroupLog {
       )
       .toArray();
     for (const r of rows) this.rewriteMessage(r.msg, () => null);
-  }
-
-  nextExpiry(): number | null {
-    return this.sql
-      .exec<{ t: number | null }>(
-        "SELECT MIN(json_extract(body, '$.message.expiresAt')) AS t FROM log WHERE kind = 'message' AND json_extract(body, '$.message.deleted') IS NULL",
-      )
-      .one().t;
   }
 
   /** Drops log entries every member's object already has (no outbox row refers to them). */

@@ -10,8 +10,12 @@ import { HISTORY_PAGE_DEFAULT } from "../limits";
 import type { ChatSettings, ChatSettingsBody, Retention as RetentionKind } from "../protocol";
 import type { Amendment, HistoryPage } from "../user/retention";
 import { messageFrame, type Envelope } from "../user/chat";
-import type { GroupLog } from "./log";
+import { earliest } from "../sqlite";
+import { LOG_EXPIRY_QUERY, type GroupLog } from "./log";
 import type { Roster } from "./roster";
+
+/** When the next disappearing message is due, in the history or the log. */
+const EXPIRY_QUERIES = ["SELECT MIN(expires_at) AS t FROM history WHERE expires_at IS NOT NULL", LOG_EXPIRY_QUERY] as const;
 
 export class GroupRetention {
   constructor(
@@ -131,9 +135,6 @@ export class GroupRetention {
   }
 
   nextExpiry(): number | null {
-    const h = this.sql.exec<{ t: number | null }>("SELECT MIN(expires_at) AS t FROM history WHERE expires_at IS NOT NULL").one().t;
-    const l = this.log.nextExpiry();
-    if (h === null) return l;
-    return l === null ? h : Math.min(h, l);
+    return earliest(this.sql, EXPIRY_QUERIES);
   }
 }
