@@ -108,8 +108,9 @@ const stateParent = option("--state-dir") ?? ramDisk();
 const stateDir = stateParent ? mkdtempSync(join(stateParent, "relay-bench-")) : undefined;
 const inspectorPort = await freePort();
 let server;
-// However the run ends (a crash before the try below included), the server
-// stops and the state directory made here goes; startDevServer removes its own.
+// However the run ends (a crash, or a signal: startDevServer's handlers stop the
+// server and exit), the server stops and the state directory made here goes;
+// startDevServer removes only one it made itself.
 process.on("exit", () => {
   server?.stop();
   if (stateDir) rmSync(stateDir, { recursive: true, force: true });
@@ -121,7 +122,6 @@ server = await startDevServer({
   persistTo: stateDir,
   log: (text) => appendFileSync(serverLog, text),
 });
-const stopServer = () => server.stop();
 const inspector = await connectInspector(inspectorPort);
 const profiler = profiling ? await profilerOn(inspector) : null;
 /** The filesystem that holds the objects' SQLite files: a local commit waits for its sync. */
@@ -132,17 +132,6 @@ const stateFs = (() => {
     return "unknown";
   }
 })();
-for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"]) {
-  process.on(sig, () => {
-    stopServer();
-    process.exit(130);
-  });
-}
-process.on("uncaughtException", (err) => {
-  console.error("[bench] uncaught:", err);
-  stopServer();
-  process.exit(1);
-});
 
 /** Databases the runtime holds open before any scenario (D1, the alarm index). */
 const baseDatabases = (() => {
@@ -249,7 +238,7 @@ try {
   }
 } finally {
   inspector.close();
-  stopServer();
+  server.stop();
 }
 
 // What the server logged besides request lines: uncaught errors, warnings, stack traces.
