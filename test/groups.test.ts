@@ -115,6 +115,19 @@ describe("groups", () => {
     expect(await errorCode(res)).toBe("not_member");
     const bogus = await call(`/v1/groups/g_${"0".repeat(32)}`, { token: await token(mallory) });
     expect(bogus.status).toBe(404);
+
+    // A group that was never created (review of 2026-11-28): changing its settings is
+    // not_found, not a 500, and an edit of a post it refused is refused for good
+    // instead of retried by the sender's outbox forever.
+    const never = `g_${"1".repeat(32)}`;
+    const put = await call(`/v1/chats/group:${never}/settings`, { method: "PUT", token: await token(mallory), json: { retention: "permanent" } });
+    expect(put.status).toBe(404);
+    expect(await errorCode(put)).toBe("not_found");
+    m.send({ type: "send", id: "x2", to: { group: never }, text: "anyone?" });
+    const x2 = await m.next("sent", (f) => f.id === "x2");
+    expect(await m.next("error")).toMatchObject({ code: "not_member", ref: "x2" });
+    m.send({ type: "edit", msg: x2.msg, text: "anyone at all?" });
+    await waitOutboxesEmpty([env.USERS.getByName(mallory)], 12_000);
   });
 
   it("only admins manage the group: members get not_admin, outsiders not_member, and the roster is unchanged", async () => {

@@ -131,7 +131,11 @@ export class GroupObject extends DurableObject<Env> {
   }
 
   async changeChatSettings(caller: string, body: ChatSettingsBody): Promise<Result<ChatSettings>> {
-    return this.run(() => this.transaction(() => this.retention.change(this.groupId(), caller, body, Date.now())));
+    return this.run(() => {
+      // Checked before the group's id is read: a group never created is not_found, not a failure.
+      this.roster.requireAdmin(caller);
+      return this.transaction(() => this.retention.change(this.groupId(), caller, body, Date.now()));
+    });
   }
 
   async chatHistory(caller: string, before?: string, limit?: number): Promise<Result<HistoryPage>> {
@@ -231,6 +235,9 @@ export class GroupObject extends DurableObject<Env> {
     return items.map((item): HandoffResult => {
       if (item.op === "post") return this.post(user, item.payload as PostPayload, now);
       if (item.op === "amend") {
+        // A group never created refused the post itself: refused for good, so the
+        // sender's outbox does not retry the edit or delete forever.
+        if (!this.roster.exists()) return fail("not_member", "you are not a member of this group");
         this.retention.amend(this.groupId(), user, item.payload as Amendment, now);
         return { ok: true };
       }
