@@ -220,6 +220,23 @@ describe("end-to-end encrypted one-to-one chat", () => {
     expect(bLaptop.open(forLaptop).text).toBe("second");
   });
 
+  it("frames written one after another on a socket are handled in that order, though an e2ee send waits for the device lists", async () => {
+    // Review of 2026-11-28: the plaintext send overtook the e2ee send before it,
+    // which awaited an RPC to the peer's object while the next frame ran.
+    const a = await Phone.setup(uid("alice"));
+    const b = await Phone.setup(uid("bob"));
+    const to = { user: b.user };
+    const e2ee = { v: 1, sender: "phone", recipients: { [`${b.user}/phone`]: { type: "msg", body: "AAAA" } } };
+    a.sock!.send({ type: "send", id: "o1", to, e2ee });
+    a.sock!.send({ type: "send", id: "o2", to, e2ee });
+    a.sock!.send({ type: "send", id: "o3", to, text: "third" });
+    const sent = [await a.sock!.next("sent"), await a.sock!.next("sent"), await a.sock!.next("sent")];
+    expect(sent.map((f) => f.id)).toEqual(["o1", "o2", "o3"]);
+    const got = [await b.sock!.next("message"), await b.sock!.next("message"), await b.sock!.next("message")];
+    expect(got.map((f) => f.id)).toEqual(["o1", "o2", "o3"]);
+    expect(got.map((f) => f.seq)).toEqual([...got.map((f) => f.seq)].sort((x, y) => x - y));
+  });
+
   it("the server refuses malformed encrypted sends with bad_frame and the socket stays usable", async () => {
     const alice = uid("alice");
     const bob = uid("bob");
@@ -238,6 +255,9 @@ describe("end-to-end encrypted one-to-one chat", () => {
     // sender must be the socket's own device
     const spoof = await a.sendRaw({ type: "send", id: "b7", to: { user: bob }, e2ee: { v: 1, sender: "laptop", recipients: { [`${bob}/phone`]: c } } });
     expect(spoof).toMatchObject({ code: "bad_frame" });
+    // ... in a group send too (review of 2026-11-28: only one-to-one sends were checked)
+    const groupSpoof = { type: "send", id: "b9", to: { group: `g_${"2".repeat(32)}` }, e2ee: { v: 1, sender: "laptop", senderKeyCiphertext: "AAAA" } };
+    expect(await a.sendRaw(groupSpoof)).toMatchObject({ type: "error", code: "bad_frame" });
     // a user without keys cannot be written to encrypted
     const nobody = uid("nobody");
     expect(await a.sendRaw({ type: "send", id: "b8", to: { user: nobody }, e2ee: { v: 1, sender: "phone", recipients: {} } })).toMatchObject({

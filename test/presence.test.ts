@@ -78,6 +78,10 @@ describe("presence and last seen", () => {
     a.send("ping");
     const tablet = await connect(alice, "tablet");
     tablet.ackAll();
+    // Nor do frames the server refuses (review of 2026-11-28: they counted before the refusal).
+    a.send({ type: "typing", chat: { user: alice }, on: true });
+    a.send({ type: "send", id: "to-self", to: { user: alice }, text: "me" });
+    expect(await a.next("error", (e) => e.ref === "to-self")).toMatchObject({ code: "bad_frame" });
     await sleep(100);
     expect((await presenceOf(bob, alice)).lastSeen).toBe(first.lastSeen);
     // Control: a user-driven frame does move it.
@@ -380,5 +384,14 @@ describe("rate limits", () => {
     const again = await connect(alice, "phone");
     again.send({ type: "send", id: "after-flood", to: { user: bob }, text: "back" });
     expect((await again.next("sent")).id).toBe("after-flood");
+  });
+
+  it("a flood of frames that cannot even be decoded is also cut with rate_limited, then closed with 4008", async () => {
+    // Review of 2026-11-28: bad JSON was answered before the rate limiter, without limit.
+    const g = await connect(uid("garbage"));
+    for (let i = 0; i < 400; i++) g.send("{not json");
+    expect(await g.next("error", (e) => e.code === "rate_limited")).toMatchObject({ type: "error" });
+    expect((await g.waitClosed()).code).toBe(4008);
+    expect(g.all("error").filter((e) => e.code === "bad_json").length).toBeLessThan(150);
   });
 });

@@ -62,6 +62,8 @@ export class UserObject extends DurableObject<Env> {
   private readonly limits = new RateLimiter();
   /** Frames being handled right now (an input to load shedding). */
   private framesInFlight = 0;
+  /** Per device, the frame still being handled (one that awaits), which later frames wait for. */
+  private readonly deviceQueues = new Map<string, Promise<void>>();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -170,27 +172,48 @@ export class UserObject extends DurableObject<Env> {
     const now = Date.now();
     if (attachment.expiresAt <= now) return safeClose(ws, CLOSE.tokenExpired, "token expired");
     const decoded = decodeFrame(message);
+    // Every frame draws from a bucket, one that cannot be decoded too ("other"),
+    // so a flood of garbage also ends in rate_limited and then 4008.
+    const verdict = this.limits.take(attachment.device, decoded.ok ? decoded.type : undefined, now);
+    if (verdict !== "ok") {
+      safeSend(ws, errorFrame("rate_limited", "too many frames; slow down", decoded.ok ? decoded.ref : undefined));
+      if (verdict === "close") safeClose(ws, CLOSE.policy, "flooding after rate_limited");
+      return;
+    }
     if (!decoded.ok) {
       safeSend(ws, errorFrame(decoded.code, decoded.message));
       return;
     }
-    const { raw, ref } = decoded;
-    const verdict = this.limits.take(attachment.device, decoded.type, now);
-    if (verdict !== "ok") {
-      safeSend(ws, errorFrame("rate_limited", "too many frames; slow down", ref));
-      if (verdict === "close") safeClose(ws, CLOSE.policy, "flooding after rate_limited");
-      return;
+    // A device's frames are handled in the order it wrote them. Most run to the
+    // end at once; one that awaits (an e2ee send asks the peer's object for its
+    // device list) holds back the device's later frames, which would otherwise
+    // overtake it.
+    const { device } = attachment;
+    const before = this.deviceQueues.get(device);
+    const done = before
+      ? before.then(() => this.handleFrame(ws, device, decoded.raw, decoded.ref, Date.now()))
+      : this.handleFrame(ws, device, decoded.raw, decoded.ref, now);
+    this.deviceQueues.set(device, done);
+    try {
+      await done;
+    } finally {
+      if (this.deviceQueues.get(device) === done) this.deviceQueues.delete(device);
     }
+  }
+
+  /** One decoded frame of a device; never throws (failures are answered as error frames). */
+  private async handleFrame(ws: WebSocket, device: string, raw: unknown, ref: string | undefined, now: number): Promise<void> {
     this.framesInFlight++;
     try {
       const frame = parseFrame(raw);
+      if (!this.presence.handle(frame, device, now)) await this.chat.handle(frame, device, ws, now);
+      // Only a frame that was accepted counts as the user's activity (last seen, online).
       this.presence.activity(frame.type, now);
-      if (!this.presence.handle(frame, attachment.device, now)) await this.chat.handle(frame, attachment.device, ws, now);
     } catch (err) {
       if (err instanceof AppError) {
         safeSend(ws, errorFrame(err.code, err.message, ref, err.details));
       } else {
-        console.error("frame failed", this.userId, attachment.device, err);
+        console.error("frame failed", this.userId, device, err);
         safeSend(ws, errorFrame("internal", "internal error", ref));
       }
     } finally {

@@ -61,6 +61,10 @@ export class ChatService {
   constructor(private readonly d: ChatDeps) {}
 
   async handle(frame: ClientFrame, device: string, ws: WebSocket, now: number): Promise<void> {
+    // One-to-one and group alike: receivers look up the sender's session or sender key by it.
+    if ((frame.type === "send" || frame.type === "edit") && frame.e2ee !== undefined && frame.e2ee.sender !== device) {
+      throw new AppError("bad_frame", "e2ee.sender: must be the device that sends the frame");
+    }
     switch (frame.type) {
       case "send":
         if (frame.e2ee && "user" in frame.to) {

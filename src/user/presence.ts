@@ -314,7 +314,7 @@ export class PresenceService {
   handle(frame: ClientFrame, device: string, now: number): boolean {
     switch (frame.type) {
       case "active":
-        return true; // activity() has already counted it
+        return true; // activity() counts it once the frame is accepted
       case "typing":
         this.typing(frame.chat, frame.on);
         return true;
