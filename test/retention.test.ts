@@ -270,6 +270,46 @@ describe("edit and delete for everyone", () => {
     expect(b.all("message")).toHaveLength(0);
     expect((await history(tokA, `user:${bob}`)).messages.map((m) => m.msg)).toEqual([keep.msg]);
   });
+
+  it("delete for everyone also removes the edits' texts and ends the message: later edits and deletes are refused, retried ones applied once", async () => {
+    // Review of 2026-11-28: edit texts stayed in an offline device's inbox after the
+    // delete, an edit after the delete was accepted and delivered, and a retried edit
+    // hand-off added a second event.
+    const alice = uid("alice");
+    const bob = uid("bob");
+    const a = await connect(alice);
+    const sent = await send(a, bob, "x", "v1");
+    const secret = `second-thoughts-${crypto.randomUUID()}`;
+    a.send({ type: "edit", msg: sent.msg, text: secret });
+    const edited = await a.next("event", (e) => e.event.kind === "edited");
+    const events = () =>
+      runInDurableObject(stub(bob), (_o, state) => state.storage.sql.exec<{ frame: string }>("SELECT frame FROM inbox WHERE kind = 'event'").toArray().map((r) => r.frame));
+    for (let i = 0; (await events()).length === 0; i++) {
+      if (i > 100) throw new Error("edit not handed over");
+      await sleep(20);
+    }
+    // The same hand-off again, as the sender's outbox does after an eviction lost its settled delete.
+    const amend = { op: "amend", payload: { msg: sent.msg, kind: "edited", text: secret, by: alice, ts: edited.ts, n: 1 } };
+    expect(await stub(bob).handoff(bob, `user:${alice}`, [amend])).toEqual([{ ok: true }]);
+    expect(await events()).toHaveLength(1);
+
+    a.send({ type: "delete", msg: sent.msg });
+    await a.next("event", (e) => e.event.kind === "deleted");
+    for (const [frame, id] of [[{ type: "edit", msg: sent.msg, text: "back again" }, "edit"], [{ type: "delete", msg: sent.msg }, "delete"]] as const) {
+      a.send(frame);
+      expect(await a.next("error", (e) => e.ref === sent.msg), id).toMatchObject({ code: "not_found" });
+    }
+    // A peer's later edit of a deleted message changes nothing either.
+    const late = { op: "amend", payload: { msg: sent.msg, kind: "edited", text: "late", by: alice, ts: Date.now(), n: 9 } };
+    expect(await stub(bob).handoff(bob, `user:${alice}`, [late])).toEqual([{ ok: true }]);
+    await sleep(150);
+    for (const user of [alice, bob]) expect(await everything(user)).not.toContain(secret);
+    const b = await open(bob, "phone");
+    await b.next("hello");
+    await b.next("synced");
+    expect(b.all("message")).toHaveLength(0);
+    expect(b.all("event").map((e) => e.event.kind)).toEqual(["deleted"]);
+  });
 });
 
 describe("media under retention", () => {
@@ -367,6 +407,34 @@ describe("group retention", () => {
     expect(outsider.status).toBe(403);
     expect(((await outsider.json()) as { error: { code: string } }).error.code).toBe("not_member");
     expect((await call(`/v1/chats/group:${g}/settings`, { token: td })).status).toBe(403);
+  });
+
+  it("a group applies a retried edit hand-off once, and nothing after a delete", async () => {
+    // Review of 2026-11-28: each retry added an event to every member's inbox.
+    const [alice, bob] = [uid("alice"), uid("bob")];
+    const ta = await token(alice);
+    const g = await group(ta, [bob]);
+    const a = await connect(alice, "phone", ta);
+    const sent = await post(a, g, "e", "v1");
+    a.send({ type: "edit", msg: sent.msg, text: "v2" });
+    const edited = await a.next("event", (e) => e.event.kind === "edited");
+    const amend = (n: number, kind: "edited" | "deleted", text?: string) => ({
+      op: "amend",
+      payload: { msg: sent.msg, kind, ...(text ? { text } : {}), by: alice, ts: edited.ts, n },
+    });
+    const groupStub = env.GROUPS.getByName(g);
+    expect(await groupStub.handoff(g, `user:${alice}`, [amend(1, "edited", "v2")])).toEqual([{ ok: true }]);
+    a.send({ type: "delete", msg: sent.msg });
+    await a.next("event", (e) => e.event.kind === "deleted");
+    expect(await groupStub.handoff(g, `user:${alice}`, [amend(9, "edited", "after the delete")])).toEqual([{ ok: true }]);
+    await sleep(300);
+    const b = await open(bob, "phone");
+    await b.next("hello");
+    await b.next("synced");
+    const kinds = b.all("event").map((e) => e.event.kind);
+    expect(kinds.filter((k) => k === "edited").length).toBeLessThanOrEqual(1);
+    expect(kinds.filter((k) => k === "deleted")).toHaveLength(1);
+    expect(JSON.stringify(b.frames)).not.toContain("after the delete");
   });
 
   it("delete for everyone in a group reaches an offline member as only the deletion, and leaves no copy", async () => {

@@ -98,8 +98,11 @@ export class GroupRetention {
    * then told to every member as an event. Unknown or foreign messages are ignored.
    */
   amend(group: string, user: string, a: Amendment, now: number): void {
-    const row = this.sql.exec<{ sender: string }>("SELECT sender FROM messages WHERE msg = ?", a.msg).toArray()[0];
+    const row = this.sql.exec<{ sender: string; amended_n: number; deleted: number }>("SELECT sender, amended_n, deleted FROM messages WHERE msg = ?", a.msg).toArray()[0];
     if (!row || row.sender !== user || a.by !== user) return;
+    // A retried hand-off (already applied), or anything after a delete: nothing to do.
+    if (row.deleted || (a.n !== undefined && a.n <= row.amended_n)) return;
+    this.sql.exec("UPDATE messages SET amended_n = MAX(amended_n, ?), deleted = ? WHERE msg = ?", a.n ?? 0, a.kind === "deleted" ? 1 : 0, a.msg);
     const h = this.sql.exec<{ frame: string }>("SELECT frame FROM history WHERE msg = ?", a.msg).toArray()[0];
     if (a.kind === "deleted") {
       this.sql.exec("DELETE FROM history WHERE msg = ?", a.msg);

@@ -68,4 +68,8 @@ export const GROUP_MIGRATIONS: readonly string[] = [
   `,
   // 3: who still holds a copy of each media message (src/group/media.ts).
   GROUP_MEDIA_SCHEMA,
+  // 4: edits and deletes applied to a message (src/group/retention.ts): a retried
+  // one (amended_n already reached) is ignored, and nothing follows a delete.
+  `ALTER TABLE messages ADD COLUMN amended_n INTEGER NOT NULL DEFAULT 0;
+   ALTER TABLE messages ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;`,
 ];

@@ -331,6 +331,17 @@ export class ChatService {
     const amendment: Amendment = { ...change, by: self, ts: now };
     let json: string | null = null;
     this.d.transaction(() => {
+      // Counted, so a receiver can tell a retried hand-off from a new change;
+      // checked again here, as another device may have deleted it meanwhile.
+      const counted = this.d.sql
+        .exec<{ n: number }>(
+          "UPDATE outgoing SET amended_n = amended_n + 1, deleted = MAX(deleted, ?) WHERE msg = ? AND deleted = 0 RETURNING amended_n AS n",
+          change.kind === "deleted" ? 1 : 0,
+          change.msg,
+        )
+        .toArray()[0];
+      if (!counted) throw new AppError("not_found", `message ${change.msg} was deleted for everyone`);
+      amendment.n = counted.n;
       // In a group the event comes back through the group's log, to every device
       // of every member (this user's included), in order with the messages.
       if (key.startsWith("user:")) {
@@ -338,7 +349,7 @@ export class ChatService {
         const mine = change.e2ee ? { ...amendment, e2ee: recipientsOf(change.e2ee, self) } : amendment;
         if (change.e2ee) amendment.e2ee = recipientsOf(change.e2ee, key.slice("user:".length));
         const { event, expiresAt } = retention.amend(key, mine);
-        json = inbox.append("event", key, event, { ts: now, expiresAt }).json;
+        json = inbox.append("event", key, event, { msg: change.msg, ts: now, expiresAt }).json;
       }
       // Deleted for everyone: its media goes too.
       if (change.kind === "deleted") releaseRefs(this.d.sql, change.msg, now);
@@ -349,10 +360,20 @@ export class ChatService {
 
   private amendFromPeer(from: string, a: Amendment, now: number, pushes: string[]): HandoffResult {
     // Only the message's own sender may change it, in the chat it was sent to.
-    const own = this.d.sql.exec("SELECT 1 FROM received WHERE msg = ? AND chat = ? AND sender = ?", a.msg, from, a.by).toArray();
-    if (own.length === 0 || from !== `user:${a.by}`) return { ok: true };
+    const own = this.d.sql
+      .exec<{ amended_n: number; deleted: number }>("SELECT amended_n, deleted FROM received WHERE msg = ? AND chat = ? AND sender = ?", a.msg, from, a.by)
+      .toArray()[0];
+    if (!own || from !== `user:${a.by}`) return { ok: true };
+    // A retried hand-off (already applied), or anything after a delete: nothing to do.
+    if (own.deleted || (a.n !== undefined && a.n <= own.amended_n)) return { ok: true };
+    this.d.sql.exec(
+      "UPDATE received SET amended_n = MAX(amended_n, ?), deleted = ? WHERE msg = ?",
+      a.n ?? 0,
+      a.kind === "deleted" ? 1 : 0,
+      a.msg,
+    );
     const { event, expiresAt } = this.d.retention.amend(from, a);
-    pushes.push(this.d.inbox.append("event", from, event, { ts: now, expiresAt }).json);
+    pushes.push(this.d.inbox.append("event", from, event, { msg: a.msg, ts: now, expiresAt }).json);
     return { ok: true };
   }
 

@@ -157,10 +157,13 @@ export class Inbox {
     }
   }
 
-  /** Removes a message's entries (delete for everyone); returns their frames. */
+  /**
+   * Removes a message's entries (delete for everyone): the message and the edit
+   * events that carry its earlier content. Returns the message entries' frames.
+   */
   removeMessage(msg: string): string[] {
     const rows = this.sql.exec<{ frame: string }>("SELECT frame FROM inbox WHERE msg = ? AND kind = 'message'", msg).toArray();
-    this.sql.exec("DELETE FROM inbox WHERE msg = ? AND kind = 'message'", msg);
+    this.sql.exec("DELETE FROM inbox WHERE msg = ? AND kind IN ('message', 'event')", msg);
     this.removed();
     return rows.map((r) => r.frame);
   }

@@ -52,6 +52,8 @@ export interface Amendment {
   e2ee?: unknown;
   by: string;
   ts: number;
+  /** The sender's count of this message's edits and deletes, this one included: a receiver ignores one it has applied. Absent in hand-offs queued before it existed. */
+  n?: number;
 }
 
 export interface HistoryPage {
@@ -154,7 +156,8 @@ export class Retention {
 
   /** The sender's own checks before an edit or delete; returns the message's chat. */
   checkOwn(msg: string, kind: "edited" | "deleted", now: number): string {
-    const row = this.d.sql.exec<{ chat: string; ts: number }>("SELECT chat, ts FROM outgoing WHERE msg = ?", msg).toArray()[0];
+    const row = this.d.sql.exec<{ chat: string; ts: number; deleted: number }>("SELECT chat, ts, deleted FROM outgoing WHERE msg = ?", msg).toArray()[0];
+    if (row?.deleted) throw new AppError("not_found", `message ${msg} was deleted for everyone`);
     if (!row) {
       const received = this.d.sql.exec("SELECT 1 FROM received WHERE msg = ?", msg).toArray().length > 0;
       if (received) throw new AppError("forbidden", "only the sender can change a message");

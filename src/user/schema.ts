@@ -135,4 +135,11 @@ export const USER_MIGRATIONS: readonly string[] = [
   `,
   // 9: who still holds a copy of a temporary chat's media message (src/user/media-holds.ts).
   MEDIA_HOLDS_SCHEMA,
+  // 10: edits and deletes applied to a message, on both sides (src/user/chat.ts):
+  // amended_n is the sender's count of them (a hand-off carrying one already
+  // applied is a retry, and is ignored); deleted: no edit or delete may follow.
+  `ALTER TABLE outgoing ADD COLUMN amended_n INTEGER NOT NULL DEFAULT 0;
+   ALTER TABLE outgoing ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
+   ALTER TABLE received ADD COLUMN amended_n INTEGER NOT NULL DEFAULT 0;
+   ALTER TABLE received ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;`,
 ];
