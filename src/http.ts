@@ -15,8 +15,7 @@ export type AppContext = Context<AppEnv>;
 export async function readJson<S extends z.ZodType>(c: AppContext, schema: S): Promise<z.infer<S>> {
   const declared = Number(c.req.header("Content-Length") ?? "0");
   if (declared > MAX_JSON_BODY_BYTES) throw new AppError("too_large", `body over ${MAX_JSON_BODY_BYTES} bytes`);
-  const text = await c.req.text();
-  if (text.length > MAX_JSON_BODY_BYTES) throw new AppError("too_large", `body over ${MAX_JSON_BODY_BYTES} bytes`);
+  const text = await readText(c.req.raw, MAX_JSON_BODY_BYTES);
   let raw: unknown;
   try {
     raw = JSON.parse(text);
@@ -26,6 +25,34 @@ export async function readJson<S extends z.ZodType>(c: AppContext, schema: S): P
   const parsed = schema.safeParse(raw);
   if (!parsed.success) throw new AppError("bad_frame", describeIssues(parsed.error));
   return parsed.data;
+}
+
+/**
+ * The body as text, counted in bytes as it streams: a body sent without a
+ * Content-Length (chunked) is refused once past `max`, not buffered whole first.
+ */
+async function readText(req: Request, max: number): Promise<string> {
+  if (req.body === null) return "";
+  const reader = req.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > max) {
+      await reader.cancel().catch(() => {});
+      throw new AppError("too_large", `body over ${max} bytes`);
+    }
+    chunks.push(value);
+  }
+  const bytes = new Uint8Array(size);
+  let at = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, at);
+    at += chunk.byteLength;
+  }
+  return new TextDecoder().decode(bytes);
 }
 
 /** Validates a path parameter against a schema, as bad_frame naming the parameter. */

@@ -120,6 +120,40 @@ describe("directory", () => {
     expect(await (await call("/v1/me", { token: tok })).json()).toMatchObject({ displayName: "Kept" });
   });
 
+  it("a JSON body over 64 KiB is too_large counted in bytes, also when it streams without a Content-Length", async () => {
+    // Review of 2026-11-28: the limit counted UTF-16 characters, and a chunked body was
+    // read whole before it was checked.
+    const tok = await token(uid("big"));
+    const expectTooLarge = async (body: BodyInit) => {
+      const res = await call("/v1/me", { token: tok, method: "PUT", body, headers: { "Content-Type": "application/json" } });
+      expect(res.status).toBe(413);
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe("too_large");
+    };
+    const streamOf = (parts: Uint8Array[]) =>
+      new ReadableStream<Uint8Array>({
+        pull(controller) {
+          const next = parts.shift();
+          if (next) controller.enqueue(next);
+          else controller.close();
+        },
+      });
+    // 40,000 characters, 80,000 bytes, streamed (no Content-Length to refuse it by).
+    const wide = new TextEncoder().encode(JSON.stringify({ displayName: "é".repeat(40_000) }));
+    await expectTooLarge(streamOf([wide.slice(0, 40_000), wide.slice(40_000)]));
+    const chunk = new TextEncoder().encode(" ".repeat(16 * 1024));
+    let sent = 0;
+    await expectTooLarge(
+      new ReadableStream<Uint8Array>({
+        pull(controller) {
+          // Far more than the limit: the server stops reading long before the end.
+          if (sent++ < 400) controller.enqueue(chunk);
+          else controller.close();
+        },
+      }),
+    );
+    expect(sent).toBeLessThan(400);
+  });
+
   it("dev tokens are refused where DEV_AUTH is not on", async () => {
     const res = await (await import("../src/index")).default.fetch(
       new Request(`${BASE}/v1/dev/token`, { method: "POST", body: JSON.stringify({ user: "x" }), headers: { "Content-Type": "application/json" } }),
