@@ -258,6 +258,10 @@ describe("end-to-end encrypted one-to-one chat", () => {
     // ... in a group send too (review of 2026-11-28: only one-to-one sends were checked)
     const groupSpoof = { type: "send", id: "b9", to: { group: `g_${"2".repeat(32)}` }, e2ee: { v: 1, sender: "laptop", senderKeyCiphertext: "AAAA" } };
     expect(await a.sendRaw(groupSpoof)).toMatchObject({ type: "error", code: "bad_frame" });
+    // An edit cannot bring attachments: they would be neither checked nor granted (review of 2026-11-28).
+    const withMedia = { type: "edit", id: "b10", msg: "m_00000000000000000000000000", e2ee: { v: 1, sender: "phone", recipients: { [`${bob}/phone`]: c }, attachments: ["x1"] } };
+    a.sock!.send(withMedia);
+    expect(await a.sock!.next("error", (e) => e.ref === "b10")).toMatchObject({ code: "bad_frame" });
     // a user without keys cannot be written to encrypted
     const nobody = uid("nobody");
     expect(await a.sendRaw({ type: "send", id: "b8", to: { user: nobody }, e2ee: { v: 1, sender: "phone", recipients: {} } })).toMatchObject({

@@ -1,7 +1,7 @@
 // Groups of up to 200: roster and roles over HTTP, messages fanned out by the
 // group's object in one order to every member, roster events, aggregated
 // receipts, and delivery that survives eviction and failing members' objects.
-import { evictDurableObject, runInDurableObject } from "cloudflare:test";
+import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { MAX_GROUP_MEMBERS } from "../src/limits";
@@ -283,6 +283,53 @@ describe("groups", () => {
 
     const notSender = await call(`/v1/groups/${group.id}/messages/${msg}/receipts`, { token: await token(bob) });
     expect(await errorCode(notSender)).toBe("forbidden");
+  });
+
+  it("a message that reaches a member after that member read past its id counts as read, and its sender still gets read", async () => {
+    // Review of 2026-11-28: ids are stamped by each sender's object, so a post held up
+    // in its sender's outbox reaches members after newer ones. A read that already
+    // covered its id never marked it read, and its sender never got `read`.
+    const [reader, carol, dave] = [uid("reader"), uid("carol"), uid("dave")];
+    const group = await createGroup(await token(reader), "Late", [carol, dave]);
+    const [r, c, d] = [await connect(reader), await connect(carol), await connect(dave)];
+    // Dave's hand-offs to the group wait (as in a backoff after a failure): a row ahead of his post.
+    const daveStub = env.USERS.getByName(dave);
+    await runInDurableObject(daveStub, (_o, state) => {
+      const now = Date.now();
+      state.storage.sql.exec(
+        "INSERT INTO outbox (target, op, payload, attempts, next_at, created_at) VALUES (?, 'media_release', '{\"msgs\":[]}', 1, ?, ?)",
+        `group:${group.id}`,
+        now + 60_000,
+        now,
+      );
+    });
+    d.send({ type: "send", id: "d1", to: { group: group.id }, text: "accepted first" });
+    const early = await d.next("sent");
+    await sleep(5);
+    c.send({ type: "send", id: "c1", to: { group: group.id }, text: "accepted second" });
+    const later = await c.next("sent");
+    expect(early.msg < later.msg).toBe(true);
+    const [first] = await groupMessages(r, group.id, 1);
+    expect(first!.msg).toBe(later.msg);
+    r.send({ type: "ack", seq: first!.seq });
+    r.send({ type: "read", chat: { group: group.id }, upTo: later.msg });
+    const readerStub = env.USERS.getByName(reader);
+    const isRead = (msg: string) =>
+      runInDurableObject(readerStub, (_o, state) => state.storage.sql.exec<{ read: number }>("SELECT read FROM received WHERE msg = ?", msg).toArray()[0]?.read);
+    for (let i = 0; (await isRead(later.msg)) !== 1; i++) {
+      if (i > 100) throw new Error("read not applied");
+      await sleep(20);
+    }
+
+    await runInDurableObject(daveStub, (_o, state) => state.storage.sql.exec("UPDATE outbox SET next_at = 0"));
+    await runDurableObjectAlarm(daveStub);
+    const late = await r.next("message", (m) => m.msg === early.msg);
+    expect(late.seq).toBeGreaterThan(first!.seq);
+    r.send({ type: "ack", seq: late.seq });
+    const m = await c.next("message", (f) => f.msg === early.msg);
+    c.send({ type: "ack", seq: m.seq });
+    c.send({ type: "read", chat: { group: group.id }, upTo: early.msg });
+    expect(await d.next("receipt", (f) => f.status === "read")).toMatchObject({ msgs: [early.msg], chat: { group: group.id } });
   });
 
   it("members' receipts arriving together are committed together: each is answered, a hand-off that throws fails alone, the sender gets one delivered", async () => {

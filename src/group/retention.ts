@@ -95,7 +95,8 @@ export class GroupRetention {
   /**
    * The sender edits or deletes its message (its own object checked the time
    * window). Applied to the history and to log entries still being fanned out,
-   * then told to every member as an event. Unknown or foreign messages are ignored.
+   * then told as an event to the members who got the message (and to the
+   * sender). Unknown or foreign messages are ignored.
    */
   amend(group: string, user: string, a: Amendment, now: number): void {
     const row = this.sql.exec<{ sender: string; amended_n: number; deleted: number }>("SELECT sender, amended_n, deleted FROM messages WHERE msg = ?", a.msg).toArray()[0];
@@ -126,7 +127,13 @@ export class GroupRetention {
       a.kind === "deleted"
         ? ({ kind: "deleted", by: user, msg: a.msg } as const)
         : { kind: "edited" as const, by: user, msg: a.msg, ...(a.text !== undefined ? { text: a.text } : {}), ...(a.e2ee !== undefined ? { e2ee: a.e2ee } : {}) };
-    this.log.append({ kind: "event", event }, this.roster.users(), now);
+    // Not to members who joined since: the edit would show them a message they
+    // never had (msg_status holds the members counted at post time who stayed).
+    const recipients = this.sql
+      .exec<{ user: string }>("SELECT user FROM members WHERE user = ? OR user IN (SELECT user FROM msg_status WHERE msg = ?) ORDER BY ord", user, a.msg)
+      .toArray()
+      .map((r) => r.user);
+    this.log.append({ kind: "event", event }, recipients, now);
   }
 
   /** Deletes disappearing messages whose time has come from the history and the log. */

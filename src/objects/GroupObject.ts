@@ -235,9 +235,10 @@ export class GroupObject extends DurableObject<Env> {
     return items.map((item): HandoffResult => {
       if (item.op === "post") return this.post(user, item.payload as PostPayload, now);
       if (item.op === "amend") {
-        // A group never created refused the post itself: refused for good, so the
-        // sender's outbox does not retry the edit or delete forever.
-        if (!this.roster.exists()) return fail("not_member", "you are not a member of this group");
+        // Only a member changes its messages: one removed since cannot keep editing
+        // them for everyone. A group never created refused the post itself. Both are
+        // refused for good, so the sender's outbox does not retry them.
+        if (!this.roster.exists() || this.roster.roleOf(user) === null) return fail("not_member", "you are not a member of this group");
         this.retention.amend(this.groupId(), user, item.payload as Amendment, now);
         return { ok: true };
       }

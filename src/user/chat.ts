@@ -65,6 +65,10 @@ export class ChatService {
     if ((frame.type === "send" || frame.type === "edit") && frame.e2ee !== undefined && frame.e2ee.sender !== device) {
       throw new AppError("bad_frame", "e2ee.sender: must be the device that sends the frame");
     }
+    // An edit changes the text: its media stays the message's own (only a send's is checked and granted).
+    if (frame.type === "edit" && (frame.e2ee?.attachments?.length ?? 0) > 0) {
+      throw new AppError("bad_frame", "e2ee.attachments: an edit cannot add attachments");
+    }
     switch (frame.type) {
       case "send":
         if (frame.e2ee && "user" in frame.to) {
@@ -180,15 +184,18 @@ export class ChatService {
       const prev = inbox.ack(device, seq, now);
       if (prev === null) return;
       const rows = sql
-        .exec<{ msg: string; chat: string }>(
-          "SELECT msg, chat FROM received WHERE seq > ? AND seq <= ? AND delivered = 0 ORDER BY seq",
+        .exec<{ msg: string; chat: string; read: number }>(
+          "SELECT msg, chat, read FROM received WHERE seq > ? AND seq <= ? AND delivered = 0 ORDER BY seq",
           prev,
           seq,
         )
         .toArray();
       if (rows.length > 0) {
         sql.exec("UPDATE received SET delivered = 1 WHERE seq > ? AND seq <= ? AND delivered = 0", prev, seq);
-        this.queueReceipts(rows, "delivered", now);
+        // Read already (a group message that arrived after a read covering it): `read` now.
+        const read = rows.filter((r) => r.read === 1).map((r) => ({ msg: r.msg, chat: r.chat, delivered: 0 }));
+        if (read.length > 0) this.queueReceipts(read, "read", now);
+        if (read.length < rows.length) this.queueReceipts(rows.filter((r) => r.read !== 1), "delivered", now);
       }
       inbox.purgeAcknowledged(seq, now);
     });
@@ -199,6 +206,11 @@ export class ChatService {
     const key = chatKey(chat);
     let sync: string | null = null;
     this.d.transaction(() => {
+      // A group's messages come from many senders' objects, and one accepted earlier
+      // may arrive later: kept, so that it counts as read when it comes (groups.ts).
+      if ("group" in chat) {
+        sql.exec("INSERT INTO read_marks (chat, up_to) VALUES (?, ?) ON CONFLICT(chat) DO UPDATE SET up_to = MAX(up_to, excluded.up_to)", key, upTo);
+      }
       // msg ids sort by time of acceptance, so "up to" is a string comparison.
       const rows = sql
         .exec<{ msg: string; chat: string; delivered: number }>(

@@ -65,8 +65,11 @@ function groupMessage(d: ChatDeps, from: string, p: GroupMessageItem, now: numbe
   for (const media of mediaIds) grantMedia(d.sql, media, now);
   const appended = d.inbox.append("message", from, frame, opts);
   // The `received` row makes ack/read queue delivered/read receipts to the group (chat key group:<id>).
+  // Messages of different senders reach the group out of msg id order: one arriving after
+  // the user read past its id counts as read, and the ack that delivers it sends `read`.
   d.sql.exec(
-    "INSERT INTO received (msg, chat, sender, seq, ts, expires_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(msg) DO NOTHING",
+    `INSERT INTO received (msg, chat, sender, seq, ts, expires_at, read)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, EXISTS (SELECT 1 FROM read_marks WHERE chat = ?2 AND up_to >= ?1)) ON CONFLICT(msg) DO NOTHING`,
     envelope.msg,
     from,
     envelope.from,
@@ -83,7 +86,9 @@ function groupEvent(d: ChatDeps, from: string, p: GroupEventItem, now: number, p
   applyToMembership(d.sql, d.self(), p.group, p.event);
   const expiresAt = applyToRetention(d, from, p);
   const frame = { type: "event", chat: { group: p.group }, event: p.event, ts: p.ts };
-  push(d.inbox.append("event", from, frame, { ts: now, expiresAt }).json);
+  // An edit names its message, so a later delete removes its text with the message.
+  const msg = p.event.kind === "edited" || p.event.kind === "deleted" ? { msg: p.event.msg } : {};
+  push(d.inbox.append("event", from, frame, { ...msg, ts: now, expiresAt }).json);
   return { ok: true };
 }
 

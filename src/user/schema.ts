@@ -142,4 +142,7 @@ export const USER_MIGRATIONS: readonly string[] = [
    ALTER TABLE outgoing ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
    ALTER TABLE received ADD COLUMN amended_n INTEGER NOT NULL DEFAULT 0;
    ALTER TABLE received ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;`,
+  // 11: the highest msg id each chat was read up to (src/user/chat.ts read()). In a
+  // group, messages of different senders may arrive after a read that covers them.
+  `CREATE TABLE read_marks (chat TEXT PRIMARY KEY, up_to TEXT NOT NULL);`,
 ];
