@@ -723,3 +723,38 @@ describe("media of temporary chats", () => {
     }
   });
 });
+
+describe("encrypted edits and attachments", () => {
+  it("an encrypted edit of a group message still being fanned out keeps its attachments: a member reached after it can fetch and release them", async () => {
+    // Review of 2026-11-28: the edit replaced the message's whole e2ee, attachments
+    // included, so a member reached after it got no grant (403) and held no copy,
+    // and the group never released the media (never deleted in a temporary group).
+    const [alice, bob] = [uid("alice"), uid("bob")];
+    const [ta, tb] = [await token(alice), await token(bob)];
+    const res = await call("/v1/groups", { token: ta, method: "POST", json: { name: "g", members: [bob] } });
+    const g = ((await res.json()) as { id: string }).id;
+    const groupStub = env.GROUPS.getByName(g);
+    const a = await connect(alice, "phone", ta);
+    await a.next("event", (e) => e.event.kind === "created");
+    // Bob's object fails once: the post waits in the group's outbox for its retry.
+    expect(await groupStub.failNextHandoffs(bob, 1, "before")).toBe(true);
+    const up = await call("/v1/media", { method: "POST", token: ta, body: crypto.getRandomValues(new Uint8Array(2000)), headers: { "Content-Type": "application/octet-stream" } });
+    expect(up.status).toBe(201);
+    const mediaId = ((await up.json()) as { id: string }).id;
+    a.send({ type: "send", id: "e1", to: { group: g }, e2ee: { v: 1, sender: "phone", senderKeyCiphertext: "AAAA", attachments: [mediaId] } });
+    const sent = await a.next("sent", (f) => f.id === "e1");
+    a.send({ type: "edit", msg: sent.msg, e2ee: { v: 1, sender: "phone", senderKeyCiphertext: "BBBB" } });
+    await a.next("event", (e) => e.event.kind === "edited");
+    await runDurableObjectAlarm(groupStub);
+    const b = await connect(bob, "phone", tb);
+    const m = await b.next("message", (f) => f.msg === sent.msg);
+    expect(m.e2ee).toMatchObject({ senderKeyCiphertext: "BBBB", attachments: [mediaId] });
+    expect((await call(`/v1/media/${mediaId}/url`, { token: tb })).status).toBe(200);
+    b.send({ type: "ack", seq: m.seq });
+    const holders = () => runInDurableObject(groupStub, (_o, s) => s.storage.sql.exec("SELECT holder FROM media_holders").toArray());
+    for (let i = 0; (await holders()).length > 0; i++) {
+      if (i > 100) throw new Error(`the group still counts holders: ${JSON.stringify(await holders())}`);
+      await sleep(20);
+    }
+  });
+});

@@ -8,7 +8,7 @@
 // object applies them in order with the messages.
 import { HISTORY_PAGE_DEFAULT } from "../limits";
 import type { ChatSettings, ChatSettingsBody, Retention as RetentionKind } from "../protocol";
-import type { Amendment, HistoryPage } from "../user/retention";
+import { editedE2ee, type Amendment, type HistoryPage } from "../user/retention";
 import { messageFrame, type Envelope } from "../user/chat";
 import { earliest } from "../sqlite";
 import { LOG_EXPIRY_QUERY, type GroupLog } from "./log";
@@ -112,13 +112,13 @@ export class GroupRetention {
     } else {
       const change = (m: Envelope) => {
         if (a.text !== undefined) m.text = a.text;
-        if (a.e2ee !== undefined) (m as Envelope & { e2ee?: unknown }).e2ee = a.e2ee;
+        if (a.e2ee !== undefined) (m as Envelope & { e2ee?: unknown }).e2ee = editedE2ee((m as Envelope & { e2ee?: unknown }).e2ee, a.e2ee);
       };
       this.log.rewriteMessage(a.msg, (m) => (change(m), m));
       if (h) {
         const f = JSON.parse(h.frame) as Record<string, unknown>;
         if (a.text !== undefined) f.text = a.text;
-        if (a.e2ee !== undefined) f.e2ee = a.e2ee;
+        if (a.e2ee !== undefined) f.e2ee = editedE2ee(f.e2ee, a.e2ee);
         f.editedAt = a.ts;
         this.sql.exec("UPDATE history SET frame = ? WHERE msg = ?", JSON.stringify(f), a.msg);
       }

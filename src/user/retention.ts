@@ -56,6 +56,17 @@ export interface Amendment {
   n?: number;
 }
 
+/**
+ * The `e2ee` of a message after an encrypted edit: the new ciphertext, and the
+ * message's own attachments, which an edit cannot name (src/user/chat.ts) and
+ * which recipients still need: a copy handed over after the edit is granted and
+ * held by them.
+ */
+export function editedE2ee(previous: unknown, next: unknown): unknown {
+  const attachments = (previous as { attachments?: unknown } | null | undefined)?.attachments;
+  return Array.isArray(attachments) && attachments.length > 0 ? { ...(next as object), attachments } : next;
+}
+
 export interface HistoryPage {
   frames: string[];
   nextBefore: string | null;
@@ -188,7 +199,7 @@ export class Retention {
     if (a.kind === "edited") {
       const change = (f: Record<string, unknown>) => {
         if (a.text !== undefined) f.text = a.text;
-        if (a.e2ee !== undefined) f.e2ee = a.e2ee;
+        if (a.e2ee !== undefined) f.e2ee = editedE2ee(f.e2ee, a.e2ee);
         f.editedAt = a.ts;
       };
       inbox.rewriteMessage(a.msg, change);
