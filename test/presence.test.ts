@@ -277,6 +277,11 @@ describe("read receipts off in groups", () => {
     expect(await a.next("receipt", (r) => r.msgs.includes(sent.msg))).toMatchObject({ status: "delivered" });
     await sleep(300);
     expect(a.all("receipt").filter((r) => r.status === "read")).toEqual([]);
+    // Nor in the per-member detail (review of 2026-11-28: it showed bob's readAt).
+    const detail = await call(`/v1/groups/${g}/messages/${sent.msg}/receipts`, { token: ta });
+    expect(detail.status).toBe(200);
+    const members = (await detail.json()) as Array<{ user: string; deliveredAt?: number; readAt?: number }>;
+    expect(members).toEqual([{ user: bob, deliveredAt: expect.any(Number) }]);
   });
 });
 

@@ -56,5 +56,9 @@ export const groupRoutes = new Hono<AppEnv>()
   })
   .get("/:id/messages/:msg/receipts", async (c) => {
     const stub = groupOf(c);
-    return c.json(unwrap(await stub.messageReceipts(c.get("identity").user, param(c, "msg", MsgId))));
+    const me = c.get("identity").user;
+    const [detail, privacy] = await Promise.all([stub.messageReceipts(me, param(c, "msg", MsgId)), c.env.USERS.getByName(me).privacySettings(me)]);
+    const members = unwrap(detail);
+    // With read receipts off the user is shown none either (as in receipt frames).
+    return c.json(privacy.readReceipts ? members : members.map(({ readAt: _, ...rest }) => rest));
   });
