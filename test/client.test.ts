@@ -21,6 +21,10 @@ interface Tapped {
   /** Frames the client sent. */
   sent: string[];
   offline: boolean;
+  /** Loses the socket when the next `sent` arrives, before the client sees it (lost in flight). */
+  dropAfterSend?: boolean;
+  onServerFrame?: (data: string) => void;
+  onClientFrame?: (data: string) => void;
 }
 
 function socketFactory(tap: Tapped) {
@@ -32,20 +36,33 @@ function socketFactory(tap: Tapped) {
     if (res.status !== 101 || !res.webSocket) throw new Error(`connect failed: ${res.status}`);
     const ws = res.webSocket;
     tap.sockets.push(ws);
+    let lost = false;
     // Attached before the client's listeners and before accept(): sees every frame.
     ws.addEventListener("message", (ev: MessageEvent) => {
       tap.frames.push(ev.data as string);
+      tap.onServerFrame?.(ev.data as string);
+      if (tap.dropAfterSend && (ev.data as string).startsWith('{"type":"sent"')) {
+        tap.dropAfterSend = false;
+        tap.offline = true;
+        lost = true;
+        ws.close(1000, "network went away");
+      }
     });
     return {
       send: (data: string) => {
         tap.sent.push(data);
+        tap.onClientFrame?.(data);
         ws.send(data);
       },
       close: (code?: number, reason?: string) => ws.close(code, reason),
       get readyState() {
         return ws.readyState;
       },
-      addEventListener: (type: string, fn: (ev: never) => void) => ws.addEventListener(type as "message", fn as never),
+      addEventListener: (type: string, fn: (ev: never) => void) =>
+        ws.addEventListener(type as "message", ((ev: never) => {
+          if (type === "message" && lost) return; // what arrives after the loss never reaches the client
+          fn(ev);
+        }) as never),
       accept: () => ws.accept(),
     } as SocketLike;
   };
@@ -329,6 +346,115 @@ describe("client library: delivery", () => {
     expect(backoffDelay(3, o, () => 1)).toBe(800);
     expect(backoffDelay(20, o, () => 1)).toBe(5_000);
     expect(backoffDelay(20, o, () => 0)).toBe(2_500);
+  });
+});
+
+describe("client library: a socket lost at the worst moment (review of 2026-11-28)", () => {
+  it("a delivered receipt replayed before the resent send's `sent` still moves the tick", async () => {
+    // The receipt was dropped (no msg known yet) and its seq acked: the tick stayed at one.
+    const [alice, bob] = [uid("alice"), uid("bob")];
+    const B = await connect(bob, "phone");
+    const A = await started(alice, { e2ee: false });
+    A.tap.dropAfterSend = true; // the socket dies between `send` and `sent`
+    const m = A.client.send({ user: bob }, { text: "hello?" });
+    const got = await B.next("message");
+    B.send({ type: "ack", seq: got.seq });
+    await sleep(300);
+    A.tap.offline = false;
+    A.client.reconnectNow();
+    await until("delivered", () => A.client.message(m.key)?.status === "delivered");
+    expect(A.client.message(m.key)?.msg).toBe(got.msg);
+    // The receipt came before the resend's `sent`, as the test means it to.
+    const order = A.tap.frames.filter((f) => f.startsWith('{"type":"receipt"') || f.startsWith('{"type":"sent"')).map((f) => (JSON.parse(f) as { type: string }).type);
+    expect(order.slice(-2)).toEqual(["receipt", "sent"]);
+    await A.client.stop();
+    B.close();
+  });
+
+  it("the ack at `synced` covers only what the store holds: not an entry still being written, nor a replay the store failed to keep", async () => {
+    const [alice, bob] = [uid("alice"), uid("bob")];
+    class SlowThenBrokenStore extends MemoryStore {
+      gate: Promise<void> | null = null;
+      release: () => void = () => {};
+      broken = false;
+      storedSeq = 0;
+      override async write(puts: Array<[string, unknown]>, deletes: string[]): Promise<void> {
+        if (this.broken) throw new Error("disk full");
+        puts = JSON.parse(JSON.stringify(puts)) as Array<[string, unknown]>; // cloned at call time, as IndexedDB's put() does
+        if (this.gate) await this.gate;
+        await super.write(puts, deletes);
+        const meta = puts.find(([k]) => k === "meta")?.[1] as { lastSeq?: number } | undefined;
+        if (meta?.lastSeq !== undefined) this.storedSeq = Math.max(this.storedSeq, meta.lastSeq);
+      }
+    }
+    const store = new SlowThenBrokenStore();
+    const B = await connect(bob, "phone");
+    B.send({ type: "send", id: "b1", to: { user: alice }, text: "first" });
+    await B.next("sent");
+    const A = await makeClient(alice, { store, e2ee: false });
+    const early: Array<{ ack: number; stored: number }> = [];
+    A.tap.onClientFrame = (d) => {
+      if (!d.startsWith('{"type":"ack"')) return;
+      const seq = (JSON.parse(d) as { seq: number }).seq;
+      if (seq > store.storedSeq) early.push({ ack: seq, stored: store.storedSeq });
+    };
+    A.tap.onServerFrame = (d) => {
+      // The write `synced` starts is slow (IndexedDB with strict durability).
+      if (d.startsWith('{"type":"synced"')) store.gate = new Promise((r) => (store.release = r));
+    };
+    await A.client.start();
+    await until("synced seen", () => A.tap.frames.some((f) => f.startsWith('{"type":"synced"')));
+    B.send({ type: "send", id: "b2", to: { user: alice }, text: "second" }); // lands during that write
+    await until("second applied in memory", () => A.client.lastSeq === 2);
+    store.release();
+    store.gate = null;
+    await online(A.client);
+    await sleep(300);
+    // Then the store breaks (quota, disk full) and a replay comes in.
+    A.tap.onServerFrame = undefined;
+    A.tap.offline = true;
+    A.client.dropConnection();
+    B.send({ type: "send", id: "b3", to: { user: alice }, text: "third" });
+    await B.next("sent", (f) => f.id === "b3");
+    store.broken = true;
+    A.tap.offline = false;
+    A.client.reconnectNow();
+    await online(A.client);
+    await sleep(300);
+    expect(early).toEqual([]);
+    await A.client.stop();
+    B.close();
+  });
+
+  it("a read the pacer still held when the socket dropped is sent on the next socket", async () => {
+    const [alice, bob] = [uid("alice"), uid("bob")];
+    const A = await started(alice, { e2ee: false });
+    A.tap.offline = true;
+    A.client.dropConnection();
+    const B = await connect(bob, "phone");
+    for (let i = 0; i < 100; i++) {
+      if (i === 55) await sleep(1600); // within the server's limit for sends
+      B.send({ type: "send", id: `b${i}`, to: { user: alice }, text: `m${i}` });
+    }
+    for (let i = 0; i < 100; i++) await B.next("sent", () => true, 10_000);
+    A.client.openChat({ user: bob });
+    A.client.setForeground(true);
+    let dropped = false;
+    A.client.on("message", () => {
+      if (!dropped && A.client.messages({ user: bob }).length === 100) {
+        dropped = true;
+        setTimeout(() => A.client.dropConnection(), 0); // the network blips right after the replay
+      }
+    });
+    A.tap.offline = false;
+    A.client.reconnectNow();
+    await until("dropped", () => dropped);
+    await until("online again", () => A.client.connectionState === "online" && A.tap.sockets.length >= 3);
+    const last = A.client.messages({ user: bob }).at(-1)!.msg!;
+    expect(A.client.conversation({ user: bob }).readUpTo).toBe(last);
+    await until("the newest read on the wire", () => framesOf(A.tap.sent, "read").at(-1)?.upTo === last);
+    await A.client.stop();
+    B.close();
   });
 });
 

@@ -59,6 +59,8 @@ export interface ConnectionHooks {
   onConnecting(attempt: number): void;
   /** A frame the server sent that is outside the protocol (logged, dropped). */
   onBadFrame(raw: string, why: string): void;
+  /** Frames this side queued that the socket went down before writing (serialized). */
+  onDropped?(frames: string[]): void;
   /** How long to wait for `hello` after opening, and between keepalive pings (ms). */
   helloTimeoutMs?: number;
   pingIntervalMs?: number;
@@ -77,7 +79,11 @@ export class Connection {
   private lastFrameAt = 0;
   private helloSeen = false;
   /** Keeps what this device writes under the server's rate limits (pacer.ts). */
-  private readonly pacer = new Pacer((data) => this.write(data));
+  private readonly pacer = new Pacer(
+    (data) => this.write(data),
+    Date.now,
+    (frames) => this.h.onDropped?.(frames),
+  );
 
   constructor(private readonly h: ConnectionHooks) {}
 

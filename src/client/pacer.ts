@@ -40,10 +40,15 @@ export class Pacer {
   private readonly lanes = new Map<LimitClass, Lane>();
   private timer: ReturnType<typeof setTimeout> | null = null;
 
-  /** `write` puts one serialized frame on the socket; false when the socket is gone (the queues are then dropped). */
+  /**
+   * `write` puts one serialized frame on the socket; false when the socket is
+   * gone (the queues are then dropped). `dropped` hears of every frame dropped
+   * unwritten, so that its sender can send it again on the next socket.
+   */
   constructor(
     private readonly write: (data: string) => boolean,
     private readonly now: () => number = Date.now,
+    private readonly dropped: (data: string[]) => void = () => {},
   ) {}
 
   /** Sends the frame now if its class has a token, else queues it behind the class's earlier frames. */
@@ -78,11 +83,14 @@ export class Pacer {
   }
 
   /** The socket went down: what waits is dropped (the buckets stay). */
-  clear(): void {
+  clear(unwritten: string[] = []): void {
+    const lost = [...unwritten];
     for (const l of this.lanes.values()) {
+      lost.push(...l.queue);
       l.queue = [];
       l.putBack = 0;
     }
+    if (lost.length > 0) this.dropped(lost);
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
   }
@@ -129,7 +137,7 @@ export class Pacer {
         const data = l.queue.shift()!;
         if (l.putBack > 0) l.putBack--;
         l.tokens -= 1;
-        if (!this.write(data)) return this.clear();
+        if (!this.write(data)) return this.clear([data]);
       }
       if (l.queue.length > 0) wait = Math.min(wait, (1 - l.tokens) / l.perMs);
     }

@@ -40,6 +40,12 @@ export interface Meta {
   /** Highest inbox seq applied (and, once written, acknowledged). */
   lastSeq: number;
   nextOrder: number;
+  /**
+   * Receipts for a `msg` this device does not know yet: after a reconnect the
+   * replay can bring a send's receipt before the resent send's `sent`. Applied
+   * by markSent; stored with the seq that acknowledges them.
+   */
+  earlyReceipts?: Record<string, "delivered" | "read">;
 }
 
 export type MessageInput = Omit<MessageFrame, "type" | "seq" | "media"> & {

@@ -8,6 +8,9 @@ import { chatFromKey, chatKey, type Chat, type EventFrame, type ReceiptFrame } f
 import { byTime, clean, historyStatus, messageKey, type Meta, type MessageInput, type OutgoingEntry } from "./records";
 import { STATUS_RANK, type ChatMessage, type Conversation, type MessageStatus } from "./types";
 
+/** Receipts kept for messages this device has not matched to a send yet (Meta.earlyReceipts). */
+const MAX_EARLY_RECEIPTS = 500;
+
 export { messageKey, type Meta, type MessageInput, type OutgoingEntry, type SealedContent } from "./records";
 
 export class ChatState {
@@ -160,6 +163,12 @@ export class ChatState {
     m.ts = ts;
     this.byMsg.set(msg, m);
     if (m.status === "pending" || m.status === undefined) m.status = "sent";
+    const early = this.meta.earlyReceipts?.[msg];
+    if (early !== undefined) {
+      if (STATUS_RANK[early] > STATUS_RANK[m.status]) m.status = early;
+      delete this.meta.earlyReceipts![msg];
+      this.dirty.add("meta");
+    }
     this.reposition(m);
     this.dirty.add(`msg:${m.key}`);
     return { message: m, previous };
@@ -226,7 +235,12 @@ export class ChatState {
     const changed: Array<{ message: ChatMessage; previous: MessageStatus | undefined }> = [];
     for (const msg of frame.msgs) {
       const m = this.byMsg.get(msg);
-      if (!m || !m.mine || m.status === "failed") continue;
+      if (!m) {
+        // Perhaps a send of this device whose `sent` is still to come (it was lost with a socket).
+        if (this.outgoing.length > 0) this.keepEarlyReceipt(msg, frame.status);
+        continue;
+      }
+      if (!m.mine || m.status === "failed") continue;
       const previous = m.status;
       if (STATUS_RANK[frame.status] > STATUS_RANK[previous ?? "pending"]) {
         m.status = frame.status;
@@ -235,6 +249,17 @@ export class ChatState {
       }
     }
     return changed;
+  }
+
+  private keepEarlyReceipt(msg: string, status: "delivered" | "read"): void {
+    const early = (this.meta.earlyReceipts ??= {});
+    const had = early[msg];
+    if (had !== undefined && STATUS_RANK[had] >= STATUS_RANK[status]) return;
+    early[msg] = status;
+    // Bounded: a receipt for a message this device never had (another device's, since purged) is dropped in time.
+    const keys = Object.keys(early);
+    for (const k of keys.slice(0, Math.max(0, keys.length - MAX_EARLY_RECEIPTS))) delete early[k];
+    this.dirty.add("meta");
   }
 
   /** Applies a chat/group event; returns the messages it changed and the system line it added. */

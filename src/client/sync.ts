@@ -73,6 +73,7 @@ export class ChatSync extends Emitter<ClientEvents> {
       onConnecting: (attempt) => this.setConn("connecting", attempt),
       onDown: (i) => this.setConn(i.replaced ? "replaced" : "offline", i.attempt, i.willRetryInMs ?? undefined, i.code),
       onBadFrame: (raw, why) => this.emit("error", { code: "bad_server_frame", message: `${why}: ${raw.slice(0, 200)}` }),
+      onDropped: (frames) => this.readsDropped(frames),
       ...(o.pingIntervalMs ? { pingIntervalMs: o.pingIntervalMs } : {}),
       ...(o.pongTimeoutMs ? { pongTimeoutMs: o.pongTimeoutMs } : {}),
     });
@@ -247,6 +248,23 @@ export class ChatSync extends Emitter<ClientEvents> {
     for (const conv of this.state.conversations.values()) this.sendRead(conv);
   }
 
+  /**
+   * Reads the pacer dropped unwritten when the socket went down go again on the
+   * next one (sends and acks are re-sent per socket already; a read is not
+   * answered, so nothing else would).
+   */
+  private readsDropped(frames: string[]): void {
+    for (const data of frames) {
+      if (!data.startsWith('{"type":"read"')) continue;
+      const f = JSON.parse(data) as { chat: Chat; upTo: string };
+      const conv = this.state.conversations.get(chatKey(f.chat));
+      if (conv && conv.readSent === f.upTo) {
+        delete conv.readSent;
+        this.state.changedConversation(conv);
+      }
+    }
+  }
+
   private sendRead(conv: Conversation): void {
     if (!conv.readUpTo || conv.readUpTo === conv.readSent) return;
     if (this.conn.send({ type: "read", chat: conv.chat, upTo: conv.readUpTo })) {
@@ -271,9 +289,11 @@ export class ChatSync extends Emitter<ClientEvents> {
         this.connected();
         return;
       case "synced":
+        // The flush acks what it stored (writeOnce), on this socket too: an ack of
+        // lastSeq here could cover entries that arrived during the write, or a
+        // replay the store failed to keep.
         void this.flush().then(() => {
           if (gen !== this.conn.generation) return;
-          this.ack(this.state.meta.lastSeq);
           this.setConn("online", 0);
           this.emit("synced", { head: f.head });
         });
