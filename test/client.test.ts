@@ -933,6 +933,58 @@ function scripted(user: string, opts: { head?: number; store?: ClientStore; repl
 }
 
 describe("client library with a scripted server (what a real one cannot produce on demand)", () => {
+  it("a server that says hello and then fails is retried with a growing backoff", async () => {
+    // Review of 2026-11-28: the backoff started again at every hello.
+    const client = new ChatClient({
+      baseUrl: BASE,
+      user: "alice",
+      token: "not-checked-by-the-fake",
+      device: "web",
+      fetch: async () => new Response("{}", { status: 404 }),
+      backoff: { baseMs: 5, maxMs: 40 },
+      e2ee: false,
+      socketFactory: () =>
+        new FakeSocket((sock) => {
+          sock.push({ type: "hello", protocol: 1, user: "alice", device: "web", head: 0, serverTime: Date.now() });
+          sock.close(1011);
+        }),
+    });
+    const attempts: number[] = [];
+    client.on("connection", (c) => {
+      if (c.state === "offline") attempts.push(c.attempt);
+    });
+    await client.start();
+    await until("four failures", () => attempts.length >= 4, 5000);
+    await client.stop();
+    expect(attempts.slice(0, 4)).toEqual([1, 2, 3, 4]);
+  });
+
+  it("a gap is acknowledged, so the server stops sending it on every connect", async () => {
+    // Review of 2026-11-28: the client only emitted it.
+    const { client, sock } = scripted("alice", { head: 3, replay: () => [{ type: "gap", from: 1, to: 3, reason: "expired" }] });
+    const gaps: Array<{ from: number; to: number }> = [];
+    client.on("gap", (g) => gaps.push(g));
+    await client.start();
+    await online(client);
+    await until("gap acked", () => sock().frames("ack").some((a) => a.seq === 3));
+    expect(gaps).toEqual([{ from: 1, to: 3 }]);
+    expect(client.lastSeq).toBe(3);
+    await client.stop();
+  });
+
+  it("a gap above entries still to be replayed loses none of them: it is acknowledged after the replay", async () => {
+    // The server sends every gap before the replay, one per disappeared entry: here seq 4
+    // disappeared while 2 and 3 still wait for this device.
+    const now = Date.now();
+    const m = (seq: number) => ({ type: "message", seq, msg: `000000500000${seq}aa`, id: `b${seq}`, from: "bob", chat: { user: "bob" }, ts: now, text: `kept ${seq}` });
+    const { client, sock } = scripted("alice", { head: 4, replay: () => [{ type: "gap", from: 4, to: 4, reason: "expired" }, m(2), m(3)] });
+    await client.start();
+    await online(client);
+    expect(texts(client, { user: "bob" })).toEqual(["kept 2", "kept 3"]);
+    await until("acked past the gap", () => sock().frames("ack").some((a) => a.seq === 4));
+    await client.stop();
+  });
+
   it("disappearing messages leave the conversation and the store when they expire", async () => {
     const store = new MemoryStore();
     const { client, sock } = scripted("alice", { store });

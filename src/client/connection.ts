@@ -205,10 +205,13 @@ export class Connection {
       }
       if (parsed.data.type === "hello") {
         this.helloSeen = true;
-        this.attempt = 0;
         if (this.helloTimer) clearTimeout(this.helloTimer);
         this.helloTimer = null;
       }
+      // The backoff starts again only once a connection fully worked: a server that
+      // says hello and then fails (1011 in the replay) would otherwise be retried
+      // every few hundred ms by every client at once.
+      if (parsed.data.type === "synced") this.attempt = 0;
       this.h.onFrame(parsed.data, gen);
     });
     socket.addEventListener("close", (ev) => this.down(gen, ev.code));

@@ -44,6 +44,8 @@ export class ChatSync extends Emitter<ClientEvents> {
   protected readonly localMedia = new Map<string, string>();
   private started = false;
   private storeFailures = 0;
+  /** The highest `gap.to` of this socket's replay, acknowledged at `synced`. */
+  private gapTo = 0;
 
   constructor(protected readonly o: ChatClientOptions) {
     super();
@@ -283,12 +285,18 @@ export class ChatSync extends Emitter<ClientEvents> {
           this.state.meta.lastSeq = f.head;
           this.state.touchMeta();
         }
+        this.gapTo = 0;
         this.setConn("syncing", 0);
         this.eph.connected();
         this.pump();
         this.connected();
         return;
       case "synced":
+        if (this.gapTo > this.state.meta.lastSeq) {
+          this.state.meta.lastSeq = this.gapTo;
+          this.state.touchMeta();
+        }
+        this.gapTo = 0;
         // The flush acks what it stored (writeOnce), on this socket too: an ack of
         // lastSeq here could cover entries that arrived during the write, or a
         // replay the store failed to keep.
@@ -316,6 +324,10 @@ export class ChatSync extends Emitter<ClientEvents> {
         return;
       }
       case "gap":
+        // Acknowledged (ack `to` or later to move past it), else the server sends it on
+        // every connect; but only at `synced`: gaps come before the replay, and one can
+        // lie above entries still to be replayed, which must not count as seen.
+        this.gapTo = Math.max(this.gapTo, f.to);
         this.emit("gap", { from: f.from, to: f.to });
         return;
       case "presence":
