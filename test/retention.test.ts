@@ -457,7 +457,10 @@ describe("group retention", () => {
 
     expect((await call(`/v1/groups/${g}/members/${bob}`, { token: ta, method: "DELETE" })).status).toBe(204);
     await c.next("event", (e) => e.event.kind === "member_removed");
+    await b.next("event", (e) => e.event.kind === "member_removed");
     b.send({ type: "edit", msg: byBob.msg, text: "said after removal" });
+    // Bob's object knows he was removed: refused before anything changes on his side.
+    expect(await b.next("error", (e) => e.ref === byBob.msg)).toMatchObject({ code: "not_member" });
     // A marker after it: when carol has the marker, the group has handled bob's edit.
     await sleep(300);
     const marker = await post(a, g, "marker", "marker");
@@ -467,6 +470,14 @@ describe("group retention", () => {
     expect(c.all("event").filter((e) => e.event.kind === "edited")).toEqual([]);
     expect(d.all("event").filter((e) => e.event.kind === "edited")).toEqual([]);
     expect(JSON.stringify(d.frames)).not.toContain("after dave");
+
+    // A delete reaches every member: carol leaves and comes back, and may still hold the message.
+    expect((await call(`/v1/groups/${g}/members/${carol}`, { token: await token(carol), method: "DELETE" })).status).toBe(204);
+    await c.next("event", (e) => e.event.kind === "member_left");
+    expect((await call(`/v1/groups/${g}/members`, { token: ta, method: "POST", json: { users: [carol] } })).status).toBe(200);
+    await c.next("event", (e) => e.event.kind === "member_added");
+    a.send({ type: "delete", msg: before.msg });
+    expect((await c.next("event", (e) => e.event.kind === "deleted")).event).toMatchObject({ msg: before.msg });
   });
 
   it("delete for everyone in a group reaches an offline member as only the deletion, and leaves no copy", async () => {

@@ -127,12 +127,16 @@ export class GroupRetention {
       a.kind === "deleted"
         ? ({ kind: "deleted", by: user, msg: a.msg } as const)
         : { kind: "edited" as const, by: user, msg: a.msg, ...(a.text !== undefined ? { text: a.text } : {}), ...(a.e2ee !== undefined ? { e2ee: a.e2ee } : {}) };
-    // Not to members who joined since: the edit would show them a message they
-    // never had (msg_status holds the members counted at post time who stayed).
-    const recipients = this.sql
-      .exec<{ user: string }>("SELECT user FROM members WHERE user = ? OR user IN (SELECT user FROM msg_status WHERE msg = ?) ORDER BY ord", user, a.msg)
-      .toArray()
-      .map((r) => r.user);
+    // An edit, not to members who joined since: it would show them a message they
+    // never had (msg_status holds the members counted at post time who stayed). A
+    // delete to every member: one who left and came back may still hold a copy.
+    const recipients =
+      a.kind === "deleted"
+        ? this.roster.users()
+        : this.sql
+            .exec<{ user: string }>("SELECT user FROM members WHERE user = ? OR user IN (SELECT user FROM msg_status WHERE msg = ?) ORDER BY ord", user, a.msg)
+            .toArray()
+            .map((r) => r.user);
     this.log.append({ kind: "event", event }, recipients, now);
   }
 

@@ -40,6 +40,17 @@ import { openSession } from "../user/session";
 
 /** The tables with deadlines the alarm serves: expiring media (and references), disappearing messages. */
 const DEADLINE_QUERIES = [...MEDIA_DUE_QUERIES, ...EXPIRY_QUERIES];
+/** How long an e2ee send waits for the peer's device list before it is answered `internal` (the client retries). */
+const KEY_LOOKUP_TIMEOUT_MS = 10_000;
+
+/** p, or AppError("internal") once ms have passed. */
+function withDeadline<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | null = null;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new AppError("internal", "the recipient's device list did not answer in time; try again")), ms);
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
 export const CLOSE = { replaced: 4000, tokenExpired: 4001, policy: 4008, tooManyDevices: 4009, internal: 1011 } as const;
 
 export class UserObject extends DurableObject<Env> {
@@ -90,7 +101,8 @@ export class UserObject extends DurableObject<Env> {
       push: (json, except) => this.push(json, except),
       sendTo: (device, json) => this.sendTo(device, json),
       readReceipts: () => this.privacy.get().readReceipts,
-      keyDevices: async (user) => (user === this.self() ? this.keys.current() : this.env.USERS.getByName(user).currentKeyDevices()),
+      // Bounded: the device's later frames wait for this one (webSocketMessage).
+      keyDevices: async (user) => (user === this.self() ? this.keys.current() : withDeadline(this.env.USERS.getByName(user).currentKeyDevices(), KEY_LOOKUP_TIMEOUT_MS)),
     });
     this.privacy = new PrivacyStore(this.sql);
     this.presence = new PresenceService({
@@ -460,7 +472,9 @@ export class UserObject extends DurableObject<Env> {
    * held here are released (src/user/media-holds.ts); the transaction drains them.
    */
   private mediaCopiesRemoved(): void {
-    sweepHolds(this.sql, this.outbox, this.userId ?? "", Date.now());
+    // A release to this user's own ledger queues no outbox row (so no wake): the
+    // media's new deadline needs the alarm set here.
+    if (sweepHolds(this.sql, this.outbox, this.userId ?? "", Date.now())) this.scheduleAlarm();
   }
 
   /** Something was queued: set the backstop alarm, then drain now. */

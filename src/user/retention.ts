@@ -174,6 +174,12 @@ export class Retention {
       if (received) throw new AppError("forbidden", "only the sender can change a message");
       throw new AppError("not_found", `no message ${msg} sent by you`);
     }
+    // Left or removed (as the group's events told this object): the group would refuse
+    // the change, after this side had already applied it.
+    if (row.chat.startsWith("group:")) {
+      const g = this.d.sql.exec<{ role: string | null }>("SELECT role FROM groups WHERE id = ?", row.chat.slice("group:".length)).toArray()[0];
+      if (g && g.role === null) throw new AppError("not_member", "you are not a member of this group");
+    }
     const window = kind === "edited" ? EDIT_WINDOW_MS : DELETE_WINDOW_MS;
     if (now - row.ts > window) {
       throw new AppError("forbidden", kind === "edited" ? "messages can be edited for 15 minutes" : "messages can be deleted for everyone for 48 hours");
