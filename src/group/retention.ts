@@ -8,7 +8,7 @@
 // object applies them in order with the messages.
 import { HISTORY_PAGE_DEFAULT } from "../limits";
 import type { ChatSettings, ChatSettingsBody, Retention as RetentionKind } from "../protocol";
-import { editedE2ee, type Amendment, type HistoryPage } from "../user/retention";
+import { editedE2ee, recordAmendment, type Amendment, type HistoryPage } from "../user/retention";
 import { messageFrame, type Envelope } from "../user/chat";
 import { earliest } from "../sqlite";
 import { LOG_EXPIRY_QUERY, type GroupLog } from "./log";
@@ -100,10 +100,7 @@ export class GroupRetention {
    */
   amend(group: string, user: string, a: Amendment, now: number): void {
     const row = this.sql.exec<{ sender: string; amended_n: number; deleted: number }>("SELECT sender, amended_n, deleted FROM messages WHERE msg = ?", a.msg).toArray()[0];
-    if (!row || row.sender !== user || a.by !== user) return;
-    // A retried hand-off (already applied), or anything after a delete: nothing to do.
-    if (row.deleted || (a.n !== undefined && a.n <= row.amended_n)) return;
-    this.sql.exec("UPDATE messages SET amended_n = MAX(amended_n, ?), deleted = ? WHERE msg = ?", a.n ?? 0, a.kind === "deleted" ? 1 : 0, a.msg);
+    if (!row || row.sender !== user || a.by !== user || !recordAmendment(this.sql, "messages", row, a)) return;
     const h = this.sql.exec<{ frame: string }>("SELECT frame FROM history WHERE msg = ?", a.msg).toArray()[0];
     if (a.kind === "deleted") {
       this.sql.exec("DELETE FROM history WHERE msg = ?", a.msg);

@@ -12,7 +12,7 @@ import { checkRecipients, recipientsOf } from "./e2ee";
 import type { E2eeSend } from "../protocol";
 import { acceptGroupItem } from "./groups";
 import type { Inbox } from "./inbox";
-import type { Amendment, Retention, RetentionFields, SettingsChange } from "./retention";
+import { recordAmendment, type Amendment, type Retention, type RetentionFields, type SettingsChange } from "./retention";
 import { checkAttachments, checkSendable, grantMedia, mediaIdsOf, referenceMedia, releaseRefs } from "./media";
 import { MEDIA_RELEASE, expectHolders, holdMedia, holderReleased, type MediaReleasePayload } from "./media-holds";
 import { errorFrame, safeSend } from "./sockets";
@@ -184,8 +184,8 @@ export class ChatService {
       const prev = inbox.ack(device, seq, now);
       if (prev === null) return;
       const rows = sql
-        .exec<{ msg: string; chat: string; read: number }>(
-          "SELECT msg, chat, read FROM received WHERE seq > ? AND seq <= ? AND delivered = 0 ORDER BY seq",
+        .exec<{ msg: string; chat: string; read: number; delivered: number }>(
+          "SELECT msg, chat, read, delivered FROM received WHERE seq > ? AND seq <= ? AND delivered = 0 ORDER BY seq",
           prev,
           seq,
         )
@@ -193,9 +193,9 @@ export class ChatService {
       if (rows.length > 0) {
         sql.exec("UPDATE received SET delivered = 1 WHERE seq > ? AND seq <= ? AND delivered = 0", prev, seq);
         // Read already (a group message that arrived after a read covering it): `read` now.
-        const read = rows.filter((r) => r.read === 1).map((r) => ({ msg: r.msg, chat: r.chat, delivered: 0 }));
+        const read = rows.filter((r) => r.read === 1);
         if (read.length > 0) this.queueReceipts(read, "read", now);
-        if (read.length < rows.length) this.queueReceipts(rows.filter((r) => r.read !== 1), "delivered", now);
+        if (read.length < rows.length) this.queueReceipts(rows.filter((r) => r.read === 0), "delivered", now);
       }
       inbox.purgeAcknowledged(seq, now);
     });
@@ -375,15 +375,7 @@ export class ChatService {
     const own = this.d.sql
       .exec<{ amended_n: number; deleted: number }>("SELECT amended_n, deleted FROM received WHERE msg = ? AND chat = ? AND sender = ?", a.msg, from, a.by)
       .toArray()[0];
-    if (!own || from !== `user:${a.by}`) return { ok: true };
-    // A retried hand-off (already applied), or anything after a delete: nothing to do.
-    if (own.deleted || (a.n !== undefined && a.n <= own.amended_n)) return { ok: true };
-    this.d.sql.exec(
-      "UPDATE received SET amended_n = MAX(amended_n, ?), deleted = ? WHERE msg = ?",
-      a.n ?? 0,
-      a.kind === "deleted" ? 1 : 0,
-      a.msg,
-    );
+    if (!own || from !== `user:${a.by}` || !recordAmendment(this.d.sql, "received", own, a)) return { ok: true };
     const { event, expiresAt } = this.d.retention.amend(from, a);
     pushes.push(this.d.inbox.append("event", from, event, { msg: a.msg, ts: now, expiresAt }).json);
     return { ok: true };

@@ -57,6 +57,22 @@ export interface Amendment {
 }
 
 /**
+ * Receiver side of an edit or delete (a peer's `received` row, a group's
+ * `messages` row): false for one already applied (a retried hand-off) or for
+ * anything after a delete; else records it and returns true.
+ */
+export function recordAmendment(
+  sql: SqlStorage,
+  table: "received" | "messages",
+  row: { amended_n: number; deleted: number },
+  a: Amendment,
+): boolean {
+  if (row.deleted || (a.n !== undefined && a.n <= row.amended_n)) return false;
+  sql.exec(`UPDATE ${table} SET amended_n = MAX(amended_n, ?), deleted = ? WHERE msg = ?`, a.n ?? 0, a.kind === "deleted" ? 1 : 0, a.msg);
+  return true;
+}
+
+/**
  * The `e2ee` of a message after an encrypted edit: the new ciphertext, and the
  * message's own attachments, which an edit cannot name (src/user/chat.ts) and
  * which recipients still need: a copy handed over after the edit is granted and
