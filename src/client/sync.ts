@@ -257,8 +257,8 @@ export class ChatSync extends Emitter<ClientEvents> {
    */
   private readsDropped(frames: string[]): void {
     for (const data of frames) {
-      if (!data.startsWith('{"type":"read"')) continue;
-      const f = JSON.parse(data) as { chat: Chat; upTo: string };
+      const f = JSON.parse(data) as { type: string; chat: Chat; upTo: string };
+      if (f.type !== "read") continue;
       const conv = this.state.conversations.get(chatKey(f.chat));
       if (conv && conv.readSent === f.upTo) {
         delete conv.readSent;

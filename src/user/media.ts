@@ -74,10 +74,10 @@ type Row = {
   part_size: number | null;
 };
 
-/** Media rows the alarm deletes per run; more left over means another run right away. */
 /** When the alarm has media (or references) to expire, for earliest() in src/sqlite.ts. */
 export const MEDIA_DUE_QUERIES = ["SELECT MIN(expires_at) AS t FROM media", "SELECT MIN(expires_at) AS t FROM media_refs"] as const;
 
+/** Media rows the alarm deletes per run; more left over means another run right away. */
 const COLLECT_BATCH = 100;
 /** After R2 failed to delete, try again this much later (ms). */
 const COLLECT_RETRY_MS = 60_000;
