@@ -71,8 +71,9 @@ export const SendFrame = z
     replyTo: MsgId.optional(),
     e2ee: E2eeSend.optional(),
   })
-  .refine((f) => f.text !== undefined || f.media !== undefined || f.e2ee !== undefined, {
-    message: "a message needs text or media",
+  // An empty text is no content: "" alone would be a blank bubble in every client.
+  .refine((f) => (f.text !== undefined && f.text !== "") || f.media !== undefined || f.e2ee !== undefined, {
+    message: "a message needs text (at least one character) or media",
     path: ["text"],
   })
   .superRefine(checkE2eeSend);

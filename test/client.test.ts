@@ -182,6 +182,9 @@ describe("client library: delivery", () => {
     A.client.on("messageUpdated", ({ message }) => {
       if (message.status && seen.at(-1) !== message.status) seen.push(message.status);
     });
+    // A blank message is refused before it is stored or sent (the server would answer bad_frame).
+    expect(() => A.client.send({ user: bob }, { text: "" })).toThrow(/at least one character/);
+    expect(A.client.messages({ user: bob })).toHaveLength(0);
     const m = A.client.send({ user: bob }, { text: "are you there?" });
     seen.push(m.status!);
     await until("sent", () => seen.includes("sent"));

@@ -177,6 +177,8 @@ describe("bad frames on a socket", () => {
       [{ noType: true }, "bad_frame", "type"],
       [{ type: "send", id: "a1", to: { user: bob } }, "bad_frame", "text"],
       [{ type: "send", id: "a2", to: { user: bob }, text: 5 }, "bad_frame", "text"],
+      // An empty text is no content: a message without media needs a character.
+      [{ type: "send", id: "a2e", to: { user: bob }, text: "" }, "bad_frame", "text"],
       [{ type: "send", id: "bad id!", to: { user: bob }, text: "x" }, "bad_frame", "id"],
       [{ type: "send", id: "a3", to: { user: "not a user!" }, text: "x" }, "bad_frame", "to"],
       [{ type: "send", id: "a4", to: { user: bob, group: "g" }, text: "x" }, "bad_frame", "to"],

@@ -136,7 +136,7 @@ export class ChatSync extends Emitter<ClientEvents> {
 
   /** Queues a message (stored first, then sent; re-sent after reconnects until `sent`). */
   send(chat: Chat, content: { text?: string; media?: ChatMessage["media"]; replyTo?: string }, id = randomId("m")): ChatMessage {
-    if (content.text === undefined && content.media === undefined) throw new Error("a message needs text or media");
+    if (!content.text && content.media === undefined) throw new Error("a message needs text (at least one character) or media");
     const { message } = this.state.addPending(chat, id, content, Date.now(), this.seals);
     this.eph.stopTyping(chat);
     const conv = this.state.conversation(chat);
