@@ -505,6 +505,64 @@ describe("group retention", () => {
     expect((await history(ta, `group:${g}`)).messages).toEqual([]);
   });
 
+  it("delete for everyone reaches a member removed after the message reached its object: no copy of the text is left there", async () => {
+    // Session of 2026-11-28: a removed member got nothing after its removal, so its
+    // object kept the deleted message for its devices.
+    const [alice, bob, carol] = [uid("alice"), uid("bob"), uid("carol")];
+    const ta = await token(alice);
+    const g = await group(ta, [bob, carol]);
+    const a = await connect(alice, "phone", ta);
+    const c = await connect(carol);
+    const secret = `removed-secret-${crypto.randomUUID()}`;
+    const sent = await post(a, g, "s", secret);
+    await c.next("message", (m) => m.msg === sent.msg);
+    await sleep(100); // bob is offline: his object holds the message for his devices
+    expect(await everything(bob)).toContain(secret);
+    expect((await call(`/v1/groups/${g}/members/${bob}`, { token: ta, method: "DELETE" })).status).toBe(204);
+    await c.next("event", (e) => e.event.kind === "member_removed");
+    a.send({ type: "delete", msg: sent.msg });
+    await c.next("event", (e) => e.event.kind === "deleted");
+    await sleep(150);
+    expect(await everything(bob)).not.toContain(secret);
+    const b = await open(bob, "phone");
+    await b.next("hello");
+    await b.next("synced");
+    expect(b.all("message")).toHaveLength(0);
+    expect(b.all("event").map((e) => e.event.kind)).toEqual(["created", "member_removed", "deleted"]);
+    // The group forgets who it owed the delete to once it is queued.
+    const departed = await runInDurableObject(env.GROUPS.getByName(g), (_o, state) => state.storage.sql.exec("SELECT * FROM departed").toArray());
+    expect(departed).toEqual([]);
+  });
+
+  it("a delete takes the text of an edit still waiting in the group log, and the member behind it gets only the deletion", async () => {
+    // Session of 2026-11-28: the log kept a pending edit's text until it was delivered.
+    const [alice, bob] = [uid("alice"), uid("bob")];
+    const ta = await token(alice);
+    const g = await group(ta, [bob]);
+    const a = await connect(alice, "phone", ta);
+    const groupStub = env.GROUPS.getByName(g);
+    // Bob's object is unreachable once: the post and everything after it wait in the group's outbox.
+    expect(await groupStub.failNextHandoffs(bob, 1, "before")).toBe(true);
+    const sent = await post(a, g, "s", "first words");
+    const edit = `edited-secret-${crypto.randomUUID()}`;
+    a.send({ type: "edit", msg: sent.msg, text: edit });
+    await a.next("event", (e) => e.event.kind === "edited");
+    a.send({ type: "delete", msg: sent.msg });
+    await a.next("event", (e) => e.event.kind === "deleted");
+    const log = await runInDurableObject(groupStub, (_o, state) => JSON.stringify(state.storage.sql.exec("SELECT * FROM log").toArray()));
+    expect(log).toContain("edited"); // still waiting for bob
+    expect(log).not.toContain(edit);
+    expect(log).not.toContain("first words");
+    // The retry (about 1 s later, from the alarm) brings bob the deletion alone.
+    await sleep(1_500);
+    const b = await open(bob, "phone");
+    await b.next("hello");
+    await b.next("synced");
+    expect(b.all("message")).toHaveLength(0);
+    expect(b.all("event").map((e) => e.event.kind)).toEqual(["created", "deleted"]);
+    expect(await everything(bob)).not.toContain(edit);
+  });
+
   it("a group edit reaches every member; a disappearing group message is gone from the group and the inboxes", async () => {
     const [alice, bob] = [uid("alice"), uid("bob")];
     const ta = await token(alice);

@@ -81,6 +81,18 @@ export class GroupLog {
     }
   }
 
+  /**
+   * Edit events of `msg` still in the log (being fanned out) lose their text:
+   * the message was deleted, and members skip an edit that carries nothing.
+   */
+  scrubEdits(msg: string): void {
+    this.sql.exec(
+      `UPDATE log SET body = json_remove(body, '$.event.text', '$.event.e2ee')
+       WHERE kind = 'event' AND json_extract(body, '$.event.kind') = 'edited' AND json_extract(body, '$.event.msg') = ?`,
+      msg,
+    );
+  }
+
   /** Disappearing messages whose time has come lose their content in the log too. */
   dropExpired(now: number): void {
     const rows = this.sql

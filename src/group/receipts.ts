@@ -80,6 +80,8 @@ export class GroupReceipts {
 
   /** A member left or was removed: it no longer counts, which may complete messages. */
   forget(user: string, now: number): void {
+    // It keeps its copies of what it was counted for: a later delete for everyone must reach them.
+    this.sql.exec("INSERT INTO departed (msg, user) SELECT msg, user FROM msg_status WHERE user = ? ON CONFLICT DO NOTHING", user);
     this.sql.exec("DELETE FROM msg_status WHERE user = ?", user);
     this.settleWhere(null, now);
   }
@@ -106,6 +108,7 @@ export class GroupReceipts {
   purgeExpired(now: number): void {
     const cutoff = now - RETENTION_MS;
     this.sql.exec("DELETE FROM msg_status WHERE msg IN (SELECT msg FROM messages WHERE ts < ?)", cutoff);
+    this.sql.exec("DELETE FROM departed WHERE msg IN (SELECT msg FROM messages WHERE ts < ?)", cutoff);
     this.sql.exec("DELETE FROM messages WHERE ts < ?", cutoff);
   }
 

@@ -106,6 +106,8 @@ export class GroupRetention {
       this.sql.exec("DELETE FROM history WHERE msg = ?", a.msg);
       if (h) this.historyRemoved([a.msg], now);
       this.log.rewriteMessage(a.msg, () => null);
+      // Edits still being fanned out lose their text too: the delete follows them.
+      this.log.scrubEdits(a.msg);
     } else {
       const change = (m: Envelope) => {
         if (a.text !== undefined) m.text = a.text;
@@ -126,15 +128,21 @@ export class GroupRetention {
         : { kind: "edited" as const, by: user, msg: a.msg, ...(a.text !== undefined ? { text: a.text } : {}), ...(a.e2ee !== undefined ? { e2ee: a.e2ee } : {}) };
     // An edit, not to members who joined since: it would show them a message they
     // never had (msg_status holds the members counted at post time who stayed). A
-    // delete to every member: one who left and came back may still hold a copy.
+    // delete to every member (one who left and came back may still hold a copy),
+    // and to those who got the message and have left since (`departed`): "for
+    // everyone" includes the copies the server still holds for them.
     const recipients =
       a.kind === "deleted"
-        ? this.roster.users()
+        ? this.sql
+            .exec<{ user: string }>("SELECT user FROM members UNION SELECT user FROM departed WHERE msg = ?", a.msg)
+            .toArray()
+            .map((r) => r.user)
         : this.sql
             .exec<{ user: string }>("SELECT user FROM members WHERE user = ? OR user IN (SELECT user FROM msg_status WHERE msg = ?) ORDER BY ord", user, a.msg)
             .toArray()
             .map((r) => r.user);
     this.log.append({ kind: "event", event }, recipients, now);
+    if (a.kind === "deleted") this.sql.exec("DELETE FROM departed WHERE msg = ?", a.msg);
   }
 
   /** Deletes disappearing messages whose time has come from the history and the log. */

@@ -72,4 +72,12 @@ export const GROUP_MIGRATIONS: readonly string[] = [
   // one (amended_n already reached) is ignored, and nothing follows a delete.
   `ALTER TABLE messages ADD COLUMN amended_n INTEGER NOT NULL DEFAULT 0;
    ALTER TABLE messages ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;`,
+  // 5: members who left or were removed after a message reached them (their
+  // msg_status rows go when they leave): a delete for everyone still reaches
+  // their copy (src/group/receipts.ts forget, src/group/retention.ts amend).
+  `CREATE TABLE departed (
+    msg TEXT NOT NULL,
+    user TEXT NOT NULL,
+    PRIMARY KEY (msg, user)
+  );`,
 ];

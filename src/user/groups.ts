@@ -83,6 +83,8 @@ function groupMessage(d: ChatDeps, from: string, p: GroupMessageItem, now: numbe
 
 function groupEvent(d: ChatDeps, from: string, p: GroupEventItem, now: number, push: Push): HandoffResult {
   if (!advance(d.sql, p.group, p.gseq, now)) return { ok: true };
+  // An edit emptied by a delete that follows it (src/group/log.ts scrubEdits): nothing to apply.
+  if (p.event.kind === "edited" && p.event.text === undefined && p.event.e2ee === undefined) return { ok: true };
   applyToMembership(d.sql, d.self(), p.group, p.event);
   const expiresAt = applyToRetention(d, from, p);
   const frame = { type: "event", chat: { group: p.group }, event: p.event, ts: p.ts };
