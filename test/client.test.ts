@@ -995,9 +995,13 @@ describe("client library with a scripted server (what a real one cannot produce 
     await online(client);
     sock().push({ type: "message", seq: 1, msg: "0000003000000ddd", id: "b1", from: "bob", chat: { user: "bob" }, ts: Date.now(), text: "self-destructs", expiresAt: Date.now() + 80 });
     await until("held", () => client.messages({ user: "bob" }).length === 1);
+    expect(client.conversation({ user: "bob" }).unread).toBe(1);
     await until("gone", () => client.messages({ user: "bob" }).length === 0, 2000);
+    // An unread message that disappeared no longer counts as unread.
+    expect(client.conversation({ user: "bob" }).unread).toBe(0);
     await client.flush();
     expect((await store.loadAll()).filter(([k]) => k.startsWith("msg:"))).toEqual([]);
+    expect((await store.loadAll()).find(([k]) => k === "conv:user:bob")?.[1]).toMatchObject({ unread: 0 });
     await client.stop();
   });
 

@@ -342,6 +342,12 @@ export class ChatState {
       if (m.expiresAt !== undefined && m.expiresAt <= now) {
         this.unindex(m);
         touched.add(m.chatKey);
+        // An unread message that disappears stops counting (the same test as addMessage's).
+        const conv = this.conversations.get(m.chatKey);
+        if (conv && conv.unread > 0 && !m.mine && !m.system && m.msg && (!conv.readUpTo || m.msg > conv.readUpTo)) {
+          conv.unread--;
+          this.changedConversation(conv);
+        }
       }
     }
     return touched;
