@@ -1023,6 +1023,35 @@ describe("client library with a scripted server (what a real one cannot produce 
     await client.stop();
   });
 
+  it("a send resent over several reconnects still gets its retries after an `internal` error, each after its pause, with later sends behind it", async () => {
+    // Review of 2026-11-28 (L4): reconnect resends used up the internal-error budget, so
+    // one `internal` after five reconnects failed the message at once; and any pump
+    // resent it before its pause was over.
+    const { client, sockets, sock } = scripted("alice");
+    await client.start();
+    await online(client);
+    const chat = { user: "bob" };
+    client.send(chat, { text: "a" }, "a");
+    for (let i = 1; i <= 6; i++) {
+      await until(`on socket ${i}`, () => sockets.length === i && sock().frames("send").length === 1);
+      if (i < 6) sock().close(1006);
+    }
+    sock().push({ type: "error", code: "internal", message: "try again", ref: "a" });
+    const failedAt = Date.now();
+    client.send(chat, { text: "b" }, "b"); // pumps now: neither a nor b may go before a's pause
+    await sleep(300);
+    expect(sock().frames("send").map((f) => f.id)).toEqual(["a"]);
+    expect(client.messages(chat).map((m) => m.status)).toEqual(["pending", "pending"]);
+    await until("resent", () => sock().frames("send").length === 3, 3_000);
+    expect(Date.now() - failedAt).toBeGreaterThanOrEqual(950);
+    expect(sock().frames("send").map((f) => f.id)).toEqual(["a", "a", "b"]);
+    sock().push({ type: "sent", id: "a", msg: "0000009000000aaa", ts: 9000 });
+    sock().push({ type: "sent", id: "b", msg: "0000009001000aaa", ts: 9001 });
+    await until("both sent", () => client.pendingSends().length === 0);
+    expect(client.messages(chat).map((m) => [m.text, m.status])).toEqual([["a", "sent"], ["b", "sent"]]);
+    await client.stop();
+  });
+
   it("sends answered rate_limited go out again first, in order, after a pause, and are never marked failed", async () => {
     const { client, sock } = scripted("alice");
     await client.start();

@@ -35,6 +35,11 @@ export class ChatSync extends Emitter<ClientEvents> {
   private readonly changedSince = new Set<string>();
   /** Which socket generation each outgoing id was last handed to. */
   protected readonly sentOn = new Map<string, number>();
+  /**
+   * Sends the server answered `internal`: how often, and not before when they go
+   * again. Their own budget: resends after reconnects are not failures.
+   */
+  private readonly internalRetries = new Map<string, { count: number; at: number }>();
   private ackedOn = { gen: -1, seq: 0 };
   private flushChain: Promise<void> = Promise.resolve();
   private flushTimer: ReturnType<typeof setTimeout> | null = null;
@@ -243,6 +248,7 @@ export class ChatSync extends Emitter<ClientEvents> {
       // In order: nothing overtakes a send that is not stored or not sealed yet.
       if (!this.persisted.has(e.id) || e.seal === "pending" || e.repair) break;
       if (this.sentOn.get(e.id) === gen) continue;
+      if ((this.internalRetries.get(e.id)?.at ?? 0) > Date.now()) break; // still in its pause
       if (!this.conn.send(e.frame)) break;
       this.sentOn.set(e.id, gen);
       e.attempts++;
@@ -319,6 +325,7 @@ export class ChatSync extends Emitter<ClientEvents> {
       case "sent": {
         const r = this.state.markSent(f.id, f.msg, f.ts);
         this.sentOn.delete(f.id);
+        this.internalRetries.delete(f.id);
         if (r) this.emit("messageUpdated", { message: r.message, ...(r.previous ? { previousStatus: r.previous } : {}) });
         this.scheduleFlush();
         return;
@@ -379,13 +386,17 @@ export class ChatSync extends Emitter<ClientEvents> {
     if (f.code === "rate_limited") return this.rateLimited(f.ref, entry);
     if (!f.ref) return;
     if (entry && this.sendRefused(f, entry)) return;
-    if (entry && f.code === "internal" && entry.attempts < MAX_SEND_RETRIES) {
-      // Sent again on the next pump, after a pause that grows with the attempts.
+    const retried = this.internalRetries.get(f.ref)?.count ?? 0;
+    if (entry && f.code === "internal" && retried < MAX_SEND_RETRIES) {
+      // Sent again after a pause that grows with the internal errors it drew (later sends wait behind it).
+      const pause = 1000 * 2 ** retried;
+      this.internalRetries.set(f.ref, { count: retried + 1, at: Date.now() + pause });
       this.sentOn.delete(f.ref);
-      setTimeout(() => this.pump(), 1000 * 2 ** entry.attempts);
+      setTimeout(() => this.pump(), pause + 5);
       return;
     }
     if (entry || FINAL_SEND_ERRORS.has(f.code)) {
+      this.internalRetries.delete(f.ref);
       const m = this.state.markFailed(f.ref, { code: f.code, message: f.message });
       if (m) this.emit("messageUpdated", { message: m });
       this.scheduleFlush();
