@@ -214,7 +214,22 @@ export class MediaLedger {
   stored(id: string, size: number, sha256: string, now: number): boolean {
     const row = this.sql.exec<Row>("SELECT * FROM media WHERE id = ?", id).toArray()[0];
     if (row?.state === "stored") return row.sha256 === sha256; // a repeated complete
-    if (row?.state !== "uploading") return false;
+    if (!row) {
+      // The upload was aborted or expired while its bytes were on the way: they are in
+      // R2 now with no record. The caller deletes them; should that fail, this row
+      // makes the alarm delete them (a second delete of gone bytes is harmless).
+      this.transaction(() =>
+        this.sql.exec(
+          "INSERT INTO media (id, type, size, state, created_at, expires_at) VALUES (?, '', ?, 'deleting', ?, ?) ON CONFLICT(id) DO NOTHING",
+          id,
+          size,
+          now,
+          now + COLLECT_RETRY_MS,
+        ),
+      );
+      return false;
+    }
+    if (row.state !== "uploading") return false;
     this.transaction(() => {
       this.sql.exec(
         "UPDATE media SET state = 'stored', size = ?, sha256 = ?, r2_upload_id = NULL, expires_at = ? WHERE id = ?",
