@@ -962,6 +962,42 @@ describe("client library with a scripted server (what a real one cannot produce 
     expect(attempts.slice(0, 4)).toEqual([1, 2, 3, 4]);
   });
 
+  it("reconnectNow while a connection attempt is under way opens no second socket", async () => {
+    // Found in this session (a test that failed under load): the second socket of the same
+    // device replaced the first on the server, or the first the second; the client read the
+    // 4000 as another tab taking over and stopped for good.
+    let calls = 0;
+    let release: () => void = () => {};
+    const gate = new Promise<void>((r) => (release = r));
+    const client = new ChatClient({
+      baseUrl: BASE,
+      user: "alice",
+      token: "not-checked-by-the-fake",
+      device: "web",
+      fetch: async () => new Response("{}", { status: 404 }),
+      backoff: { baseMs: 10, maxMs: 50 },
+      e2ee: false,
+      socketFactory: async () => {
+        calls++;
+        await gate; // the network is slow to answer
+        return new FakeSocket((sock) => {
+          sock.push({ type: "hello", protocol: 1, user: "alice", device: "web", head: 0, serverTime: Date.now() });
+          sock.push({ type: "synced", head: 0 });
+        });
+      },
+    });
+    await client.start();
+    await until("connecting", () => calls === 1);
+    client.reconnectNow();
+    client.reconnectNow();
+    release();
+    await online(client);
+    await sleep(50);
+    expect(calls).toBe(1);
+    expect(client.connectionState).toBe("online");
+    await client.stop();
+  });
+
   it("a gap is acknowledged, so the server stops sending it on every connect", async () => {
     // Review of 2026-11-28: the client only emitted it.
     const { client, sock } = scripted("alice", { head: 3, replay: () => [{ type: "gap", from: 1, to: 3, reason: "expired" }] });

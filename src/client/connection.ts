@@ -69,6 +69,12 @@ export interface ConnectionHooks {
 
 export class Connection {
   private socket: SocketLike | null = null;
+  /**
+   * The generation of the socket being opened (url and factory not yet done), or
+   * null. One attempt at a time: two sockets of one device id replace each other
+   * on the server, and the loser would take the 4000 for another tab and stop.
+   */
+  private opening: number | null = null;
   /** Increments per socket; frames and closes of an old socket are ignored. */
   generation = 0;
   private attempt = 0;
@@ -103,6 +109,7 @@ export class Connection {
     const s = this.socket;
     this.socket = null;
     this.generation++;
+    this.opening = null; // an attempt still under way sees the new generation and closes its socket
     this.pacer.clear();
     if (s) safeClose(s, 1000, "client stopped");
   }
@@ -110,7 +117,7 @@ export class Connection {
   /** Skips the backoff wait (the browser came back online, the user pressed retry). */
   reconnectNow(): void {
     if (this.stopped) return;
-    if (this.socket) return;
+    if (this.socket || this.opening !== null) return; // an attempt is under way: it is the reconnect
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = null;
     void this.open();
@@ -171,17 +178,20 @@ export class Connection {
   }
 
   private async open(): Promise<void> {
-    if (this.stopped || this.socket) return;
+    if (this.stopped || this.socket || this.opening !== null) return;
     const gen = ++this.generation;
+    this.opening = gen;
     this.helloSeen = false;
     this.h.onConnecting(this.attempt);
     let socket: SocketLike;
     try {
       socket = await this.h.factory(await this.h.url());
     } catch {
+      if (this.opening === gen) this.opening = null;
       if (gen === this.generation) this.down(gen, undefined);
       return;
     }
+    if (this.opening === gen) this.opening = null;
     if (gen !== this.generation || this.stopped) {
       safeClose(socket, 1000, "superseded");
       return;
