@@ -88,8 +88,8 @@ export const DEV_TOKEN_MAX_TTL_SECONDS = 30 * 24 * 60 * 60;
 /** Display names (characters). */
 export const MAX_DISPLAY_NAME_CHARS = 100;
 
-/** Disappearing-message timers a chat may choose (seconds): 24 h, 7 days, 90 days. */
-export const DISAPPEAR_AFTER_SECONDS = [86_400, 604_800, 7_776_000] as const;
+/** The longest disappearing-message timer a chat may choose (seconds): a year. Any whole number from 1 up is allowed. */
+export const MAX_DISAPPEAR_AFTER_SECONDS = 365 * 86_400;
 /** The sender may edit a message this long after sending it. */
 export const EDIT_WINDOW_MS = 15 * 60 * 1000;
 /** The sender may delete a message for everyone this long after sending it. */

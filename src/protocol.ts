@@ -3,7 +3,7 @@
 // library and the tests all import it. See docs/PROTOCOL.md.
 import { z } from "zod";
 import {
-  DISAPPEAR_AFTER_SECONDS,
+  MAX_DISAPPEAR_AFTER_SECONDS,
   HISTORY_PAGE_MAX,
   ID_PATTERN,
   MAX_DISPLAY_NAME_CHARS,
@@ -217,9 +217,9 @@ export const Profile = z.object({ id: UserId, displayName: z.string() });
 
 export const Retention = z.enum(["temporary", "permanent"]);
 export type Retention = z.infer<typeof Retention>;
-/** Off is null or 0; otherwise one of DISAPPEAR_AFTER_SECONDS. Omitted = unchanged. */
+/** Off is null or 0; otherwise that many seconds (a whole number, at most a year). Omitted = unchanged. */
 export const DisappearAfter = z
-  .union([z.null(), z.literal(0), ...DISAPPEAR_AFTER_SECONDS.map((s) => z.literal(s))])
+  .union([z.null(), z.number().int().min(0).max(MAX_DISAPPEAR_AFTER_SECONDS, `must be at most ${MAX_DISAPPEAR_AFTER_SECONDS} seconds (a year)`)])
   .transform((v) => (v === 0 ? null : v));
 export const ChatSettingsBody = z
   .object({ retention: Retention.optional(), disappearAfterSeconds: DisappearAfter.optional() })

@@ -150,10 +150,18 @@ describe("permanent chats", () => {
   it("bad settings and history requests get bad_frame", async () => {
     const alice = uid("alice");
     const tok = await token(alice);
-    for (const body of [{ retention: "forever" }, { disappearAfterSeconds: 5 }, {}]) {
+    const tooLong = 365 * 86_400 + 1;
+    for (const body of [{ retention: "forever" }, { disappearAfterSeconds: -5 }, { disappearAfterSeconds: 1.5 }, { disappearAfterSeconds: "3600" }, { disappearAfterSeconds: tooLong }, {}]) {
       const res = await settings(tok, `user:${uid("bob")}`, body);
       expect(res.status).toBe(400);
       expect(((await res.json()) as { error: { code: string } }).error.code).toBe("bad_frame");
+    }
+    // Any whole number of seconds up to a year is a timer (the contract says "that many seconds");
+    // the web client offers 1 hour, which this server used to refuse.
+    for (const s of [5, 3600, 365 * 86_400]) {
+      const res = await settings(tok, `user:${uid("bob")}`, { disappearAfterSeconds: s });
+      expect(res.status).toBe(200);
+      expect(await res.json()).toMatchObject({ disappearAfterSeconds: s });
     }
     expect((await settings(tok, "nonsense", { retention: "permanent" })).status).toBe(400);
     expect((await settings(tok, `user:${alice}`, { retention: "permanent" })).status).toBe(400);

@@ -65,7 +65,10 @@ function settingsForm(app: App, chat: Chat): HTMLElement {
     h("option", { value: "temporary", selected: conv.retention !== "permanent" }, "Temporary: the server forgets messages once delivered"),
     h("option", { value: "permanent", selected: conv.retention === "permanent" }, "Permanent: the server keeps the history"),
   );
-  const disappear = h("select", { id: "disappear" }, ...DISAPPEAR.map(([label, s]) => h("option", { value: String(s ?? 0), selected: (conv.disappearAfterSeconds ?? null) === s }, label)));
+  // A timer another client set that is not one of ours is shown as it is, so saving keeps it.
+  const current = conv.disappearAfterSeconds ?? null;
+  const choices = DISAPPEAR.some(([, s]) => s === current) ? DISAPPEAR : [...DISAPPEAR, [duration(current!), current] as [string, number | null]];
+  const disappear = h("select", { id: "disappear" }, ...choices.map(([label, s]) => h("option", { value: String(s ?? 0), selected: current === s }, label)));
   const note = h("p", { class: "hint" });
   return h(
     "form",
