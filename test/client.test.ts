@@ -935,23 +935,31 @@ function scripted(user: string, opts: { head?: number; store?: ClientStore; repl
   return { client, sockets, sock: () => sockets.at(-1)! };
 }
 
+/** Alice's client, plain, against the sockets `socketFactory` makes (no store, no HTTP). */
+function fakeServerClient(socketFactory: ConstructorParameters<typeof ChatClient>[0]["socketFactory"], backoff = { baseMs: 10, maxMs: 50 }): ChatClient {
+  return new ChatClient({
+    baseUrl: BASE,
+    user: "alice",
+    token: "not-checked-by-the-fake",
+    device: "web",
+    fetch: async () => new Response("{}", { status: 404 }),
+    backoff,
+    e2ee: false,
+    socketFactory,
+  });
+}
+
 describe("client library with a scripted server (what a real one cannot produce on demand)", () => {
   it("a server that says hello and then fails is retried with a growing backoff", async () => {
     // Review of 2026-11-28: the backoff started again at every hello.
-    const client = new ChatClient({
-      baseUrl: BASE,
-      user: "alice",
-      token: "not-checked-by-the-fake",
-      device: "web",
-      fetch: async () => new Response("{}", { status: 404 }),
-      backoff: { baseMs: 5, maxMs: 40 },
-      e2ee: false,
-      socketFactory: () =>
+    const client = fakeServerClient(
+      () =>
         new FakeSocket((sock) => {
           sock.push({ type: "hello", protocol: 1, user: "alice", device: "web", head: 0, serverTime: Date.now() });
           sock.close(1011);
         }),
-    });
+      { baseMs: 5, maxMs: 40 },
+    );
     const attempts: number[] = [];
     client.on("connection", (c) => {
       if (c.state === "offline") attempts.push(c.attempt);
@@ -969,22 +977,13 @@ describe("client library with a scripted server (what a real one cannot produce 
     let calls = 0;
     let release: () => void = () => {};
     const gate = new Promise<void>((r) => (release = r));
-    const client = new ChatClient({
-      baseUrl: BASE,
-      user: "alice",
-      token: "not-checked-by-the-fake",
-      device: "web",
-      fetch: async () => new Response("{}", { status: 404 }),
-      backoff: { baseMs: 10, maxMs: 50 },
-      e2ee: false,
-      socketFactory: async () => {
-        calls++;
-        await gate; // the network is slow to answer
-        return new FakeSocket((sock) => {
-          sock.push({ type: "hello", protocol: 1, user: "alice", device: "web", head: 0, serverTime: Date.now() });
-          sock.push({ type: "synced", head: 0 });
-        });
-      },
+    const client = fakeServerClient(async () => {
+      calls++;
+      await gate; // the network is slow to answer
+      return new FakeSocket((sock) => {
+        sock.push({ type: "hello", protocol: 1, user: "alice", device: "web", head: 0, serverTime: Date.now() });
+        sock.push({ type: "synced", head: 0 });
+      });
     });
     await client.start();
     await until("connecting", () => calls === 1);
