@@ -631,6 +631,16 @@ describe("client library: end-to-end encryption", () => {
     expect(edit.text).toBeUndefined();
     expect(JSON.stringify(edit)).not.toContain("see you at 6");
 
+    // Review G of 2026-11-28: when the devices kept changing (three devices_changed in a
+    // row), the edit went out in the clear. Now it is given up.
+    const secure = (A.client as unknown as { secure: { sealEdit: (m: ChatMessage, text: string) => Promise<unknown> } }).secure;
+    const seal = secure.sealEdit;
+    secure.sealEdit = async () => ({ type: "edit", msg, e2ee: { v: 1, sender: "web", recipients: {} } });
+    expect(await A.client.edit(msg, "SECRET-V3")).toBe(false);
+    expect(framesOf(A.tap.sent, "edit").filter((f) => f.text !== undefined)).toEqual([]);
+    expect(A.tap.sent.join("\n")).not.toContain("SECRET-V3");
+    secure.sealEdit = seal;
+
     expect(A.client.deleteMessage(msg)).toBe(true);
     for (const c of [A.client, A2.client, B.client]) await until("deleted", () => edited(c)?.deleted === true && edited(c)?.text === undefined);
     for (const c of [A, A2, B]) await c.client.stop();

@@ -498,4 +498,46 @@ describe("encrypted edits", () => {
       expect(decodeContent(p.dev.decryptMessage(alice, e2ee as never).plaintext).text).toBe("hello");
     }
   });
+
+  it("an encrypted message is edited only with ciphertext, and a device offline during the edit opens the original message, then the edit", async () => {
+    // Review G of 2026-11-28: a plain `text` edit of an encrypted message was stored and
+    // delivered in the clear; and an encrypted edit replaced the pending message's
+    // ciphertext, so a device reached later lost the media key and replyTo it held.
+    const alice = uid("alice");
+    const bob = uid("bob");
+    const a = await Phone.setup(alice, "phone");
+    const b = await Phone.setup(bob, "phone");
+    const tablet = await Phone.setup(bob, "tablet");
+    const first = await a.send(bob, "first", { text: "first" });
+    expect(await b.receiveText("first")).toBe("first");
+    expect(await tablet.receiveText("first")).toBe("first");
+    tablet.disconnect();
+    await sleep(50);
+    const sent = await a.send(bob, "reply", { text: "helo", replyTo: first.msg });
+    expect(await b.receiveText("reply")).toBe("helo");
+
+    const secret = `PLAIN-EDIT-${crypto.randomUUID()}`;
+    a.sock!.send({ type: "edit", msg: sent.msg, text: secret });
+    expect(await a.sock!.next("error", (e) => e.ref === sent.msg)).toMatchObject({ code: "bad_frame" });
+    const fixed = a.dev.encryptFor(await a.recipientsFor(bob), encodeContent({ text: "hello" }), {});
+    a.sock!.send({ type: "edit", msg: sent.msg, e2ee: fixed });
+    const online = await b.sock!.next("event", (e) => e.event.kind === "edited");
+    expect(decodeContent(b.dev.decryptMessage(alice, online.event.e2ee as never).plaintext).text).toBe("hello");
+
+    await tablet.connect();
+    const m = await tablet.nextMessage("reply");
+    expect(m.editedAt).toBeDefined();
+    expect(tablet.open(m)).toMatchObject({ text: "helo", replyTo: first.msg });
+    const ev = await tablet.sock!.next("event", (e) => e.event.kind === "edited");
+    expect(ev.seq).toBeGreaterThan(m.seq);
+    expect(decodeContent(tablet.dev.decryptMessage(alice, ev.event.e2ee as never).plaintext).text).toBe("hello");
+    expect(await dumpStorage(bob)).not.toContain(secret);
+    expect(await dumpStorage(alice)).not.toContain(secret);
+
+    // A plain message is not edited with ciphertext either.
+    const plain = await a.sendRaw({ type: "send", id: "plain", to: { user: bob }, text: "in the clear" });
+    if (plain.type !== "sent") throw new Error("plain send refused");
+    a.sock!.send({ type: "edit", msg: plain.msg, e2ee: fixed });
+    expect(await a.sock!.next("error", (e) => e.ref === plain.msg)).toMatchObject({ code: "bad_frame" });
+  });
 });

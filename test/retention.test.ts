@@ -802,7 +802,7 @@ describe("media of temporary chats", () => {
 });
 
 describe("encrypted edits and attachments", () => {
-  it("an encrypted edit of a group message still being fanned out keeps its attachments: a member reached after it can fetch and release them", async () => {
+  it("an encrypted edit of a group message still being fanned out keeps its ciphertext and attachments: a member reached after it opens the message, then the edit, and can fetch and release the media", async () => {
     // Review of 2026-11-28: the edit replaced the message's whole e2ee, attachments
     // included, so a member reached after it got no grant (403) and held no copy,
     // and the group never released the media (never deleted in a temporary group).
@@ -825,7 +825,12 @@ describe("encrypted edits and attachments", () => {
     await runDurableObjectAlarm(groupStub);
     const b = await connect(bob, "phone", tb);
     const m = await b.next("message", (f) => f.msg === sent.msg);
-    expect(m.e2ee).toMatchObject({ senderKeyCiphertext: "BBBB", attachments: [mediaId] });
+    // Session of 2026-11-28 (review G): the edit's ciphertext replaced the message's, which
+    // held the media key and replyTo; the edit comes as its own event after it.
+    expect(m.e2ee).toMatchObject({ senderKeyCiphertext: "AAAA", attachments: [mediaId] });
+    const edited = await b.next("event", (e) => e.event.kind === "edited");
+    expect(edited.event).toMatchObject({ msg: sent.msg, e2ee: { senderKeyCiphertext: "BBBB" } });
+    expect(edited.seq).toBeGreaterThan(m.seq);
     expect((await call(`/v1/media/${mediaId}/url`, { token: tb })).status).toBe(200);
     b.send({ type: "ack", seq: m.seq });
     const holders = () => runInDurableObject(groupStub, (_o, s) => s.storage.sql.exec("SELECT holder FROM media_holders").toArray());

@@ -137,25 +137,30 @@ export class ChatClient extends E2eeSync {
 
   /**
    * Edits an own message (the server allows 15 minutes). An encrypted message
-   * is edited encrypted, for the chat's current devices. Shown at once; the
-   * `edited` event that comes back confirms it.
+   * is edited encrypted, for the chat's current devices, and never in the clear
+   * (false when that cannot be done; the server refuses a plain edit of it too).
+   * Shown at once; the `edited` event that comes back confirms it.
    */
   async edit(msg: string, text: string): Promise<boolean> {
     const m = this.state.messageByMsg(msg);
-    if (m && this.secure && m.encrypted) {
+    if (m?.encrypted) {
+      if (!this.secure) return false;
       for (let i = 0; i < EDIT_RESEALS; i++) {
         const frame = await this.secure.exclusive(() => this.secure!.sealEdit(m, text));
-        if (!frame) break; // nobody can decrypt any more: edit in the clear
+        if (!frame) return false; // nobody can decrypt any more
         await this.flush(); // the ratchets moved: stored before the frame goes out
         const refused = this.once("error", (e) => e.ref === msg, 3_000).then((e) => e.code, () => null);
+        // The server's `edited` event for it (not the message's `edited` flag: a second edit finds it set).
+        const confirmed = this.once("event", (e) => e.event.kind === "edited" && (e.event as { msg?: unknown }).msg === msg, 3_000).then(() => null, () => null);
         if (!this.conn.send(frame)) return false;
         this.applyEdit(m, text);
-        const code = await Promise.race([refused, this.once("messageUpdated", (e) => e.message === m && e.message.edited === true, 3_000).then(() => null, () => null)]);
+        const code = await Promise.race([refused, confirmed]);
         if (code !== "devices_changed") return code === null;
         // Someone's devices changed: look again and seal anew.
         this.keyring!.forgetList(this.user);
         if ("user" in m.chat) this.keyring!.forgetList(m.chat.user);
       }
+      return false; // the devices kept changing
     }
     if (!this.conn.send({ type: "edit", msg, text })) return false;
     if (m) this.applyEdit(m, text);

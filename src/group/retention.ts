@@ -8,7 +8,7 @@
 // object applies them in order with the messages.
 import { HISTORY_PAGE_DEFAULT } from "../limits";
 import type { ChatSettings, ChatSettingsBody, Retention as RetentionKind } from "../protocol";
-import { editedE2ee, recordAmendment, type Amendment, type HistoryPage } from "../user/retention";
+import { recordAmendment, type Amendment, type HistoryPage } from "../user/retention";
 import { messageFrame, type Envelope } from "../user/chat";
 import { earliest } from "../sqlite";
 import { LOG_EXPIRY_QUERY, type GroupLog } from "./log";
@@ -109,15 +109,15 @@ export class GroupRetention {
       // Edits still being fanned out lose their text too: the delete follows them.
       this.log.scrubEdits(a.msg);
     } else {
+      // An encrypted edit leaves the message's ciphertext alone (it holds the media keys and
+      // replyTo the edit's lacks): members reached later open it, then the edit event.
       const change = (m: Envelope) => {
         if (a.text !== undefined) m.text = a.text;
-        if (a.e2ee !== undefined) (m as Envelope & { e2ee?: unknown }).e2ee = editedE2ee((m as Envelope & { e2ee?: unknown }).e2ee, a.e2ee);
       };
       this.log.rewriteMessage(a.msg, (m) => (change(m), m));
       if (h) {
         const f = JSON.parse(h.frame) as Record<string, unknown>;
         if (a.text !== undefined) f.text = a.text;
-        if (a.e2ee !== undefined) f.e2ee = editedE2ee(f.e2ee, a.e2ee);
         f.editedAt = a.ts;
         this.sql.exec("UPDATE history SET frame = ? WHERE msg = ?", JSON.stringify(f), a.msg);
       }

@@ -91,7 +91,7 @@ export class ChatService {
       case "edit": {
         if (frame.e2ee === undefined) return this.amendOwn({ kind: "edited", msg: frame.msg, text: frame.text }, now);
         // An encrypted edit carries a new map: checked against the device lists like a send.
-        const key = this.d.retention.checkOwn(frame.msg, "edited", now);
+        const key = this.d.retention.checkOwn(frame.msg, "edited", now, true);
         if (key.startsWith("user:")) {
           const self = this.d.self();
           const peer = key.slice("user:".length);
@@ -146,7 +146,14 @@ export class ChatService {
     let ownCopy: string | null = null;
     this.d.transaction(() => {
       sql.exec("INSERT INTO sent_ids (id, msg, ts, digest) VALUES (?, ?, ?, ?)", frame.id, msg, now, content);
-      sql.exec("INSERT INTO outgoing (msg, chat, ts, expires_at) VALUES (?, ?, ?, ?)", msg, key, now, envelope.expiresAt ?? null);
+      sql.exec(
+        "INSERT INTO outgoing (msg, chat, ts, expires_at, encrypted) VALUES (?, ?, ?, ?, ?)",
+        msg,
+        key,
+        now,
+        envelope.expiresAt ?? null,
+        frame.e2ee ? 1 : 0,
+      );
       // A group decides a message's lifetime itself (and may know better than this
       // object's copy of its settings): it reports when its copies are gone.
       const until = "user" in frame.to ? (envelope.expiresAt ?? null) : null;
@@ -338,7 +345,7 @@ export class ChatService {
    */
   private amendOwn(change: { kind: "edited" | "deleted"; msg: string; text?: string; e2ee?: E2eeSend }, now: number): void {
     const { retention, inbox, outbox } = this.d;
-    const key = retention.checkOwn(change.msg, change.kind, now);
+    const key = retention.checkOwn(change.msg, change.kind, now, change.kind === "edited" ? change.e2ee !== undefined : undefined);
     const self = this.d.self();
     const amendment: Amendment = { ...change, by: self, ts: now };
     let json: string | null = null;

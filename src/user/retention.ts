@@ -72,17 +72,6 @@ export function recordAmendment(
   return true;
 }
 
-/**
- * The `e2ee` of a message after an encrypted edit: the new ciphertext, and the
- * message's own attachments, which an edit cannot name (src/user/chat.ts) and
- * which recipients still need: a copy handed over after the edit is granted and
- * held by them.
- */
-export function editedE2ee(previous: unknown, next: unknown): unknown {
-  const attachments = (previous as { attachments?: unknown } | null | undefined)?.attachments;
-  return Array.isArray(attachments) && attachments.length > 0 ? { ...(next as object), attachments } : next;
-}
-
 export interface HistoryPage {
   frames: string[];
   nextBefore: string | null;
@@ -182,8 +171,10 @@ export class Retention {
   }
 
   /** The sender's own checks before an edit or delete; returns the message's chat. */
-  checkOwn(msg: string, kind: "edited" | "deleted", now: number): string {
-    const row = this.d.sql.exec<{ chat: string; ts: number; deleted: number }>("SELECT chat, ts, deleted FROM outgoing WHERE msg = ?", msg).toArray()[0];
+  checkOwn(msg: string, kind: "edited" | "deleted", now: number, encryptedEdit?: boolean): string {
+    const row = this.d.sql
+      .exec<{ chat: string; ts: number; deleted: number; encrypted: number | null }>("SELECT chat, ts, deleted, encrypted FROM outgoing WHERE msg = ?", msg)
+      .toArray()[0];
     if (row?.deleted) throw new AppError("not_found", `message ${msg} was deleted for everyone`);
     if (!row) {
       const received = this.d.sql.exec("SELECT 1 FROM received WHERE msg = ?", msg).toArray().length > 0;
@@ -195,6 +186,14 @@ export class Retention {
     if (row.chat.startsWith("group:")) {
       const g = this.d.sql.exec<{ role: string | null }>("SELECT role FROM groups WHERE id = ?", row.chat.slice("group:".length)).toArray()[0];
       if (g && g.role === null) throw new AppError("not_member", "you are not a member of this group");
+    }
+    // An encrypted message is edited with ciphertext only: a plain `text` would put the
+    // new words on the server in the clear. And a plain message gets no ciphertext edit.
+    if (encryptedEdit !== undefined && row.encrypted !== null && encryptedEdit !== (row.encrypted === 1)) {
+      throw new AppError(
+        "bad_frame",
+        row.encrypted ? "text: an end-to-end encrypted message is edited with e2ee, never in the clear" : "e2ee: this message was not encrypted; edit it with text",
+      );
     }
     const window = kind === "edited" ? EDIT_WINDOW_MS : DELETE_WINDOW_MS;
     if (now - row.ts > window) {
@@ -219,9 +218,11 @@ export class Retention {
       .one().t;
     let removed: string[] = [];
     if (a.kind === "edited") {
+      // An encrypted edit leaves the message's ciphertext as it is: it holds what the edit's
+      // does not (media keys, replyTo). A device reached later opens the message, then the
+      // edit, which follows it as an event.
       const change = (f: Record<string, unknown>) => {
         if (a.text !== undefined) f.text = a.text;
-        if (a.e2ee !== undefined) f.e2ee = editedE2ee(f.e2ee, a.e2ee);
         f.editedAt = a.ts;
       };
       inbox.rewriteMessage(a.msg, change);

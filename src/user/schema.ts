@@ -145,4 +145,7 @@ export const USER_MIGRATIONS: readonly string[] = [
   // 11: the highest msg id each chat was read up to (src/user/chat.ts read()). In a
   // group, messages of different senders may arrive after a read that covers them.
   `CREATE TABLE read_marks (chat TEXT PRIMARY KEY, up_to TEXT NOT NULL);`,
+  // 12: whether a message this user sent was end-to-end encrypted (NULL: sent before
+  // this was recorded). Its edits must be too, and a plain message's must not be.
+  `ALTER TABLE outgoing ADD COLUMN encrypted INTEGER;`,
 ];
