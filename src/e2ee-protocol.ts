@@ -3,9 +3,9 @@
 // directory's HTTP bodies. Kept beside protocol.ts, which imports the frame
 // parts; the server only ever sees public keys and ciphertext here.
 import { z } from "zod";
-import { ID_PATTERN, MAX_E2EE_ATTACHMENTS, MAX_E2EE_CIPHERTEXT_CHARS, MAX_E2EE_RECIPIENTS, MAX_KEY_DEVICES_PER_USER, MAX_ONE_TIME_PREKEYS } from "./limits";
+import { ID_PATTERN, ID_RULE, MAX_E2EE_ATTACHMENTS, MAX_E2EE_CIPHERTEXT_CHARS, MAX_E2EE_RECIPIENTS, MAX_KEY_DEVICES_PER_USER, MAX_ONE_TIME_PREKEYS } from "./limits";
 
-const DeviceId = z.string().regex(ID_PATTERN, "must be 1-64 characters of A-Z a-z 0-9 _ . -");
+const DeviceId = z.string().regex(ID_PATTERN, ID_RULE);
 const Base64 = z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/, "must be base64");
 /** A 32-byte public key (X25519 or Ed25519), base64. */
 export const PublicKey = z.string().regex(/^[A-Za-z0-9+/]{43}=$/, "must be a 32-byte key in base64");

@@ -6,6 +6,7 @@ import {
   MAX_DISAPPEAR_AFTER_SECONDS,
   HISTORY_PAGE_MAX,
   ID_PATTERN,
+  ID_RULE,
   MAX_DISPLAY_NAME_CHARS,
   MAX_GROUP_BATCH_USERS,
   MAX_GROUP_NAME_CHARS,
@@ -19,7 +20,20 @@ export * from "./e2ee-protocol";
 
 export const PROTOCOL_VERSION = 1;
 
-export const Id = z.string().regex(ID_PATTERN, "must be 1-64 characters of A-Z a-z 0-9 _ . -");
+export const Id = z.string().regex(ID_PATTERN, ID_RULE);
+
+/** A lone UTF-16 surrogate: not text. Storage turns it into U+FFFD, so the name read back would differ. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+/** A display or group name: trimmed, 1 to `max` characters, well-formed text with no control characters. */
+function Name(max: number) {
+  return z
+    .string()
+    .trim()
+    .min(1)
+    .max(max)
+    .refine((s) => !LONE_SURROGATE.test(s), "must be well-formed Unicode (no lone surrogates)")
+    .refine((s) => !/[\u0000-\u001F\u007F]/.test(s), "must not contain control characters");
+}
 export const UserId = Id;
 export const DeviceId = Id;
 export const GroupId = Id;
@@ -211,7 +225,7 @@ export type PrivacyBody = z.infer<typeof PrivacyBody>;
 export const PresenceBody = z.object({ user: UserId, online: z.boolean(), lastSeen: z.number().int().nullable() });
 
 export const ProfileBody = z.object({
-  displayName: z.string().trim().min(1).max(MAX_DISPLAY_NAME_CHARS),
+  displayName: Name(MAX_DISPLAY_NAME_CHARS),
 });
 export const Profile = z.object({ id: UserId, displayName: z.string() });
 
@@ -265,7 +279,7 @@ export const MediaUrl = z.object({ url: z.string(), urlExpiresAt: z.number().int
 // ---- groups (docs/PROTOCOL.md, "Groups") ---------------------------------
 
 export const GroupRole = z.enum(["admin", "member"]);
-export const GroupName = z.string().trim().min(1).max(MAX_GROUP_NAME_CHARS);
+export const GroupName = Name(MAX_GROUP_NAME_CHARS);
 export const GroupMember = z.object({ user: UserId, role: GroupRole });
 export const CreateGroupBody = z.object({ name: GroupName, members: z.array(UserId).max(MAX_GROUP_BATCH_USERS) });
 export const RenameGroupBody = z.object({ name: GroupName.optional() });

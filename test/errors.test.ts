@@ -56,6 +56,13 @@ describe("authentication", () => {
   it("refuses a token without exp", async () => expectUnauthorized(await sign({ sub: "alice" }, SECRET, "HS256")));
   it("refuses a token whose sub is not a valid user id", async () =>
     expectUnauthorized(await sign({ sub: "bad id/..", exp: exp() }, SECRET, "HS256")));
+  it('refuses a token whose sub is "." or "..", which no URL path can name (review H of 2026-11-28)', async () => {
+    for (const sub of [".", ".."]) await expectUnauthorized(await sign({ sub, exp: exp() }, SECRET, "HS256"));
+    const tok = await token(uid("adm"));
+    const res = await call("/v1/groups", { method: "POST", token: tok, json: { name: "g", members: [".."] } });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe("bad_frame");
+  });
   it("refuses an expired token in access_token", async () =>
     expectUnauthorized(await sign({ sub: "alice", exp: Math.floor(Date.now() / 1000) - 10 }, SECRET, "HS256"), "query"));
 
@@ -117,7 +124,17 @@ describe("directory", () => {
     const body = (await badType.json()) as { error: { code: string; message: string } };
     expect(body.error.code).toBe("bad_frame");
     expect(body.error.message).toContain("displayName");
+    // Review H of 2026-11-28: a lone surrogate was answered as sent but stored as U+FFFD (a
+    // name that read back differently); control characters are no name either.
+    for (const raw of ['{"displayName":"\\ud800x"}', '{"displayName":"a\\u0000b"}', '{"displayName":"line\\nbreak"}']) {
+      const res = await call("/v1/me", { token: tok, method: "PUT", body: raw, headers: { "Content-Type": "application/json" } });
+      expect(res.status).toBe(400);
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe("bad_frame");
+    }
     expect(await (await call("/v1/me", { token: tok })).json()).toMatchObject({ displayName: "Kept" });
+    // A name with emoji (surrogate pairs) is text, and reads back the same.
+    expect(await (await call("/v1/me", { token: tok, method: "PUT", json: { displayName: "Kept 👋🏽" } })).json()).toMatchObject({ displayName: "Kept 👋🏽" });
+    expect(await (await call("/v1/me", { token: tok })).json()).toMatchObject({ displayName: "Kept 👋🏽" });
   });
 
   it("a JSON body over 64 KiB is too_large counted in bytes, also when it streams without a Content-Length", async () => {

@@ -147,6 +147,22 @@ describe("permanent chats", () => {
     expect(h.messages.map((m) => m.text)).toEqual(["kept for later"]);
   });
 
+  it("a settings change that changes nothing tells nobody (review H: a repeated PUT filled the peer's inbox)", async () => {
+    const [alice, bob] = [uid("alice"), uid("bob")];
+    const ta = await token(alice);
+    for (let i = 0; i < 5; i++) expect((await settings(ta, `user:${bob}`, { retention: "temporary" })).status).toBe(200);
+    for (let i = 0; i < 3; i++) expect((await settings(ta, `user:${bob}`, { retention: "permanent", disappearAfterSeconds: 3600 })).status).toBe(200);
+    const res = await call("/v1/groups", { token: ta, method: "POST", json: { name: "g", members: [bob] } });
+    const g = ((await res.json()) as { id: string }).id;
+    for (let i = 0; i < 3; i++) expect((await settings(ta, `group:${g}`, { retention: "temporary", disappearAfterSeconds: null })).status).toBe(200);
+    await sleep(200);
+    const b = await open(bob, "phone");
+    await b.next("hello");
+    await b.next("synced");
+    const changes = b.all("event").filter((e) => e.event.kind === "retention_changed");
+    expect(changes.map((e) => [e.chat, e.event.retention, e.event.disappearAfterSeconds])).toEqual([[{ user: alice }, "permanent", 3600]]);
+  });
+
   it("bad settings and history requests get bad_frame", async () => {
     const alice = uid("alice");
     const tok = await token(alice);
@@ -164,6 +180,10 @@ describe("permanent chats", () => {
       expect(await res.json()).toMatchObject({ disappearAfterSeconds: s });
     }
     expect((await settings(tok, "nonsense", { retention: "permanent" })).status).toBe(400);
+    // A group id the server never made is no group: 404 not_found, as /v1/groups answers.
+    const malformed = await call("/v1/chats/group:g_1/settings", { token: tok });
+    expect(malformed.status).toBe(404);
+    expect(((await malformed.json()) as { error: { code: string } }).error.code).toBe("not_found");
     expect((await settings(tok, `user:${alice}`, { retention: "permanent" })).status).toBe(400);
     expect((await call(`/v1/chats/user:${uid("bob")}/messages?limit=1000`, { token: tok })).status).toBe(400);
   });

@@ -44,6 +44,8 @@ export class GroupRetention {
     const current = this.settings(group);
     const retention = body.retention ?? current.retention;
     const disappearAfterSeconds = body.disappearAfterSeconds !== undefined ? body.disappearAfterSeconds : current.disappearAfterSeconds;
+    // Nothing changes: no event to 200 members (a repeated PUT would fill their inboxes).
+    if (retention === current.retention && disappearAfterSeconds === current.disappearAfterSeconds) return current;
     this.log.setMeta("retention", retention);
     this.log.setMeta("disappear_s", disappearAfterSeconds === null ? "" : String(disappearAfterSeconds));
     this.log.setMeta("settings_changed_at", String(now));

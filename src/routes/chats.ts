@@ -14,7 +14,8 @@ function chatParam(c: AppContext): Chat {
   if (!chat) throw new AppError("bad_frame", "chat: must be user:<id> or group:<id>");
   if ("user" in chat && chat.user === c.get("identity").user) throw new AppError("bad_frame", "chat: cannot be yourself");
   // Ids the server never makes name no group (and wake no object).
-  if ("group" in chat && !GROUP_ID.test(chat.group)) throw new AppError("not_member", "you are not a member of this group");
+  // not_found, as /v1/groups answers for them and for a well-formed id nobody created.
+  if ("group" in chat && !GROUP_ID.test(chat.group)) throw new AppError("not_found", "no such group");
   return chat;
 }
 

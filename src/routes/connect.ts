@@ -4,6 +4,7 @@
 // sets itself (any the client sent are overwritten).
 import { Hono } from "hono";
 import { AppError } from "../errors";
+import { ID_RULE } from "../limits";
 import type { AppEnv } from "../http";
 import { DeviceId } from "../protocol";
 
@@ -19,7 +20,7 @@ export const connectRoutes = new Hono<AppEnv>().get("/", async (c) => {
     throw new AppError("forbidden", "origin not allowed");
   }
   const device = DeviceId.safeParse(c.req.query("device"));
-  if (!device.success) throw new AppError("bad_frame", "device: must be 1-64 characters of A-Z a-z 0-9 _ . -");
+  if (!device.success) throw new AppError("bad_frame", `device: ${ID_RULE}`);
   const { user, expiresAt } = c.get("identity");
   const headers = new Headers(c.req.raw.headers);
   headers.set(CONNECT_HEADERS.user, user);

@@ -323,6 +323,9 @@ export class ChatService {
   changeSettings(key: string, body: ChatSettingsBody, now: number): ChatSettings {
     const { retention, inbox, outbox } = this.d;
     const change = retention.changeFor(key, body, now);
+    // Nothing changes: no event, for either side (a repeated PUT would fill the peer's inbox).
+    const current = retention.settings(key);
+    if (change.retention === current.retention && change.disappearAfterSeconds === current.disappearAfterSeconds) return current;
     let json = "";
     this.d.transaction(() => {
       retention.apply(key, change);
