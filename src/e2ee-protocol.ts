@@ -60,9 +60,20 @@ export function checkE2eeSend(f: SendLike, ctx: z.RefinementCtx): void {
   if (!e) return;
   const issue = (path: string[], message: string) => ctx.addIssue({ code: "custom", path: ["e2ee", ...path], message });
   if (f.text !== undefined || f.media !== undefined) issue([], "an encrypted message carries no text or media (they go inside the ciphertext)");
-  if (e.recipients !== undefined && e.senderKeyCiphertext !== undefined) issue([], "give recipients or senderKeyCiphertext, not both");
-  if ("user" in f.to && e.recipients === undefined) issue(["recipients"], "a one-to-one message needs a ciphertext per device");
-  if ("group" in f.to && e.senderKeyCiphertext === undefined) issue(["senderKeyCiphertext"], "a group message needs one sender-key ciphertext");
+  const problem = e2eeShapeProblem(e, "user" in f.to ? "user" : "group");
+  if (problem) issue(problem.path, problem.message);
+}
+
+/**
+ * What is wrong with an encrypted payload for a chat of this kind, or null:
+ * a ciphertext per device one-to-one, one sender-key ciphertext in a group.
+ * Sends (checkE2eeSend) and edits (src/user/chat.ts, once the message's chat is known).
+ */
+export function e2eeShapeProblem(e: E2eeSend, chat: "user" | "group"): { path: string[]; message: string } | null {
+  if (e.recipients !== undefined && e.senderKeyCiphertext !== undefined) return { path: [], message: "give recipients or senderKeyCiphertext, not both" };
+  if (chat === "user" && e.recipients === undefined) return { path: ["recipients"], message: "a one-to-one message needs a ciphertext per device" };
+  if (chat === "group" && e.senderKeyCiphertext === undefined) return { path: ["senderKeyCiphertext"], message: "a group message needs one sender-key ciphertext" };
+  return null;
 }
 
 // ---- HTTP: the key directory -------------------------------------------------

@@ -540,4 +540,24 @@ describe("encrypted edits", () => {
     a.sock!.send({ type: "edit", msg: plain.msg, e2ee: fixed });
     expect(await a.sock!.next("error", (e) => e.ref === plain.msg)).toMatchObject({ code: "bad_frame" });
   });
+
+  it("an encrypted edit has the shape of a send to its chat: per-device ciphertexts one-to-one, one sender-key ciphertext in a group", async () => {
+    // Review G of 2026-11-28: a group-style edit of a one-to-one message got devices_changed,
+    // and a group edit carrying a per-device map was accepted and fanned out unchecked.
+    const alice = uid("alice");
+    const bob = uid("bob");
+    const a = await Phone.setup(alice, "phone");
+    await Phone.setup(bob, "phone");
+    const one = await a.send(bob, "one", { text: "hi" });
+    a.sock!.send({ type: "edit", msg: one.msg, e2ee: { v: 1, sender: "phone", senderKeyCiphertext: "QUJD" } });
+    expect(await a.sock!.next("error", (e) => e.ref === one.msg)).toMatchObject({ code: "bad_frame", message: expect.stringContaining("e2ee.recipients") });
+    const res = await call("/v1/groups", { method: "POST", token: a.token, json: { name: "g", members: [bob] } });
+    const g = ((await res.json()) as { id: string }).id;
+    const post = await a.sendRaw({ type: "send", id: "gp", to: { group: g }, e2ee: { v: 1, sender: "phone", senderKeyCiphertext: "QUJD" } });
+    if (post.type !== "sent") throw new Error(`group post refused: ${post.code}`);
+    a.sock!.send({ type: "edit", msg: post.msg, e2ee: { v: 1, sender: "phone", recipients: { [`${bob}/phone`]: { type: "msg", body: "QUJD" } } } });
+    expect(await a.sock!.next("error", (e) => e.ref === post.msg)).toMatchObject({ code: "bad_frame", message: expect.stringContaining("senderKeyCiphertext") });
+    a.sock!.send({ type: "edit", msg: post.msg, e2ee: { v: 1, sender: "phone", senderKeyCiphertext: "QUJE" } });
+    expect((await a.sock!.next("event", (e) => e.event.kind === "edited")).event).toMatchObject({ msg: post.msg });
+  });
 });

@@ -7,7 +7,7 @@ import { AppError } from "../errors";
 import { GROUP_ID, digest, newMsgId } from "../ids";
 import { RETENTION_MS } from "../limits";
 import type { HandoffResult, Outbox, OutboxItem } from "../outbox";
-import { chatFromKey, chatKey, type Chat, type ChatSettings, type ChatSettingsBody, type ClientFrame, type SendFrame } from "../protocol";
+import { chatFromKey, chatKey, e2eeShapeProblem, type Chat, type ChatSettings, type ChatSettingsBody, type ClientFrame, type SendFrame } from "../protocol";
 import { checkRecipients, recipientsOf } from "./e2ee";
 import type { E2eeSend } from "../protocol";
 import { acceptGroupItem } from "./groups";
@@ -92,6 +92,9 @@ export class ChatService {
         if (frame.e2ee === undefined) return this.amendOwn({ kind: "edited", msg: frame.msg, text: frame.text }, now);
         // An encrypted edit carries a new map: checked against the device lists like a send.
         const key = this.d.retention.checkOwn(frame.msg, "edited", now, true);
+        // The same shape as a send to that chat: the edit frame names no chat, so checked here.
+        const problem = e2eeShapeProblem(frame.e2ee, key.startsWith("user:") ? "user" : "group");
+        if (problem) throw new AppError("bad_frame", `${["e2ee", ...problem.path].join(".")}: ${problem.message}`);
         if (key.startsWith("user:")) {
           const self = this.d.self();
           const peer = key.slice("user:".length);
