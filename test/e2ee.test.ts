@@ -296,6 +296,34 @@ describe("key directory", () => {
     expect(await (await call("/v1/keys/phone/count", { token: tb })).json()).toEqual({ device: "phone", count: 100 });
   });
 
+  it("an upload sent again never brings back a one-time prekey already handed out, nor a signed prekey already replaced", async () => {
+    // Review G of 2026-11-28: a repeated PUT (an HTTP retry) re-added the claimed prekey, so
+    // two callers got the same one; and a stale PUT rolled the signed prekey back.
+    const bob = uid("bob");
+    const tb = await token(bob);
+    const tc = await token(uid("carol"));
+    const b = E2eeDevice.create(bob, "phone");
+    const body = b.publishBundle(2);
+    const claim = async () => ((await (await call(`/v1/users/${bob}/keys`, { token: tc })).json()) as { devices: PublicBundle[] }).devices[0]!;
+    expect((await call("/v1/keys/phone", { method: "PUT", token: tb, json: body })).status).toBe(200);
+    const first = await claim();
+    expect(await (await call("/v1/keys/phone", { method: "PUT", token: tb, json: body })).json()).toEqual({ device: "phone", count: 1 });
+    const second = await claim();
+    expect(second.oneTimePrekey!.id).not.toBe(first.oneTimePrekey!.id);
+    expect((await claim()).oneTimePrekey).toBeUndefined();
+
+    b.rotateSignedPrekey();
+    const fresh = b.publishBundle(0);
+    expect(fresh.signedPrekey.id).not.toBe(body.signedPrekey.id);
+    expect((await call("/v1/keys/phone", { method: "PUT", token: tb, json: fresh })).status).toBe(200);
+    expect((await call("/v1/keys/phone", { method: "PUT", token: tb, json: body })).status).toBe(200); // late, stale
+    expect((await claim()).signedPrekey.id).toBe(fresh.signedPrekey.id);
+
+    // A reinstalled device (new identity keys) uploads as a new one.
+    const again = E2eeDevice.create(bob, "phone");
+    expect(await (await call("/v1/keys/phone", { method: "PUT", token: tb, json: again.publishBundle(2) })).json()).toEqual({ device: "phone", count: 2 });
+  });
+
   it("only the owner can publish or remove a device's keys", async () => {
     const bob = uid("bob");
     const mallory = uid("mallory");

@@ -6,7 +6,7 @@
 // key RPCs (src/routes/keys.ts) and by the send check of src/user/e2ee.ts.
 // Signatures are verified in the Worker before publish() is called.
 import { AppError, fail, type Result } from "../errors";
-import { MAX_KEY_DEVICES_PER_USER, MAX_ONE_TIME_PREKEYS } from "../limits";
+import { MAX_KEY_DEVICES_PER_USER, MAX_ONE_TIME_PREKEYS, RETENTION_MS } from "../limits";
 import type { KeyBundle, PublishKeysBody } from "../protocol";
 
 type DeviceRow = {
@@ -28,6 +28,11 @@ export class KeyDirectory {
    * Publishes a device's keys. The same identity and signing keys again = a
    * refill (the signed prekey is replaced, one-time prekeys are added); other
    * keys = a reinstalled device (its old one-time prekeys are dropped).
+   *
+   * A refill never brings back what the device's keys already were: a one-time
+   * prekey handed out before is skipped (two callers would share it), and a
+   * signed prekey the device has replaced is ignored (a stale upload, say an
+   * HTTP retry, would roll the rotation back).
    */
   publish(device: string, body: PublishKeysBody, now: number): Result<{ device: string; count: number }> {
     return this.transaction(() => {
@@ -37,14 +42,22 @@ export class KeyDirectory {
         return fail("forbidden", `at most ${MAX_KEY_DEVICES_PER_USER} devices with keys; remove one first (DELETE /v1/keys/:device)`);
       }
       const held = same ? this.count(device) : 0;
-      const fresh = body.oneTimePrekeys.filter(
-        (k) => !same || this.sql.exec("SELECT 1 FROM one_time_prekeys WHERE device = ? AND key_id = ?", device, k.id).toArray().length === 0,
-      ).length;
-      if (held + fresh > MAX_ONE_TIME_PREKEYS) {
-        return fail("bad_frame", `oneTimePrekeys: the server holds at most ${MAX_ONE_TIME_PREKEYS} per device (${held} held, ${fresh} new)`);
+      const known = (table: "one_time_prekeys" | "claimed_prekeys", id: number) =>
+        this.sql.exec(`SELECT 1 FROM ${table} WHERE device = ? AND key_id = ?`, device, id).toArray().length > 0;
+      const added = body.oneTimePrekeys.filter((k) => !same || (!known("one_time_prekeys", k.id) && !known("claimed_prekeys", k.id)));
+      if (held + added.length > MAX_ONE_TIME_PREKEYS) {
+        return fail("bad_frame", `oneTimePrekeys: the server holds at most ${MAX_ONE_TIME_PREKEYS} per device (${held} held, ${added.length} new)`);
+      }
+      let spk = body.signedPrekey;
+      if (same && existing.spk_id !== spk.id) {
+        const retired = this.sql.exec("SELECT 1 FROM retired_spks WHERE device = ? AND spk_id = ?", device, spk.id).toArray().length > 0;
+        if (retired) spk = { id: existing.spk_id, publicKey: existing.spk, signature: existing.spk_signature };
+        else this.sql.exec("INSERT OR IGNORE INTO retired_spks (device, spk_id) VALUES (?, ?)", device, existing.spk_id);
       }
       // Checks above, writes below: a refusal leaves the directory as it was.
-      if (!same) this.sql.exec("DELETE FROM one_time_prekeys WHERE device = ?", device);
+      if (!same) this.forget(device);
+      // Handed out over 30 days ago: no retry of an upload comes that late.
+      this.sql.exec("DELETE FROM claimed_prekeys WHERE device = ? AND claimed_at < ?", device, now - RETENTION_MS);
       this.sql.exec(
         `INSERT INTO key_devices (device, identity_key, signing_key, spk_id, spk, spk_signature, published_at, updated_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?)
@@ -55,13 +68,13 @@ export class KeyDirectory {
         device,
         body.identityKey,
         body.signingKey,
-        body.signedPrekey.id,
-        body.signedPrekey.publicKey,
-        body.signedPrekey.signature,
+        spk.id,
+        spk.publicKey,
+        spk.signature,
         now,
         now,
       );
-      for (const k of body.oneTimePrekeys) {
+      for (const k of added) {
         this.sql.exec("INSERT OR REPLACE INTO one_time_prekeys (device, key_id, public_key) VALUES (?, ?, ?)", device, k.id, k.publicKey);
       }
       return { ok: true as const, value: { device, count: this.count(device) } };
@@ -89,6 +102,7 @@ export class KeyDirectory {
           .toArray()[0];
         if (otk) {
           this.sql.exec("DELETE FROM one_time_prekeys WHERE device = ? AND key_id = ?", r.device, otk.key_id);
+          this.sql.exec("INSERT OR REPLACE INTO claimed_prekeys (device, key_id, claimed_at) VALUES (?, ?, ?)", r.device, otk.key_id, Date.now());
           bundle.oneTimePrekey = { id: otk.key_id, publicKey: otk.public_key };
         }
         return bundle;
@@ -113,10 +127,17 @@ export class KeyDirectory {
   remove(device: string): boolean {
     return this.transaction(() => {
       const had = this.row(device) !== null;
-      this.sql.exec("DELETE FROM one_time_prekeys WHERE device = ?", device);
+      this.forget(device);
       this.sql.exec("DELETE FROM key_devices WHERE device = ?", device);
       return had;
     });
+  }
+
+  /** A device's one-time prekeys and its record of past keys (new identity keys, or removed). */
+  private forget(device: string): void {
+    this.sql.exec("DELETE FROM one_time_prekeys WHERE device = ?", device);
+    this.sql.exec("DELETE FROM claimed_prekeys WHERE device = ?", device);
+    this.sql.exec("DELETE FROM retired_spks WHERE device = ?", device);
   }
 
   /** The current devices: published keys, not removed. */

@@ -148,4 +148,9 @@ export const USER_MIGRATIONS: readonly string[] = [
   // 12: whether a message this user sent was end-to-end encrypted (NULL: sent before
   // this was recorded). Its edits must be too, and a plain message's must not be.
   `ALTER TABLE outgoing ADD COLUMN encrypted INTEGER;`,
+  // 13: what a device's keys were (src/user/keys.ts): one-time prekeys already handed
+  // out and signed prekeys already replaced, so a repeated or stale upload cannot bring
+  // them back. Forgotten when the device gets new identity keys or is removed.
+  `CREATE TABLE claimed_prekeys (device TEXT NOT NULL, key_id INTEGER NOT NULL, claimed_at INTEGER NOT NULL, PRIMARY KEY (device, key_id));
+   CREATE TABLE retired_spks (device TEXT NOT NULL, spk_id INTEGER NOT NULL, PRIMARY KEY (device, spk_id));`,
 ];
