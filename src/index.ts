@@ -31,6 +31,18 @@ app.use("/v1/*", async (c, next) => {
   await next();
 });
 
+// Changes are limited per user (HTTP_RATE_LIMITS.write): each may reach other users'
+// inboxes, and the socket's own limits do not see them. Media uploads are not
+// counted (they are few and large, and bounded by their own sizes).
+app.use("/v1/*", async (c, next) => {
+  const { method } = c.req;
+  const path = new URL(c.req.url).pathname;
+  if (method !== "GET" && method !== "HEAD" && !path.startsWith("/v1/media")) {
+    if (!(await c.env.USERS.getByName(c.get("identity").user).takeHttpWrite())) throw new AppError("rate_limited", "too many changes; slow down");
+  }
+  await next();
+});
+
 app.route("/v1/me", meRoutes);
 app.route("/v1/me/privacy", privacyRoutes);
 app.route("/v1/users", userRoutes);

@@ -62,6 +62,21 @@ export const RATE_LIMITS = {
   /** read and anything else */
   other: { perSecond: 50, burst: 100 },
 } as const;
+/**
+ * All of a user's devices together get this many times one device's rate and
+ * burst, and share one strike count: a new device id brings no fresh burst and
+ * no fresh strikes.
+ */
+export const USER_RATE_SHARE = 2;
+/**
+ * HTTP calls, per user, in the user's object (memory, like the socket's): writes
+ * (settings, groups, profile, privacy, keys; not media uploads), and claims of
+ * one user's key bundles by one caller (each takes a one-time prekey per device).
+ */
+export const HTTP_RATE_LIMITS = {
+  write: { perSecond: 10, burst: 100 },
+  claim: { perSecond: 1 / 6, burst: 10 },
+} as const;
 /** A device answered `rate_limited` this many times within the window is closed with 4008. */
 export const FLOOD_STRIKES = 50;
 export const FLOOD_WINDOW_MS = 10_000;

@@ -274,14 +274,14 @@ describe("end-to-end encrypted one-to-one chat", () => {
 describe("key directory", () => {
   it("a one-time prekey is never handed out twice, even to 40 concurrent claims", async () => {
     const bob = uid("bob");
-    const carol = uid("carol");
     const b = E2eeDevice.create(bob, "phone");
     const tb = await token(bob);
     expect((await call("/v1/keys/phone", { method: "PUT", token: tb, json: b.publishBundle(30) })).status).toBe(200);
     expect(await (await call("/v1/keys/phone/count", { token: tb })).json()).toEqual({ device: "phone", count: 30 });
-    const tc = await token(carol);
+    // 40 callers (one caller's claims are limited: see the next test).
+    const callers = await Promise.all(Array.from({ length: 40 }, () => token(uid("carol"))));
     const bodies = await Promise.all(
-      Array.from({ length: 40 }, async () => (await (await call(`/v1/users/${bob}/keys`, { token: tc })).json()) as { devices: PublicBundle[] }),
+      callers.map(async (tc) => (await (await call(`/v1/users/${bob}/keys`, { token: tc })).json()) as { devices: PublicBundle[] }),
     );
     const handed = bodies.flatMap((r) => r.devices.flatMap((d) => (d.oneTimePrekey ? [d.oneTimePrekey.id] : [])));
     expect(handed).toHaveLength(30);
@@ -294,6 +294,25 @@ describe("key directory", () => {
     expect(over.status).toBe(400);
     expect(((await over.json()) as { error: { code: string } }).error.code).toBe("bad_frame");
     expect(await (await call("/v1/keys/phone/count", { token: tb })).json()).toEqual({ device: "phone", count: 100 });
+  });
+
+  it("one caller cannot drain a user's one-time prekeys: its claims are limited, others' are not", async () => {
+    // Review G of 2026-11-28: about 100 requests by anyone emptied every device of a user,
+    // and all later first messages went without a one-time prekey.
+    const bob = uid("bob");
+    const tb = await token(bob);
+    expect((await call("/v1/keys/phone", { method: "PUT", token: tb, json: E2eeDevice.create(bob, "phone").publishBundle(50) })).status).toBe(200);
+    const mallory = await token(uid("mallory"));
+    const statuses: number[] = [];
+    for (let i = 0; i < 15; i++) statuses.push((await call(`/v1/users/${bob}/keys`, { token: mallory })).status);
+    expect(statuses.filter((s) => s === 200)).toHaveLength(10);
+    expect(statuses.slice(10)).toEqual([429, 429, 429, 429, 429]);
+    const refused = await call(`/v1/users/${bob}/keys`, { token: mallory });
+    expect(((await refused.json()) as { error: { code: string } }).error.code).toBe("rate_limited");
+    // Someone else still gets a bundle with a one-time prekey; 40 were left.
+    const carol = await call(`/v1/users/${bob}/keys`, { token: await token(uid("carol")) });
+    expect(((await carol.json()) as { devices: PublicBundle[] }).devices[0]!.oneTimePrekey).toBeDefined();
+    expect(await (await call("/v1/keys/phone/count", { token: tb })).json()).toEqual({ device: "phone", count: 39 });
   });
 
   it("an upload sent again never brings back a one-time prekey already handed out, nor a signed prekey already replaced", async () => {

@@ -391,6 +391,43 @@ describe("rate limits", () => {
     expect((await again.next("sent")).id).toBe("after-flood");
   });
 
+  it("a flooder closed with 4008 gets no fresh strikes under a new device id (review H of 2026-11-28)", async () => {
+    const me = uid("flood");
+    const peer = uid("peer");
+    // `active` frames: cheap to handle, so the flood outruns the refill however busy the machine is.
+    const flood = async (device: string) => {
+      const s = await connect(me, device);
+      for (let i = 0; i < 200; i++) s.send({ type: "active" });
+      const closed = await s.waitClosed(15_000);
+      return { code: closed.code, limited: s.all("error").filter((e) => e.code === "rate_limited").length };
+    };
+    const first = await flood("dev-a");
+    expect(first.code).toBe(4008);
+    expect(first.limited).toBeGreaterThanOrEqual(49);
+    // The user's strikes are shared by its devices: the new id is closed at its first refusals.
+    const second = await flood("dev-b");
+    expect(second.code).toBe(4008);
+    expect(second.limited).toBeLessThan(5);
+    // A well-behaved device of the user is not refused: it only drew no refusal of its own.
+    const calm = await connect(me, "dev-c");
+    calm.send({ type: "send", id: "calm", to: { user: peer }, text: "hello" });
+    expect((await calm.next("sent")).id).toBe("calm");
+  });
+
+  it("HTTP changes are limited per user, reads are not (review H of 2026-11-28)", async () => {
+    const tok = await token(uid("busy"));
+    const statuses: number[] = [];
+    for (let i = 0; i < 150; i++) statuses.push((await call("/v1/me/privacy", { token: tok, method: "PUT", json: { lastSeen: i % 2 ? "everyone" : "nobody" } })).status);
+    expect(statuses.slice(0, 100).every((s) => s === 200)).toBe(true);
+    expect(statuses).toContain(429);
+    const refused = await call("/v1/me", { token: tok, method: "PUT", json: { displayName: "x" } });
+    expect(refused.status).toBe(429);
+    expect(((await refused.json()) as { error: { code: string } }).error.code).toBe("rate_limited");
+    expect((await call("/v1/me", { token: tok })).status).toBe(200);
+    // Another user is not affected.
+    expect((await call("/v1/me", { token: await token(uid("calm")), method: "PUT", json: { displayName: "y" } })).status).toBe(200);
+  });
+
   it("a flood of frames that cannot even be decoded is also cut with rate_limited, then closed with 4008", async () => {
     // Review of 2026-11-28: bad JSON was answered before the rate limiter, without limit.
     const g = await connect(uid("garbage"));

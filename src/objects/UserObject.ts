@@ -6,7 +6,7 @@
 import { DurableObject } from "cloudflare:workers";
 import { AlarmClock } from "../alarm";
 import { ensureUser, knownUsers } from "../directory";
-import { AppError } from "../errors";
+import { AppError, fail } from "../errors";
 import { HOUSEKEEPING_INTERVAL_MS, MAX_DEVICES_PER_USER, OUTBOX_RETRY_BASE_MS } from "../limits";
 import { Outbox, type HandoffResult, type OutboxItem } from "../outbox";
 import type { Result } from "../errors";
@@ -296,8 +296,19 @@ export class UserObject extends DurableObject<Env> {
     return this.keys.publish(device, body, Date.now());
   }
 
-  async claimKeys(devices?: string[]): Promise<KeyBundle[]> {
-    return this.keys.claim(devices);
+  /**
+   * `caller` claims this user's bundles, each with a one-time prekey. Limited per
+   * caller (HTTP_RATE_LIMITS.claim): anyone could otherwise drain them all, and
+   * every later first message would go without one.
+   */
+  async claimKeys(caller: string, devices?: string[]): Promise<Result<KeyBundle[]>> {
+    if (!this.limits.takeHttp("claim", caller, Date.now())) return fail("rate_limited", "too many key requests for this user; try again in a minute");
+    return { ok: true, value: this.keys.claim(devices) };
+  }
+
+  /** One HTTP write by this user (the Worker asks before settings, groups, profile, privacy and keys changes). */
+  async takeHttpWrite(): Promise<boolean> {
+    return this.limits.takeHttp("write", "", Date.now());
   }
 
   async keyIdentities(): Promise<Array<{ device: string; identityKey: string; signingKey: string }>> {

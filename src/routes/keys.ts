@@ -46,7 +46,7 @@ export const userKeyRoutes = new Hono<AppEnv>()
       if (!parsed.success) throw new AppError("bad_frame", "devices: a comma-separated list of device ids");
       devices = parsed.data;
     }
-    return c.json({ user, devices: await c.env.USERS.getByName(user).claimKeys(devices) });
+    return c.json({ user, devices: unwrap(await c.env.USERS.getByName(user).claimKeys(c.get("identity").user, devices)) });
   })
   .get("/:user/devices", async (c) => {
     const user = param(c, "user", UserId);
