@@ -157,6 +157,13 @@ async function main() {
     });
     aliceCtx.setDefaultTimeout(10_000);
     bobCtx.setDefaultTimeout(10_000);
+    // public/index.html sets a Content-Security-Policy: anything the app itself does that it blocks is a bug.
+    const cspViolations = [];
+    for (const ctx of [aliceCtx, bobCtx]) {
+      ctx.on("console", (m) => {
+        if (/Content Security Policy/i.test(m.text())) cspViolations.push(m.text().slice(0, 200));
+      });
+    }
     const a = await aliceCtx.newPage();
     let b = await bobCtx.newPage();
     for (const [who, p] of [["alice", a], ["bob", b]]) p.on("pageerror", (e) => log(`${who} page error: ${e.message}`));
@@ -415,6 +422,25 @@ async function main() {
       const list = await a.locator("#messages").evaluate((el) => ({ scrolls: el.scrollHeight > el.clientHeight, atBottom: el.scrollHeight - el.scrollTop - el.clientHeight < 4 }));
       if (!box || box.y + box.height > viewport.height) throw new Error(`composer at ${JSON.stringify(box)}, viewport ${viewport.height}`);
       if (!list.scrolls || !list.atBottom) throw new Error(`message list ${JSON.stringify(list)}`);
+    });
+
+    await check("the app runs under its Content-Security-Policy without a single violation", async () => {
+      const policy = await a.locator('meta[http-equiv="Content-Security-Policy"]').getAttribute("content");
+      if (!policy?.includes("script-src 'self'")) throw new Error(`policy: ${policy}`);
+      // Nothing the app did in all the checks above was blocked.
+      if (cspViolations.length > 0) throw new Error(`violations: ${cspViolations.join(" | ")}`);
+      // A received HTML "file" made into a blob: document does not run its script here
+      // (the frame is refused, or its script is: either way the policy holds).
+      const ran = await a.evaluate(async () => {
+        const url = URL.createObjectURL(new Blob(["<script>window.parent.__cspRan = true</script>"], { type: "text/html" }));
+        const frame = document.createElement("iframe");
+        frame.src = url;
+        document.body.append(frame);
+        await new Promise((r) => setTimeout(r, 300));
+        frame.remove();
+        return window.__cspRan === true;
+      });
+      if (ran) throw new Error("an inline script ran in a blob: document");
     });
 
     mkdirSync(join(root, "docs"), { recursive: true });

@@ -8,7 +8,9 @@
 import { env, exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { ApiError, ChatClient, MemoryStore, PREKEY_REFILL_BELOW, backoffDelay, multipartUpload, singleUpload, type Chat, type ChatMessage, type ClientStore, type MessageStatus, type SocketLike } from "../src/client";
-import { E2eeDevice, encodeContent } from "../src/client/e2ee";
+import { E2eeDevice, encodeContent, type E2eeContent } from "../src/client/e2ee";
+import { displayableType } from "../src/client/client";
+import { applyContent } from "../src/client/secure";
 import { BASE, call, connect, sleep, token, uid } from "./helpers";
 
 // Typed here: Cloudflare.Exports only knows `default` once `wrangler types` has run.
@@ -339,6 +341,24 @@ describe("client library: delivery", () => {
     expect(took).toBeLessThan(8_000);
     await A.client.stop();
     await B.client.stop();
+  });
+
+  it("media a peer describes is checked: no url of its choosing, a base64 thumb only, and an unknown type is opaque bytes", () => {
+    // Review I of 2026-11-28: the sender's content went into the message as it was. A
+    // "photo" of type image/svg+xml or text/html became a same-origin blob: URL whose
+    // script, opened in a tab, read the session token; a thumb broke out of the CSS
+    // url() and a `url` made the reader's browser fetch from the sender's server.
+    const media = { id: "m_1", type: "image/svg+xml", size: 10, key: "a2V5", sha256: "a".repeat(64) };
+    const m: Pick<ChatMessage, "text" | "media" | "replyTo" | "encrypted"> = {};
+    applyContent(m, { text: "look", media: { ...media, url: "http://127.0.0.1:1/leak", urlExpiresAt: 9e12 } } as unknown as E2eeContent);
+    expect(m.media).toEqual(media);
+    expect(displayableType(m.media!.type)).toBe("application/octet-stream");
+    for (const type of ["text/html", "application/javascript", "image/svg+xml; charset=utf-8", "constructor", "application/octet-stream"]) expect(displayableType(type)).toBe("application/octet-stream");
+    for (const type of ["image/png", "image/jpeg", "video/mp4", "audio/ogg"]) expect(displayableType(type)).toBe(type);
+    const injected: Pick<ChatMessage, "text" | "media" | "replyTo" | "encrypted"> = {};
+    applyContent(injected, { text: "t", media: { ...media, type: "image/png", thumb: "AAAA), url(http://127.0.0.1:1/thumb" } } as unknown as E2eeContent);
+    expect(injected.media).toBeUndefined();
+    expect(injected.text).toBe("t");
   });
 
   it("reconnect delays double with jitter and stay under the cap", () => {

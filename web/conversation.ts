@@ -205,13 +205,18 @@ export class ConversationView {
     const video = media.type.startsWith("video/");
     const box = h("div", { class: "media" });
     if (media.width && media.height) box.style.aspectRatio = `${media.width} / ${media.height}`;
-    if (media.thumb) box.style.backgroundImage = `url(data:image/jpeg;base64,${media.thumb})`;
-    void this.app.client.mediaUrl(m).then((url) => {
-      if (!url) return;
-      const el = video ? h("video", { src: url, controls: true, preload: "metadata" }) : h("img", { src: url, alt: media.caption ?? "photo", loading: "lazy" });
-      el.addEventListener("error", () => box.classList.add("broken"));
-      box.replaceChildren(el);
-    });
+    // Base64 only (the client library checks a peer's thumb too): nothing can close the url().
+    if (media.thumb && /^[A-Za-z0-9+/]+={0,2}$/.test(media.thumb)) box.style.backgroundImage = `url(data:image/jpeg;base64,${media.thumb})`;
+    void this.app.client
+      .mediaUrl(m)
+      .then((url) => {
+        if (!url) return;
+        const el = video ? h("video", { src: url, controls: true, preload: "metadata" }) : h("img", { src: url, alt: media.caption ?? "photo", loading: "lazy" });
+        el.addEventListener("error", () => box.classList.add("broken"));
+        box.replaceChildren(el);
+      })
+      // Expired, deleted or undecryptable: say so instead of an empty tile and an uncaught error.
+      .catch(() => box.classList.add("broken"));
     return box;
   }
 

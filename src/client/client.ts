@@ -3,7 +3,7 @@
 // adds the calls an app makes: reading the model, media (encrypted files in
 // encrypted chats), edits, opening chats (read receipts, presence), typing,
 // activity, groups, chat settings, history, media URLs and safety numbers.
-import { E2EE_MEDIA_TYPE } from "../limits";
+import { E2EE_MEDIA_TYPE, MEDIA_TYPES } from "../limits";
 import { chatKey, type Chat } from "../protocol";
 import { ApiError, type ChatSettings } from "./api";
 import { decryptMedia, encryptMedia } from "./e2ee";
@@ -89,7 +89,11 @@ export class ChatClient extends E2eeSync {
     if (media.key) {
       // Encrypted: fetched, decrypted and checked here; shown from memory.
       const bytes = await this.mediaBytes(message);
-      return this.keepLocalCopy(media.id, new Blob([bytes as Uint8Array<ArrayBuffer>], { type: media.type }));
+      // The type is the sender's word: only a media type the server would store is
+      // given to the blob. An "image/svg+xml" or "text/html" one opened in a tab
+      // would run its script in the app's origin.
+      const type = displayableType(media.type);
+      return this.keepLocalCopy(media.id, new Blob([bytes as Uint8Array<ArrayBuffer>], { type }));
     }
     if (media.url && (media.urlExpiresAt === undefined || media.urlExpiresAt > Date.now() + 30_000)) return this.api.url(media.url);
     try {
@@ -358,4 +362,9 @@ export class ChatClient extends E2eeSync {
     this.scheduleFlush();
     return { added, complete: conv.historyComplete === true };
   }
+}
+
+/** A media type the server stores as itself (images, video, audio); anything else is opaque bytes. */
+export function displayableType(type: string): string {
+  return type !== E2EE_MEDIA_TYPE && Object.hasOwn(MEDIA_TYPES, type) ? type : "application/octet-stream";
 }

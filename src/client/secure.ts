@@ -7,7 +7,8 @@
 // when a recipient has no keys, and says so. Opens what arrives: messages,
 // encrypted edits, sender-key hand-overs, and group messages held until their
 // sender's key arrives. Called by ChatSync (sync.ts) and ChatClient.
-import { chatKey, type Chat, type E2eeSend } from "../protocol";
+import { z } from "zod";
+import { MediaRef, chatKey, type Chat, type E2eeSend } from "../protocol";
 import type { Api } from "./api";
 import { E2eeError, address, decodeContent, encodeContent, type E2eeContent, type SenderKeyDistribution } from "./e2ee";
 import type { Keyring } from "./keyring";
@@ -269,10 +270,19 @@ function contentOf(frame: OutgoingEntry["frame"]): SealedContent {
   return content;
 }
 
+/**
+ * The media a peer's content describes, as far as it is safe to use: the fields
+ * of a media object and its key, checked like the server checks a send's (a
+ * thumb is base64, so it cannot break out of a CSS url()); never a `url`, which
+ * would make this device fetch from wherever the sender likes.
+ */
+const PeerMedia = MediaRef.extend({ key: z.string().max(64).regex(/^[A-Za-z0-9+/]*={0,2}$/).optional() });
+
 /** Fills a message from opened content. */
 export function applyContent(m: Pick<ChatMessage, "text" | "media" | "replyTo" | "encrypted">, c: E2eeContent): void {
   if (typeof c.text === "string") m.text = c.text;
-  if (c.media && typeof c.media.id === "string" && typeof c.media.type === "string") m.media = { ...c.media };
+  const media = PeerMedia.safeParse(c.media);
+  if (media.success) m.media = media.data; // zod drops every field it does not know (url, urlExpiresAt)
   if (typeof c.replyTo === "string") m.replyTo = c.replyTo;
   m.encrypted = true;
 }
