@@ -692,6 +692,29 @@ describe("client library: end-to-end encryption", () => {
     for (const c of [A, A2, B]) await c.client.stop();
   });
 
+  it("publishing the keys is stored at once, and a device that lost that record finds its keys on the server instead of failing", async () => {
+    // Review I of 2026-11-28: `published` waited for the next write; a reload before any
+    // message published 100 new prekeys on top of the server's 100, refused (400) on every start.
+    const alice = uid("alice");
+    const store = new MemoryStore();
+    const A = await started(alice, { store });
+    const meta = async () => (await store.loadAll()).find(([k]) => k === "e2ee:meta")?.[1] as { published?: boolean } | undefined;
+    for (let i = 0; i < 100 && !(await meta())?.published; i++) await sleep(20);
+    expect((await meta())?.published).toBe(true); // no message activity, no stop: stored anyway
+    await A.client.stop();
+
+    await store.write([["e2ee:meta", { ...(await meta()), published: false }]], []);
+    const B = await makeClient(alice, { store });
+    const errors: string[] = [];
+    B.client.on("error", (e) => errors.push(`${e.code}: ${e.message}`));
+    await B.client.start();
+    await online(B.client);
+    await until("published again", () => B.client.keysPublished);
+    expect(errors).toEqual([]);
+    expect(await (await call("/v1/keys/web/count", { token: B.token })).json()).toEqual({ device: "web", count: 100 });
+    await B.client.stop();
+  });
+
   it("one-time prekeys running low are topped up when the device connects", async () => {
     const alice = uid("alice");
     const bob = uid("bob");

@@ -83,7 +83,17 @@ export class Keyring {
   async maintain(now = Date.now()): Promise<void> {
     const id = this.device.device;
     if (!this.meta.published) {
-      await this.publish(this.device.publishBundle(MAX_ONE_TIME_PREKEYS));
+      // The server may hold these keys already (the record of publishing them was
+      // lost with a reload): then only what it lacks goes up, and a full bundle on
+      // top of its 100 would be refused on every start.
+      const held = await this.h.api.keyCount(id).then(
+        (r) => r.count,
+        (err: unknown) => {
+          if (err instanceof ApiError && err.status === 404) return 0;
+          throw err;
+        },
+      );
+      await this.publish(this.device.publishBundle(MAX_ONE_TIME_PREKEYS - held));
       this.meta.rotatedAt = now;
       this.changed();
       return;
@@ -113,6 +123,8 @@ export class Keyring {
     await this.h.api.publishKeys(this.device.device, body);
     this.meta.published = true;
     this.changed();
+    // Stored now, not with whatever writes next: a reload before that would publish again.
+    await this.h.flush();
   }
 
   // ---- other devices -----------------------------------------------------------------
