@@ -424,6 +424,21 @@ async function main() {
       if (!list.scrolls || !list.atBottom) throw new Error(`message list ${JSON.stringify(list)}`);
     });
 
+    await check("keyboard: a chat in the list opens with Enter, and Enter while an input method composes does not send", async () => {
+      // Review I of 2026-11-28: list items were mouse-only, and IME users sent half-typed words.
+      const item = a.locator('.chat[data-chat^="group:"]').first();
+      await item.focus();
+      await a.keyboard.press("Enter");
+      await a.locator('.conv[data-chat^="group:"]').waitFor();
+      const before = await a.locator(".row.mine").count();
+      await a.fill("#composer-input", "にほんご");
+      await a.locator("#composer-input").dispatchEvent("keydown", { key: "Enter", isComposing: true });
+      await a.waitForTimeout(300);
+      if ((await a.inputValue("#composer-input")) !== "にほんご") throw new Error("the composer was cleared");
+      if ((await a.locator(".row.mine").count()) !== before) throw new Error("a half-composed message was sent");
+      await a.fill("#composer-input", "");
+    });
+
     await check("the app runs under its Content-Security-Policy without a single violation", async () => {
       const policy = await a.locator('meta[http-equiv="Content-Security-Policy"]').getAttribute("content");
       if (!policy?.includes("script-src 'self'")) throw new Error(`policy: ${policy}`);

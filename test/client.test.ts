@@ -307,6 +307,10 @@ describe("client library: delivery", () => {
     await sleep(200);
     expect(A.tap.sockets.length).toBe(1);
     expect(other.closed).toBeNull();
+    // Review I of 2026-11-28: the stopped tab still queued sends into the shared store,
+    // sealed with keys the other tab moves on from; they became undecryptable.
+    expect(() => A.client.send({ user: uid("bob") }, { text: "from the old tab" })).toThrow(/another tab/);
+    expect(A.client.pendingSends()).toEqual([]);
     await A.client.stop();
     other.close();
   });

@@ -29,6 +29,7 @@ export class App {
 
   /** A user's display name (the id until the directory answers). */
   name(user: string): string {
+    if (!user) return ""; // a notice without a person (member_left, security changed)
     if (user === this.me) return "You";
     const known = this.names.get(user);
     if (known) return known;
@@ -47,7 +48,8 @@ export class App {
   }
 
   title(conv: Conversation): string {
-    if ("user" in conv.chat) return this.names.get(conv.chat.user) ?? conv.title ?? conv.chat.user;
+    // name() asks the directory once for a name it does not have (after a reload, say) and redraws.
+    if ("user" in conv.chat) return this.names.get(conv.chat.user) ?? conv.title ?? this.name(conv.chat.user);
     return conv.title ?? "Group";
   }
 
@@ -97,6 +99,8 @@ export class App {
       this.status.textContent = text[e.state] ?? e.state;
       this.status.dataset.state = e.state;
       if (e.state === "replaced") toast("Relay is open in another tab; this one stopped.", "error");
+      // A stopped tab sends nothing: what it queued would be sealed with keys the other tab has moved on from.
+      document.body.classList.toggle("stopped", e.state === "replaced" || e.state === "stopped");
     };
     c.on("connection", showConnection);
     showConnection({ state: c.connectionState });
@@ -111,13 +115,20 @@ export class App {
       if (this.client.conversations().some((conv) => conv.key === `user:${e.user}`)) toast(`${this.name(e.user)}'s security code changed.`);
     });
     // Open the chat named in the URL hash (#user:bob), so a reload returns to it.
-    const fromHash = parseChatParam(decodeURIComponent(location.hash.slice(1)));
-    if (fromHash) this.open(fromHash);
+    // Only a chat this device knows: a hand-typed hash must not add a chat that startChat() would refuse.
+    let fromHash: Chat | null = null;
+    try {
+      fromHash = parseChatParam(decodeURIComponent(location.hash.slice(1)));
+    } catch {
+      // a malformed escape: ignore the hash
+    }
+    if (fromHash && this.client.conversations().some((conv) => conv.key === chatKey(fromHash))) this.open(fromHash);
     this.drawList();
     setInterval(() => this.view?.renderHeader(), 30_000);
   }
 
   open(chat: Chat): void {
+    if (this.view?.key === chatKey(chat)) return; // already open: keep the draft and the scroll position
     this.view?.destroy();
     this.view = new ConversationView(this, chat);
     this.main.className = "conversation";
@@ -165,13 +176,27 @@ export class App {
       const title = this.title(conv);
       return h(
         "li",
-        { class: `chat${conv.key === openKey ? " active" : ""}`, "data-chat": conv.key, onclick: () => this.open(conv.chat) },
+        {
+          class: `chat${conv.key === openKey ? " active" : ""}`,
+          "data-chat": conv.key,
+          role: "button",
+          tabindex: 0,
+          "aria-current": conv.key === openKey ? "true" : "false",
+          onclick: () => this.open(conv.chat),
+          onkeydown: (ev: Event) => {
+            const e = ev as KeyboardEvent;
+            if (e.key === "Enter" || e.key === " ") {
+              e.preventDefault();
+              this.open(conv.chat);
+            }
+          },
+        },
         avatar(title, "group" in conv.chat),
         h(
           "div",
           { class: "body" },
-          h("div", { class: "line" }, h("span", { class: "title" }, title), h("span", { class: `time${conv.unread ? " unread" : ""}` }, conv.lastActivity ? listTime(conv.lastActivity) : "")),
-          h("div", { class: "line" }, h("span", { class: "preview" }, preview), conv.unread > 0 ? h("span", { class: "badge", "data-unread": conv.unread }, String(conv.unread)) : null),
+          h("div", { class: "line" }, h("span", { class: "title", dir: "auto" }, title), h("span", { class: `time${conv.unread ? " unread" : ""}` }, conv.lastActivity ? listTime(conv.lastActivity) : "")),
+          h("div", { class: "line" }, h("span", { class: "preview", dir: "auto" }, preview), conv.unread > 0 ? h("span", { class: "badge", "data-unread": conv.unread }, String(conv.unread)) : null),
         ),
       );
     });

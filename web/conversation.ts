@@ -8,6 +8,7 @@ import { chatInfoDialog, messageInfoDialog, safetyNumberDialog, sendMediaDialog 
 import { avatar, coalesce, fill, h, toast } from "./dom";
 import { clock, dayLabel, lastSeen, systemText, ticks } from "./format";
 import { icon } from "./icons";
+import { MAX_TEXT_CHARS } from "../src/limits";
 
 export class ConversationView {
   readonly el: HTMLElement;
@@ -36,6 +37,8 @@ export class ConversationView {
     this.input = h("textarea", {
       id: "composer-input",
       rows: 1,
+      maxlength: MAX_TEXT_CHARS,
+      dir: "auto",
       placeholder: "Type a message",
       oninput: () => {
         this.app.client.typing(this.chat);
@@ -44,6 +47,8 @@ export class ConversationView {
       },
       onkeydown: (ev: Event) => {
         const e = ev as KeyboardEvent;
+        // Enter while an input method is composing (Japanese, Chinese...) picks the word, not send.
+        if (e.isComposing || e.keyCode === 229) return;
         if (e.key === "Enter" && !e.shiftKey) {
           e.preventDefault();
           this.sendText();
@@ -182,16 +187,16 @@ export class ConversationView {
       const bubble = h(
         "div",
         { class: "bubble", onclick: () => m.mine && m.msg && messageInfoDialog(this.app, m) },
-        "group" in this.chat && !m.mine ? h("div", { class: "sender" }, this.app.name(m.from)) : null,
+        "group" in this.chat && !m.mine ? h("div", { class: "sender", dir: "auto" }, this.app.name(m.from)) : null,
         m.media && !m.deleted ? this.media(m) : null,
         m.deleted
           ? h("div", { class: "text deleted" }, "This message was deleted")
           : m.undecryptable
             ? h("div", { class: "text undecryptable", "data-code": m.undecryptable }, icon("lock", 12), m.undecryptable === "no_sender_key" ? " Waiting for this message. This may take a while." : " This message cannot be decrypted on this device.")
             : m.text
-              ? h("div", { class: "text" }, m.text)
+              ? h("div", { class: "text", dir: "auto" }, m.text)
               : m.media?.caption
-                ? h("div", { class: "text" }, m.media.caption)
+                ? h("div", { class: "text", dir: "auto" }, m.media.caption)
                 : null,
         h("div", { class: "meta" }, m.edited ? h("span", { class: "edited" }, "edited") : null, h("span", { class: "time" }, clock(m.ts)), t ? h("span", { class: t.cls, title: t.title }, t.cls.includes("pending") ? icon("clock", 12) : t.glyph) : null),
       );
@@ -239,6 +244,9 @@ export class ConversationView {
   private sendText(): void {
     const text = this.input.value.trim();
     if (!text) return;
+    if (this.app.client.connectionState === "replaced") return void toast("Relay is open in another tab: reload to use it here.", "error");
+    // Kept in the composer rather than cleared and then refused.
+    if (text.length > MAX_TEXT_CHARS) return void toast(`A message holds at most ${MAX_TEXT_CHARS} characters.`, "error");
     this.input.value = "";
     this.input.style.height = "auto";
     this.app.client.send(this.chat, { text });

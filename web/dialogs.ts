@@ -32,12 +32,17 @@ export function newGroupDialog(app: App): Promise<void> {
         class: "form",
         onsubmit: async (ev: Event) => {
           ev.preventDefault();
+          const button = (ev.target as HTMLFormElement).querySelector("button[type=submit]") as HTMLButtonElement | null;
+          if (button?.disabled) return; // a double click makes one group
+          if (button) button.disabled = true;
           try {
             const g = await app.client.createGroup(name.value.trim() || "New group", users(members.value));
             close();
             app.open({ group: g.id });
           } catch (e) {
             err.textContent = explain(e);
+          } finally {
+            if (button) button.disabled = false;
           }
         },
       },

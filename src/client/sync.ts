@@ -142,6 +142,9 @@ export class ChatSync extends Emitter<ClientEvents> {
   /** Queues a message (stored first, then sent; re-sent after reconnects until `sent`). */
   send(chat: Chat, content: { text?: string; media?: ChatMessage["media"]; replyTo?: string }, id = randomId("m")): ChatMessage {
     if (!content.text && content.media === undefined) throw new Error("a message needs text (at least one character) or media");
+    // Another connection of this device took over (a second tab): what this one queued would
+    // be sealed with keys the other has moved on from, and sent from the shared store later.
+    if (this.connectionState === "replaced") throw new Error("this device's chat is open elsewhere (another tab); reload to use it here");
     const { message } = this.state.addPending(chat, id, content, Date.now(), this.seals);
     this.eph.stopTyping(chat);
     const conv = this.state.conversation(chat);
