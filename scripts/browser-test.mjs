@@ -424,7 +424,7 @@ async function main() {
       if (!list.scrolls || !list.atBottom) throw new Error(`message list ${JSON.stringify(list)}`);
     });
 
-    await check("keyboard: a chat in the list opens with Enter, and Enter while an input method composes does not send", async () => {
+    await check("keyboard: a chat in the list opens with Enter, Enter while an input method composes does not send, Escape closes a dialog", async () => {
       // Review I of 2026-11-28: list items were mouse-only, and IME users sent half-typed words.
       const item = a.locator('.chat[data-chat^="group:"]').first();
       await item.focus();
@@ -437,6 +437,12 @@ async function main() {
       if ((await a.inputValue("#composer-input")) !== "にほんご") throw new Error("the composer was cleared");
       if ((await a.locator(".row.mine").count()) !== before) throw new Error("a half-composed message was sent");
       await a.fill("#composer-input", "");
+      // A dialog closes with Escape and gives the focus back.
+      await a.click("#new-group");
+      await a.locator(".dialog").waitFor();
+      await a.keyboard.press("Escape");
+      await a.locator(".dialog").waitFor({ state: "detached" });
+      if (!(await a.evaluate(() => document.activeElement?.id === "new-group"))) throw new Error("the focus did not come back");
     });
 
     await check("the app runs under its Content-Security-Policy without a single violation", async () => {

@@ -197,8 +197,9 @@ export function messageInfoDialog(app: App, m: ChatMessage): Promise<void> {
 }
 
 export function sendMediaDialog(app: App, chat: Chat, file: File): Promise<void> {
+  // The preview's URL goes when the dialog does, sent or not.
+  const url = URL.createObjectURL(file);
   return dialog("Send " + (file.type.startsWith("video/") ? "video" : "photo"), (close) => {
-    const url = URL.createObjectURL(file);
     const preview = file.type.startsWith("video/") ? h("video", { src: url, controls: true, muted: true }) : h("img", { src: url, alt: "preview" });
     const caption = h("input", { id: "media-caption", placeholder: "Add a caption" });
     const bar = h("progress", { max: 1, value: 0, hidden: true });
@@ -216,7 +217,6 @@ export function sendMediaDialog(app: App, chat: Chat, file: File): Promise<void>
             const hints = await hintsFor(file);
             const text = caption.value.trim();
             await app.client.sendMedia(chat, file, { ...hints, ...(text ? { caption: text } : {}), onProgress: (p) => (bar.value = p.total ? p.loaded / p.total : 0) });
-            URL.revokeObjectURL(url);
             close();
           } catch (e) {
             err.textContent = e instanceof ApiError && e.status === 404 ? "This server does not accept media yet." : `Upload failed: ${explain(e)}`;
@@ -231,5 +231,5 @@ export function sendMediaDialog(app: App, chat: Chat, file: File): Promise<void>
       err,
       send,
     );
-  });
+  }).finally(() => URL.revokeObjectURL(url));
 }

@@ -56,18 +56,34 @@ export function toast(text: string, kind: "info" | "error" = "info"): void {
   setTimeout(() => el.remove(), 4000);
 }
 
-/** A modal dialog; resolves when closed. `body` gets a close function. */
+/**
+ * A modal dialog; resolves when closed. `body` gets a close function. Escape
+ * closes it, Tab stays inside it, and focus goes back where it was.
+ */
 export function dialog(title: string, body: (close: () => void) => Node): Promise<void> {
   return new Promise((resolve) => {
+    const opener = document.activeElement as HTMLElement | null;
     const close = () => {
       backdrop.remove();
+      opener?.focus();
       resolve();
     };
-    const backdrop: HTMLElement = h(
+    const box = h(
       "div",
-      { class: "backdrop", onclick: (ev: Event) => ev.target === backdrop && close() },
-      h("div", { class: "dialog", role: "dialog", "aria-label": title }, h("header", {}, h("h2", {}, title), h("button", { class: "icon close", title: "Close", onclick: close }, icon("close", 20))), body(close)),
+      { class: "dialog", role: "dialog", "aria-modal": "true", "aria-label": title },
+      h("header", {}, h("h2", {}, title), h("button", { class: "icon close", title: "Close", onclick: close }, icon("close", 20))),
+      body(close),
     );
+    const backdrop: HTMLElement = h("div", { class: "backdrop", onclick: (ev: Event) => ev.target === backdrop && close() }, box);
+    backdrop.addEventListener("keydown", (ev) => {
+      if (ev.key === "Escape") return close();
+      if (ev.key !== "Tab") return;
+      const focusable = [...box.querySelectorAll<HTMLElement>("input, textarea, select, button, a[href], [tabindex]")].filter((el) => !el.hasAttribute("disabled") && !el.hidden);
+      const [first, last] = [focusable[0], focusable.at(-1)];
+      if (!first || !last) return;
+      if (ev.shiftKey && document.activeElement === first) (ev.preventDefault(), last.focus());
+      else if (!ev.shiftKey && document.activeElement === last) (ev.preventDefault(), first.focus());
+    });
     document.body.append(backdrop);
     backdrop.querySelector<HTMLElement>("input, textarea, select, button:not(.close)")?.focus();
   });
