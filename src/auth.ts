@@ -32,8 +32,13 @@ export async function verifyToken(env: Env, token: string): Promise<Identity> {
   const { sub, exp } = payload;
   if (typeof exp !== "number") throw new AppError("unauthorized", "token has no exp");
   if (typeof sub !== "string" || !ID_PATTERN.test(sub)) throw new AppError("unauthorized", "token has no valid sub");
-  return { user: sub, expiresAt: exp * 1000 };
+  // A socket lives at most a year on one token: an `exp` in milliseconds by mistake (year
+  // 50000) would otherwise set an alarm the platform refuses (past 2189), and never close it.
+  return { user: sub, expiresAt: Math.min(exp * 1000, Date.now() + MAX_TOKEN_SOCKET_MS) };
 }
+
+/** The longest a socket stays open on one token (it is closed with 4001; reconnecting renews it). */
+export const MAX_TOKEN_SOCKET_MS = 366 * 24 * 60 * 60 * 1000;
 
 export async function mintToken(env: Env, user: string, ttlSeconds: number): Promise<{ token: string; expiresAt: number }> {
   const now = Math.floor(Date.now() / 1000);

@@ -4,6 +4,7 @@ import { env, exports } from "cloudflare:workers";
 import { sign } from "hono/jwt";
 import { describe, expect, it } from "vitest";
 import { MAX_FRAME_BYTES, MAX_TEXT_CHARS } from "../src/limits";
+import { MAX_TOKEN_SOCKET_MS, verifyToken } from "../src/auth";
 import { BASE, call, connect, sleep, token, uid } from "./helpers";
 
 const SECRET = "test-secret-do-not-use";
@@ -56,6 +57,17 @@ describe("authentication", () => {
   it("refuses a token without exp", async () => expectUnauthorized(await sign({ sub: "alice" }, SECRET, "HS256")));
   it("refuses a token whose sub is not a valid user id", async () =>
     expectUnauthorized(await sign({ sub: "bad id/..", exp: exp() }, SECRET, "HS256")));
+  it("a token whose exp is far in the future (milliseconds by mistake) keeps a socket at most a year (review H of 2026-11-28)", async () => {
+    const tok = await sign({ sub: uid("ms"), exp: Date.now() }, SECRET, "HS256"); // ms: the year ~57000
+    const id = await verifyToken(env, tok);
+    expect(id.expiresAt).toBeLessThanOrEqual(Date.now() + MAX_TOKEN_SOCKET_MS);
+    expect(id.expiresAt).toBeLessThan(new Date("2189-01-01").getTime()); // setAlarm takes it
+    const s = await connect(id.user, "d", tok);
+    s.send({ type: "ack", seq: 0 });
+    await sleep(50);
+    expect(s.closed).toBeNull();
+    s.close();
+  });
   it('refuses a token whose sub is "." or "..", which no URL path can name (review H of 2026-11-28)', async () => {
     for (const sub of [".", ".."]) await expectUnauthorized(await sign({ sub, exp: exp() }, SECRET, "HS256"));
     const tok = await token(uid("adm"));
