@@ -1144,6 +1144,32 @@ describe("client library with a scripted server (what a real one cannot produce 
     await client.stop();
   });
 
+  it("a read the pacer still holds when the page reloads is sent by the reloaded client", async () => {
+    // Review E of 2026-11-28 (left then): `readSent` was set, and stored, when the read was
+    // queued; a reload while the pacer held it stored a read that never left.
+    const store = new MemoryStore();
+    const { client, sock } = scripted("alice", { store });
+    await client.start();
+    await online(client);
+    // The server says slow down (no ref): the read class waits a while.
+    sock().push({ type: "error", code: "rate_limited", message: "too many frames; slow down" });
+    sock().push({ type: "message", seq: 1, msg: "0000009000000bbb", id: "b1", from: "bob", chat: { user: "bob" }, ts: Date.now(), text: "hi" });
+    await until("held", () => client.messages({ user: "bob" }).length === 1);
+    client.openChat({ user: "bob" });
+    client.setForeground(true);
+    await client.flush();
+    expect(sock().frames("read")).toEqual([]); // still in the pacer
+    // The page goes away here: the next one starts from what the store holds.
+    const reloaded = new MemoryStore();
+    await reloaded.write(await store.loadAll(), []);
+    await client.stop();
+    const again = scripted("alice", { store: reloaded });
+    await again.client.start();
+    await online(again.client);
+    await until("the read goes out", () => again.sock().frames("read").some((f) => f.upTo === "0000009000000bbb"), 3_000);
+    await again.client.stop();
+  });
+
   it("sends answered rate_limited go out again first, in order, after a pause, and are never marked failed", async () => {
     const { client, sock } = scripted("alice");
     await client.start();

@@ -61,6 +61,8 @@ export interface ConnectionHooks {
   onBadFrame(raw: string, why: string): void;
   /** Frames this side queued that the socket went down before writing (serialized). */
   onDropped?(frames: string[]): void;
+  /** A frame this side queued is on the socket now (serialized). */
+  onWritten?(data: string): void;
   /** How long to wait for `hello` after opening, and between keepalive pings (ms). */
   helloTimeoutMs?: number;
   pingIntervalMs?: number;
@@ -170,6 +172,7 @@ export class Connection {
     }
     try {
       this.socket.send(data);
+      this.h.onWritten?.(data);
       return true;
     } catch {
       this.down(this.generation, undefined);

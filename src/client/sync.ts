@@ -40,6 +40,8 @@ export class ChatSync extends Emitter<ClientEvents> {
    * again. Their own budget: resends after reconnects are not failures.
    */
   private readonly internalRetries = new Map<string, { count: number; at: number }>();
+  /** Per conversation, the read handed to the pacer and not yet on the socket. */
+  private readonly readsQueued = new Map<string, string>();
   private ackedOn = { gen: -1, seq: 0 };
   private flushChain: Promise<void> = Promise.resolve();
   private flushTimer: ReturnType<typeof setTimeout> | null = null;
@@ -81,6 +83,7 @@ export class ChatSync extends Emitter<ClientEvents> {
       onDown: (i) => this.setConn(i.replaced ? "replaced" : "offline", i.attempt, i.willRetryInMs ?? undefined, i.code),
       onBadFrame: (raw, why) => this.emit("error", { code: "bad_server_frame", message: `${why}: ${raw.slice(0, 200)}` }),
       onDropped: (frames) => this.readsDropped(frames),
+      onWritten: (data) => this.readWritten(data),
       ...(o.pingIntervalMs ? { pingIntervalMs: o.pingIntervalMs } : {}),
       ...(o.pongTimeoutMs ? { pongTimeoutMs: o.pongTimeoutMs } : {}),
     });
@@ -268,20 +271,31 @@ export class ChatSync extends Emitter<ClientEvents> {
     for (const data of frames) {
       const f = JSON.parse(data) as { type: string; chat: Chat; upTo: string };
       if (f.type !== "read") continue;
-      const conv = this.state.conversations.get(chatKey(f.chat));
-      if (conv && conv.readSent === f.upTo) {
-        delete conv.readSent;
-        this.state.changedConversation(conv);
-      }
+      const key = chatKey(f.chat);
+      if (this.readsQueued.get(key) === f.upTo) this.readsQueued.delete(key);
     }
   }
 
+  /**
+   * A read is on the socket: only now is `readSent` set, and stored. Set when it
+   * was queued, a reload while the pacer held it stored a read never sent.
+   */
+  private readWritten(data: string): void {
+    if (!data.startsWith('{"type":"read"')) return; // sendRead builds it so, type first
+    const f = JSON.parse(data) as { chat: Chat; upTo: string };
+    const key = chatKey(f.chat);
+    if (this.readsQueued.get(key) === f.upTo) this.readsQueued.delete(key);
+    const conv = this.state.conversations.get(key);
+    if (!conv || (conv.readSent !== undefined && conv.readSent >= f.upTo)) return;
+    conv.readSent = f.upTo;
+    this.state.changedConversation(conv);
+    this.scheduleFlush();
+  }
+
   private sendRead(conv: Conversation): void {
-    if (!conv.readUpTo || conv.readUpTo === conv.readSent) return;
-    if (this.conn.send({ type: "read", chat: conv.chat, upTo: conv.readUpTo })) {
-      conv.readSent = conv.readUpTo;
-      this.state.changedConversation(conv);
-    }
+    if (!conv.readUpTo || conv.readUpTo === conv.readSent || this.readsQueued.get(conv.key) === conv.readUpTo) return;
+    this.readsQueued.set(conv.key, conv.readUpTo);
+    if (!this.conn.send({ type: "read", chat: conv.chat, upTo: conv.readUpTo })) this.readsQueued.delete(conv.key);
   }
 
   // ---- frames --------------------------------------------------------------------------
