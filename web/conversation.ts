@@ -21,6 +21,9 @@ export class ConversationView {
   private readonly e2eeNote: HTMLElement;
   private readonly offs: Array<() => void> = [];
   private order = "";
+  /** How many messages the list shows, and the calendar day of the last one (for appending). */
+  private shown = 0;
+  private lastDay = "";
   private loading = false;
   readonly render = coalesce(() => this.draw());
 
@@ -154,16 +157,22 @@ export class ConversationView {
     if (order !== this.order) {
       const before = this.list.scrollHeight;
       const prependedOnly = this.order !== "" && order.endsWith(this.order);
+      // The common case, a new message at the end: append its rows, not rebuild 500 of them.
+      const appendedOnly = this.order !== "" && order.startsWith(`${this.order}\n`);
       this.order = order;
-      const nodes: Node[] = [this.historyNote, this.e2eeNote];
-      let lastDay = "";
-      for (const m of messages) {
-        const d = dayLabel(m.ts);
-        if (d !== lastDay) nodes.push(h("div", { class: "day" }, h("span", {}, d)));
+      const nodes: Node[] = appendedOnly ? [] : [this.historyNote, this.e2eeNote];
+      let lastDay = appendedOnly ? this.lastDay : "";
+      for (const m of appendedOnly ? messages.slice(this.shown) : messages) {
+        // By calendar day, not label: "Today" shown yesterday must not swallow today's separator.
+        const d = new Date(m.ts).toDateString();
+        if (d !== lastDay) nodes.push(h("div", { class: "day" }, h("span", {}, dayLabel(m.ts))));
         lastDay = d;
         nodes.push(this.rows.get(m.key)!.el);
       }
-      this.list.replaceChildren(...nodes);
+      if (appendedOnly) this.list.append(...nodes);
+      else this.list.replaceChildren(...nodes);
+      this.shown = messages.length;
+      this.lastDay = lastDay;
       if (prependedOnly) this.list.scrollTop += this.list.scrollHeight - before;
     }
     if (nearBottom || lastMine) this.list.scrollTop = this.list.scrollHeight;
