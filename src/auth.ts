@@ -2,7 +2,7 @@
 // Worker's middleware before any Durable Object is touched.
 import { sign, verify } from "hono/jwt";
 import { AppError } from "./errors";
-import { ID_PATTERN } from "./limits";
+import { PATH_ID_PATTERN } from "./limits";
 import type { Env } from "./env";
 
 export interface Identity {
@@ -31,7 +31,7 @@ export async function verifyToken(env: Env, token: string): Promise<Identity> {
   }
   const { sub, exp } = payload;
   if (typeof exp !== "number") throw new AppError("unauthorized", "token has no exp");
-  if (typeof sub !== "string" || !ID_PATTERN.test(sub)) throw new AppError("unauthorized", "token has no valid sub");
+  if (typeof sub !== "string" || !PATH_ID_PATTERN.test(sub)) throw new AppError("unauthorized", "token has no valid sub");
   // A socket lives at most a year on one token: an `exp` in milliseconds by mistake (year
   // 50000) would otherwise set an alarm the platform refuses (past 2189), and never close it.
   return { user: sub, expiresAt: Math.min(exp * 1000, Date.now() + MAX_TOKEN_SOCKET_MS) };

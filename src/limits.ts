@@ -7,12 +7,15 @@ export const MAX_FRAME_BYTES = 64 * 1024;
 export const MAX_TEXT_CHARS = 16_384;
 /** Largest JSON body accepted by the HTTP API (bytes). */
 export const MAX_JSON_BODY_BYTES = 64 * 1024;
+/** Ids: users, devices, groups, client message ids. */
+export const ID_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/;
+export const ID_RULE = "must be 1-64 characters of A-Z a-z 0-9 _ . -";
 /**
- * Ids: users, devices, groups, client message ids. "." and ".." are refused: a URL
- * path cannot carry them (they are dot-segments, even percent-encoded).
+ * Ids that go into URL paths: user ids, and device ids in /v1/keys/:device. "." and
+ * ".." are refused there: a path cannot carry them (dot-segments, even percent-encoded).
  */
-export const ID_PATTERN = /^(?!\.\.?$)[A-Za-z0-9_.-]{1,64}$/;
-export const ID_RULE = 'must be 1-64 characters of A-Z a-z 0-9 _ . - (not "." or "..")';
+export const PATH_ID_PATTERN = /^(?!\.\.?$)[A-Za-z0-9_.-]{1,64}$/;
+export const PATH_ID_RULE = 'must be 1-64 characters of A-Z a-z 0-9 _ . - (not "." or "..")';
 
 /** Devices one user may have connected at the same time (close 4009 past it). */
 export const MAX_DEVICES_PER_USER = 5;

@@ -7,6 +7,8 @@ import {
   HISTORY_PAGE_MAX,
   ID_PATTERN,
   ID_RULE,
+  PATH_ID_PATTERN,
+  PATH_ID_RULE,
   MAX_DISPLAY_NAME_CHARS,
   MAX_GROUP_BATCH_USERS,
   MAX_GROUP_NAME_CHARS,
@@ -34,7 +36,10 @@ function Name(max: number) {
     .refine((s) => !LONE_SURROGATE.test(s), "must be well-formed Unicode (no lone surrogates)")
     .refine((s) => !/[\u0000-\u001F\u007F]/.test(s), "must not contain control characters");
 }
-export const UserId = Id;
+/** A user id goes into URL paths (/v1/users/:user, group members): never "." or "..". */
+export const UserId = z.string().regex(PATH_ID_PATTERN, PATH_ID_RULE);
+/** A device id in a path (/v1/keys/:device). */
+export const PathDeviceId = z.string().regex(PATH_ID_PATTERN, PATH_ID_RULE);
 export const DeviceId = Id;
 export const GroupId = Id;
 /** Server message ids: opaque, sortable by time of acceptance. */

@@ -359,10 +359,19 @@ describe("client library: delivery", () => {
     expect(displayableType(m.media!.type)).toBe("application/octet-stream");
     for (const type of ["text/html", "application/javascript", "image/svg+xml; charset=utf-8", "constructor", "application/octet-stream"]) expect(displayableType(type)).toBe("application/octet-stream");
     for (const type of ["image/png", "image/jpeg", "video/mp4", "audio/ogg"]) expect(displayableType(type)).toBe(type);
-    const injected: Pick<ChatMessage, "text" | "media" | "replyTo" | "encrypted"> = {};
-    applyContent(injected, { text: "t", media: { ...media, type: "image/png", thumb: "AAAA), url(http://127.0.0.1:1/thumb" } } as unknown as E2eeContent);
-    expect(injected.media).toBeUndefined();
-    expect(injected.text).toBe("t");
+    // A bad hint is dropped alone; the file stays (review J: a recorded WebM's length is
+    // Infinity, sent as null, and the whole video used to vanish at the recipient).
+    const open = (extra: Record<string, unknown>) => {
+      const into: Pick<ChatMessage, "text" | "media" | "replyTo" | "encrypted"> = {};
+      applyContent(into, { text: "t", media: JSON.parse(JSON.stringify({ ...media, type: "video/webm", ...extra })) } as unknown as E2eeContent);
+      return into.media;
+    };
+    expect(open({ thumb: "AAAA), url(http://127.0.0.1:1/thumb", caption: "hi" })).toEqual({ ...media, type: "video/webm", caption: "hi" });
+    expect(open({ durationMs: Infinity, width: 0, height: 0 })).toEqual({ ...media, type: "video/webm" });
+    expect(open({ sha256: "A".repeat(64) })?.sha256).toBe("a".repeat(64));
+    // Without what it takes to fetch and open it, there is no attachment.
+    expect(open({ id: "bad id/.." })).toBeUndefined();
+    expect(open({ key: "not base64!" })).toBeUndefined();
   });
 
   it("reconnect delays double with jitter and stay under the cap", () => {
@@ -661,6 +670,8 @@ describe("client library: end-to-end encryption", () => {
     const seal = secure.sealEdit;
     secure.sealEdit = async () => ({ type: "edit", msg, e2ee: { v: 1, sender: "web", recipients: {} } });
     expect(await A.client.edit(msg, "SECRET-V3")).toBe(false);
+    // Given up: the message shows what the server and Bob have (review J).
+    expect(A.client.message(m.key)!.text).toBe("see you at 6");
     expect(framesOf(A.tap.sent, "edit").filter((f) => f.text !== undefined)).toEqual([]);
     expect(A.tap.sent.join("\n")).not.toContain("SECRET-V3");
     secure.sealEdit = seal;
@@ -717,6 +728,15 @@ describe("client library: end-to-end encryption", () => {
     expect(errors).toEqual([]);
     expect(await (await call("/v1/keys/web/count", { token: B.token })).json()).toEqual({ device: "web", count: 100 });
     await B.client.stop();
+
+    // Review J: a device that lost its keys altogether gets new ones under the same id; the
+    // server drops the old identity's prekeys, and the new ones are topped up to 100.
+    const C = await started(alice, { store: new MemoryStore() });
+    await until("published anew", () => C.client.keysPublished);
+    const count = async () => ((await (await call("/v1/keys/web/count", { token: C.token })).json()) as { count: number }).count;
+    for (let i = 0; i < 100 && (await count()) < 100; i++) await sleep(20);
+    expect(await count()).toBe(100);
+    await C.client.stop();
   });
 
   it("one-time prekeys running low are topped up when the device connects", async () => {
@@ -993,7 +1013,11 @@ function scripted(user: string, opts: { head?: number; store?: ClientStore; repl
 }
 
 /** Alice's client, plain, against the sockets `socketFactory` makes (no store, no HTTP). */
-function fakeServerClient(socketFactory: ConstructorParameters<typeof ChatClient>[0]["socketFactory"], backoff = { baseMs: 10, maxMs: 50 }): ChatClient {
+function fakeServerClient(
+  socketFactory: ConstructorParameters<typeof ChatClient>[0]["socketFactory"],
+  backoff = { baseMs: 10, maxMs: 50 },
+  extra: Partial<ConstructorParameters<typeof ChatClient>[0]> = {},
+): ChatClient {
   return new ChatClient({
     baseUrl: BASE,
     user: "alice",
@@ -1003,6 +1027,7 @@ function fakeServerClient(socketFactory: ConstructorParameters<typeof ChatClient
     backoff,
     e2ee: false,
     socketFactory,
+    ...extra,
   });
 }
 
@@ -1051,6 +1076,27 @@ describe("client library with a scripted server (what a real one cannot produce 
     await sleep(50);
     expect(calls).toBe(1);
     expect(client.connectionState).toBe("online");
+    await client.stop();
+  });
+
+  it("a connection attempt whose token never comes is given up after the hello timeout, and the next one connects", async () => {
+    // Review J: with one attempt at a time, a token fetch that hung kept the client
+    // "connecting" for good: reconnectNow waited for it, and no retry was ever set.
+    let tokenCalls = 0;
+    const client = fakeServerClient(
+      () =>
+        new FakeSocket((sock) => {
+          sock.push({ type: "hello", protocol: 1, user: "alice", device: "web", head: 0, serverTime: Date.now() });
+          sock.push({ type: "synced", head: 0 });
+        }),
+      { baseMs: 10, maxMs: 50 },
+      { token: () => (++tokenCalls === 1 ? new Promise<string>(() => {}) : Promise.resolve("t")), helloTimeoutMs: 300 },
+    );
+    await client.start();
+    await until("asked for a token", () => tokenCalls === 1);
+    client.reconnectNow(); // waits for the attempt under way
+    await online(client);
+    expect(tokenCalls).toBe(2);
     await client.stop();
   });
 

@@ -74,6 +74,12 @@ describe("authentication", () => {
     const res = await call("/v1/groups", { method: "POST", token: tok, json: { name: "g", members: [".."] } });
     expect(res.status).toBe(400);
     expect(((await res.json()) as { error: { code: string } }).error.code).toBe("bad_frame");
+    // Where no path is involved they stay valid, as the contract has them (review J).
+    const me = uid("dots");
+    const s = await connect(me, "..", await token(me));
+    s.send({ type: "send", id: ".", to: { user: uid("peer") }, text: "dot" });
+    expect(await s.next("sent")).toMatchObject({ id: "." });
+    s.close();
   });
   it("refuses an expired token in access_token", async () =>
     expectUnauthorized(await sign({ sub: "alice", exp: Math.floor(Date.now() / 1000) - 10 }, SECRET, "HS256"), "query"));

@@ -201,6 +201,9 @@ export class App {
       );
     });
     if (items.length === 0) items.push(h("li", { class: "none" }, "No chats yet."));
+    // A keyboard user tabbing through the list keeps its place across redraws (every message, tick, typing).
+    const focused = (document.activeElement as HTMLElement | null)?.closest?.<HTMLElement>(".chat")?.dataset.chat;
     this.list.replaceChildren(...items);
+    if (focused) this.list.querySelector<HTMLElement>(`.chat[data-chat="${CSS.escape(focused)}"]`)?.focus();
   }
 }

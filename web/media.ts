@@ -50,7 +50,11 @@ function videoHints(file: File): Promise<MediaHints> {
       resolve(h);
     };
     video.onloadeddata = () => {
-      const base: MediaHints = { width: video.videoWidth, height: video.videoHeight, durationMs: Math.round(video.duration * 1000) || 0 };
+      // A recorded WebM reports Infinity until played through, an audio-only file 0 x 0: left out then.
+      const base: MediaHints = {
+        ...(video.videoWidth > 0 && video.videoHeight > 0 ? { width: video.videoWidth, height: video.videoHeight } : {}),
+        ...(Number.isFinite(video.duration) ? { durationMs: Math.round(video.duration * 1000) } : {}),
+      };
       done({ ...base, ...thumb(video, video.videoWidth, video.videoHeight) });
     };
     video.onerror = () => done({});

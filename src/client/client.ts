@@ -148,27 +148,36 @@ export class ChatClient extends E2eeSync {
   async edit(msg: string, text: string): Promise<boolean> {
     const m = this.state.messageByMsg(msg);
     if (m?.encrypted) {
-      if (!this.secure) return false;
-      for (let i = 0; i < EDIT_RESEALS; i++) {
-        const frame = await this.secure.exclusive(() => this.secure!.sealEdit(m, text));
-        if (!frame) return false; // nobody can decrypt any more
-        await this.flush(); // the ratchets moved: stored before the frame goes out
-        const refused = this.once("error", (e) => e.ref === msg, 3_000).then((e) => e.code, () => null);
-        // The server's `edited` event for it (not the message's `edited` flag: a second edit finds it set).
-        const confirmed = this.once("event", (e) => e.event.kind === "edited" && (e.event as { msg?: unknown }).msg === msg, 3_000).then(() => null, () => null);
-        if (!this.conn.send(frame)) return false;
-        this.applyEdit(m, text);
-        const code = await Promise.race([refused, confirmed]);
-        if (code !== "devices_changed") return code === null;
-        // Someone's devices changed: look again and seal anew.
-        this.keyring!.forgetList(this.user);
-        if ("user" in m.chat) this.keyring!.forgetList(m.chat.user);
-      }
-      return false; // the devices kept changing
+      const before = m.text;
+      const done = await this.editSealed(m, msg, text);
+      // Refused or given up: the message shows what the server and the peer have.
+      if (!done && m.text !== before && before !== undefined) this.applyEdit(m, before);
+      return done;
     }
     if (!this.conn.send({ type: "edit", msg, text })) return false;
     if (m) this.applyEdit(m, text);
     return true;
+  }
+
+  /** The encrypted edit: sealed for the chat's devices, sealed again after devices_changed. */
+  private async editSealed(m: ChatMessage, msg: string, text: string): Promise<boolean> {
+    if (!this.secure) return false;
+    for (let i = 0; i < EDIT_RESEALS; i++) {
+      const frame = await this.secure.exclusive(() => this.secure!.sealEdit(m, text));
+      if (!frame) return false; // nobody can decrypt any more
+      await this.flush(); // the ratchets moved: stored before the frame goes out
+      const refused = this.once("error", (e) => e.ref === msg, 3_000).then((e) => e.code, () => null);
+      // The server's `edited` event for it (not the message's `edited` flag: a second edit finds it set).
+      const confirmed = this.once("event", (e) => e.event.kind === "edited" && (e.event as { msg?: unknown }).msg === msg, 3_000).then(() => null, () => null);
+      if (!this.conn.send(frame)) return false;
+      this.applyEdit(m, text);
+      const code = await Promise.race([refused, confirmed]);
+      if (code !== "devices_changed") return code === null;
+      // Someone's devices changed: look again and seal anew.
+      this.keyring!.forgetList(this.user);
+      if ("user" in m.chat) this.keyring!.forgetList(m.chat.user);
+    }
+    return false; // the devices kept changing
   }
 
   private applyEdit(m: ChatMessage, text: string): void {

@@ -186,14 +186,23 @@ export class Connection {
     this.opening = gen;
     this.helloSeen = false;
     this.h.onConnecting(this.attempt);
+    // Bounded like the wait for hello: a token fetch or a socket that never settles
+    // must not hold every later reconnect back (reconnectNow waits for this attempt).
+    const stuck = setTimeout(() => {
+      if (this.opening !== gen || gen !== this.generation) return;
+      this.opening = null;
+      this.down(gen, undefined); // a socket that still comes is closed as superseded
+    }, this.h.helloTimeoutMs ?? 15_000);
     let socket: SocketLike;
     try {
       socket = await this.h.factory(await this.h.url());
     } catch {
+      clearTimeout(stuck);
       if (this.opening === gen) this.opening = null;
       if (gen === this.generation) this.down(gen, undefined);
       return;
     }
+    clearTimeout(stuck);
     if (this.opening === gen) this.opening = null;
     if (gen !== this.generation || this.stopped) {
       safeClose(socket, 1000, "superseded");

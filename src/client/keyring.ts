@@ -96,9 +96,9 @@ export class Keyring {
       await this.publish(this.device.publishBundle(MAX_ONE_TIME_PREKEYS - held));
       this.meta.rotatedAt = now;
       this.changed();
-      return;
-    }
-    if (now - this.meta.rotatedAt > SIGNED_PREKEY_ROTATE_MS) {
+      // Those prekeys may have been another identity's (a device re-keyed under its old
+      // id): the server dropped them with it. The count below tops up what is missing.
+    } else if (now - this.meta.rotatedAt > SIGNED_PREKEY_ROTATE_MS) {
       this.device.rotateSignedPrekey();
       this.meta.rotatedAt = now;
       await this.publish(this.device.publishBundle(0));

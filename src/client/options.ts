@@ -26,6 +26,8 @@ export interface ChatClientOptions {
   /** Keepalive: ping after this much silence, give up after the pong timeout. */
   pingIntervalMs?: number;
   pongTimeoutMs?: number;
+  /** How long a connection attempt may take to say hello (token, socket, hello); default 15 s. */
+  helloTimeoutMs?: number;
   /**
    * End-to-end encryption (default true): keys are made and published on first
    * start, and every message is encrypted when all its recipients have keys.

@@ -270,19 +270,42 @@ function contentOf(frame: OutgoingEntry["frame"]): SealedContent {
   return content;
 }
 
+/** What a peer's media must have to be fetched and opened: checked strictly. */
+const PeerMediaCore = z.object({
+  id: MediaRef.shape.id,
+  type: MediaRef.shape.type,
+  size: MediaRef.shape.size,
+  key: z.string().max(64).regex(/^[A-Za-z0-9+/]*={0,2}$/).optional(),
+  sha256: z
+    .string()
+    .regex(/^[0-9a-fA-F]{64}$/)
+    .transform((s) => s.toLowerCase())
+    .optional(),
+});
+/** Display hints: each kept when it is well formed, dropped alone otherwise (a video's length may be unknown). */
+const PEER_MEDIA_HINTS = { caption: MediaRef.shape.caption, width: MediaRef.shape.width, height: MediaRef.shape.height, durationMs: MediaRef.shape.durationMs, thumb: MediaRef.shape.thumb } as const;
+
 /**
- * The media a peer's content describes, as far as it is safe to use: the fields
- * of a media object and its key, checked like the server checks a send's (a
- * thumb is base64, so it cannot break out of a CSS url()); never a `url`, which
- * would make this device fetch from wherever the sender likes.
+ * The media a peer's content describes, as far as it is safe to use: never a
+ * `url` (it would make this device fetch from wherever the sender likes), a
+ * thumb only as base64 (it goes into a CSS url()), and only known fields.
  */
-const PeerMedia = MediaRef.extend({ key: z.string().max(64).regex(/^[A-Za-z0-9+/]*={0,2}$/).optional() });
+function peerMedia(raw: unknown): ChatMessage["media"] | undefined {
+  const core = PeerMediaCore.safeParse(raw);
+  if (!core.success) return undefined;
+  const media: Record<string, unknown> = { ...core.data };
+  for (const [name, schema] of Object.entries(PEER_MEDIA_HINTS)) {
+    const hint = schema.safeParse((raw as Record<string, unknown>)[name]);
+    if (hint.success && hint.data !== undefined) media[name] = hint.data;
+  }
+  return media as ChatMessage["media"];
+}
 
 /** Fills a message from opened content. */
 export function applyContent(m: Pick<ChatMessage, "text" | "media" | "replyTo" | "encrypted">, c: E2eeContent): void {
   if (typeof c.text === "string") m.text = c.text;
-  const media = PeerMedia.safeParse(c.media);
-  if (media.success) m.media = media.data; // zod drops every field it does not know (url, urlExpiresAt)
+  const media = peerMedia(c.media);
+  if (media) m.media = media;
   if (typeof c.replyTo === "string") m.replyTo = c.replyTo;
   m.encrypted = true;
 }

@@ -86,6 +86,7 @@ export class ChatSync extends Emitter<ClientEvents> {
       onWritten: (data) => this.readWritten(data),
       ...(o.pingIntervalMs ? { pingIntervalMs: o.pingIntervalMs } : {}),
       ...(o.pongTimeoutMs ? { pongTimeoutMs: o.pongTimeoutMs } : {}),
+      ...(o.helloTimeoutMs ? { helloTimeoutMs: o.helloTimeoutMs } : {}),
     });
   }
 

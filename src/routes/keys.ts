@@ -11,12 +11,12 @@
 import { Hono } from "hono";
 import { AppError } from "../errors";
 import { param, readJson, type AppEnv } from "../http";
-import { DeviceId, KeyDevicesQuery, PublishKeysBody, UserId } from "../protocol";
+import { KeyDevicesQuery, PathDeviceId, PublishKeysBody, UserId } from "../protocol";
 import { unwrap } from "../user/keys";
 
 export const keyRoutes = new Hono<AppEnv>()
   .put("/:device", async (c) => {
-    const device = param(c, "device", DeviceId);
+    const device = param(c, "device", PathDeviceId);
     const body = await readJson(c, PublishKeysBody);
     if (!(await signedPrekeyVerifies(body.signingKey, body.signedPrekey.publicKey, body.signedPrekey.signature))) {
       throw new AppError("bad_frame", "signedPrekey.signature: does not verify with signingKey");
@@ -25,13 +25,13 @@ export const keyRoutes = new Hono<AppEnv>()
     return c.json(unwrap(await c.env.USERS.getByName(user).publishKeys(user, device, body)));
   })
   .get("/:device/count", async (c) => {
-    const device = param(c, "device", DeviceId);
+    const device = param(c, "device", PathDeviceId);
     const count = await c.env.USERS.getByName(c.get("identity").user).keyCount(device);
     if (count === null) throw new AppError("not_found", `device ${device} has no published keys`);
     return c.json({ device, count });
   })
   .delete("/:device", async (c) => {
-    const device = param(c, "device", DeviceId);
+    const device = param(c, "device", PathDeviceId);
     const removed = await c.env.USERS.getByName(c.get("identity").user).removeKeyDevice(device);
     return c.json({ device, removed });
   });

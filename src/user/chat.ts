@@ -325,10 +325,11 @@ export class ChatService {
   /** The user changes a chat's settings (HTTP): recorded, told to its devices and to the peer. */
   changeSettings(key: string, body: ChatSettingsBody, now: number): ChatSettings {
     const { retention, inbox, outbox } = this.d;
+    // Always told, also when this side's copy already reads the same: the peer's newer change
+    // may be on its way here, and this one, newer still, must win on both sides (last writer
+    // wins by changedAt). Repeats are bounded by the HTTP write limit. (A group's object is
+    // the one authority on its settings: there a no-op tells nobody.)
     const change = retention.changeFor(key, body, now);
-    // Nothing changes: no event, for either side (a repeated PUT would fill the peer's inbox).
-    const current = retention.settings(key);
-    if (change.retention === current.retention && change.disappearAfterSeconds === current.disappearAfterSeconds) return current;
     let json = "";
     this.d.transaction(() => {
       retention.apply(key, change);
