@@ -305,14 +305,16 @@ describe("key directory", () => {
     const mallory = await token(uid("mallory"));
     const statuses: number[] = [];
     for (let i = 0; i < 15; i++) statuses.push((await call(`/v1/users/${bob}/keys`, { token: mallory })).status);
-    expect(statuses.filter((s) => s === 200)).toHaveLength(10);
-    expect(statuses.slice(10)).toEqual([429, 429, 429, 429, 429]);
+    expect(statuses.slice(0, 10).every((s) => s === 200)).toBe(true);
+    // One more may slip through if this took over 6 s (a busy machine): the refill.
+    expect(statuses.slice(10).filter((s) => s === 429).length).toBeGreaterThanOrEqual(4);
+    const handed = statuses.filter((s) => s === 200).length;
     const refused = await call(`/v1/users/${bob}/keys`, { token: mallory });
     expect(((await refused.json()) as { error: { code: string } }).error.code).toBe("rate_limited");
-    // Someone else still gets a bundle with a one-time prekey; 40 were left.
+    // Someone else still gets a bundle with a one-time prekey.
     const carol = await call(`/v1/users/${bob}/keys`, { token: await token(uid("carol")) });
     expect(((await carol.json()) as { devices: PublicBundle[] }).devices[0]!.oneTimePrekey).toBeDefined();
-    expect(await (await call("/v1/keys/phone/count", { token: tb })).json()).toEqual({ device: "phone", count: 39 });
+    expect(await (await call("/v1/keys/phone/count", { token: tb })).json()).toEqual({ device: "phone", count: 50 - handed - 1 });
   });
 
   it("an upload sent again never brings back a one-time prekey already handed out, nor a signed prekey already replaced", async () => {
