@@ -1,6 +1,7 @@
 // The Worker: a stateless hono app that verifies the token, validates input and
 // hands each request to the Durable Object that owns the state.
-import { Hono } from "hono";
+import { Hono, type Context } from "hono";
+import { cors } from "hono/cors";
 import { tokenOf, verifyToken } from "./auth";
 import { AppError, errorBody, type ErrorCode } from "./errors";
 import type { AppEnv } from "./http";
@@ -17,6 +18,24 @@ export { UserObject } from "./objects/UserObject";
 export { GroupObject } from "./objects/GroupObject";
 
 const app = new Hono<AppEnv>();
+
+// Browser apps served from another origin may call the HTTP API: auth is a bearer token,
+// never a cookie, so allowing any origin exposes nothing a script could not already send.
+// With ALLOWED_ORIGINS set, only those. Preflights are answered before auth (they carry
+// no token). Not on the socket upgrade: its 101 response cannot take headers, and sockets
+// are not subject to CORS.
+const corsHandler = cors({
+  origin: (origin, c: Context<AppEnv>) => {
+    const allowed = (c.env.ALLOWED_ORIGINS ?? "").split(",").map((o) => o.trim()).filter(Boolean);
+    if (allowed.length === 0) return "*";
+    return allowed.includes(origin) ? origin : null;
+  },
+  allowMethods: ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
+  allowHeaders: ["Authorization", "Content-Type", "Range", "If-None-Match"],
+  exposeHeaders: ["Content-Range", "Accept-Ranges", "ETag", "Content-Length"],
+  maxAge: 600,
+});
+app.use("/v1/*", (c, next) => (c.req.path.startsWith("/v1/connect") ? next() : corsHandler(c, next)));
 
 app.get("/v1/health", (c) => c.json({ ok: true }));
 app.route("/v1/dev", devRoutes);

@@ -115,6 +115,36 @@ describe("origins", () => {
     allowed.webSocket?.accept();
     allowed.webSocket?.close(1000);
   });
+
+  it("a browser app on another origin can use the HTTP API (CORS), errors included; with ALLOWED_ORIGINS only those", async () => {
+    // Review H of 2026-11-28: no route answered a preflight or sent Access-Control-Allow-Origin.
+    const app = (await import("../src/index")).default;
+    const tok = await token(uid("cors"));
+    const origin = "https://app.example";
+    const preflight = await call("/v1/me", { method: "OPTIONS", headers: { Origin: origin, "Access-Control-Request-Method": "PUT", "Access-Control-Request-Headers": "authorization,content-type" } });
+    expect(preflight.status).toBe(204);
+    expect(preflight.headers.get("Access-Control-Allow-Origin")).toBe("*");
+    expect(preflight.headers.get("Access-Control-Allow-Headers")).toContain("Authorization");
+    expect(preflight.headers.get("Access-Control-Allow-Methods")).toContain("PUT");
+    const me = await call("/v1/me", { token: tok, headers: { Origin: origin } });
+    expect(me.status).toBe(200);
+    expect(me.headers.get("Access-Control-Allow-Origin")).toBe("*");
+    const refused = await call("/v1/me", { headers: { Origin: origin } });
+    expect(refused.status).toBe(401);
+    expect(refused.headers.get("Access-Control-Allow-Origin")).toBe("*"); // the app can read why
+    // The socket upgrade is untouched (a 101 takes no headers; sockets have no CORS).
+    const s = await connect(uid("cors-socket"));
+    s.send({ type: "ack", seq: 0 });
+    await sleep(30);
+    expect(s.closed).toBeNull();
+    s.close();
+    // With ALLOWED_ORIGINS, a listed origin is echoed and another gets no header.
+    const restricted = { ...env, ALLOWED_ORIGINS: "https://app.example" };
+    const listed = await app.fetch(new Request(`${BASE}/v1/me`, { headers: { Authorization: `Bearer ${tok}`, Origin: origin } }), restricted);
+    expect(listed.headers.get("Access-Control-Allow-Origin")).toBe(origin);
+    const other = await app.fetch(new Request(`${BASE}/v1/me`, { headers: { Authorization: `Bearer ${tok}`, Origin: "https://evil.example" } }), restricted);
+    expect(other.headers.get("Access-Control-Allow-Origin")).toBeNull();
+  });
 });
 
 describe("directory", () => {
