@@ -54,8 +54,7 @@ app.use("/v1/*", async (c, next) => {
 // inboxes, and the socket's own limits do not see them. Media uploads are not
 // counted (they are few and large, and bounded by their own sizes).
 app.use("/v1/*", async (c, next) => {
-  const { method } = c.req;
-  const path = new URL(c.req.url).pathname;
+  const { method, path } = c.req;
   if (method !== "GET" && method !== "HEAD" && !path.startsWith("/v1/media")) {
     if (!(await c.env.USERS.getByName(c.get("identity").user).takeHttpWrite())) throw new AppError("rate_limited", "too many changes; slow down");
   }

@@ -36,10 +36,12 @@ function Name(max: number) {
     .refine((s) => !LONE_SURROGATE.test(s), "must be well-formed Unicode (no lone surrogates)")
     .refine((s) => !/[\u0000-\u001F\u007F]/.test(s), "must not contain control characters");
 }
-/** A user id goes into URL paths (/v1/users/:user, group members): never "." or "..". */
-export const UserId = z.string().regex(PATH_ID_PATTERN, PATH_ID_RULE);
+/** An id that goes into URL paths: never "." or "..". */
+const PathId = z.string().regex(PATH_ID_PATTERN, PATH_ID_RULE);
+/** User ids go into paths (/v1/users/:user, group members). */
+export const UserId = PathId;
 /** A device id in a path (/v1/keys/:device). */
-export const PathDeviceId = z.string().regex(PATH_ID_PATTERN, PATH_ID_RULE);
+export const PathDeviceId = PathId;
 export const DeviceId = Id;
 export const GroupId = Id;
 /** Server message ids: opaque, sortable by time of acceptance. */

@@ -10,7 +10,6 @@ export interface OutgoingEntry {
   /** Local order of sends (kept across reloads). */
   order: number;
   frame: { type: "send"; id: string; to: Chat; text?: string; media?: ChatMessage["media"]; replyTo?: string; e2ee?: E2eeSend };
-  attempts: number;
   /**
    * End-to-end encryption: "pending" until the frame is sealed (nothing goes on
    * the wire before, and later sends wait behind it), then "sealed", or "plain"

@@ -153,7 +153,7 @@ export class Secure {
       const all = [...t.peer, ...t.own].filter((a) => this.device.hasSession(a) || bundles[a]);
       const env = this.device.encryptFor(all, encodeContent(plain as E2eeContent), bundles);
       const id = this.h.newId("k");
-      const entry = { id, frame: { type: "send" as const, id, to: { user: t.u }, e2ee: env }, attempts: 0, seal: "sealed" as const, plain };
+      const entry = { id, frame: { type: "send" as const, id, to: { user: t.u }, e2ee: env }, seal: "sealed" as const, plain };
       this.h.state.addControl(before, entry, i + 1, targets.length);
     });
     this.device.senderKeys.markDistributed(group, prep.distribution.keyId, prep.recipients);

@@ -125,7 +125,7 @@ export class ChatState {
     this.index(message);
     this.touchLast(conv, message);
     const frame: OutgoingEntry["frame"] = { type: "send", id, to: conv.chat, ...clean(content) };
-    const entry: OutgoingEntry = { id, order, frame, attempts: 0, ...(seal ? { seal: "pending" as const } : {}) };
+    const entry: OutgoingEntry = { id, order, frame, ...(seal ? { seal: "pending" as const } : {}) };
     this.outgoing.push(entry);
     this.dirty.add(`out:${id}`);
     this.dirty.add("meta");

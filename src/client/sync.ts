@@ -258,7 +258,6 @@ export class ChatSync extends Emitter<ClientEvents> {
       if ((this.internalRetries.get(e.id)?.at ?? 0) > Date.now()) break; // still in its pause
       if (!this.conn.send(e.frame)) break;
       this.sentOn.set(e.id, gen);
-      e.attempts++;
     }
     for (const conv of this.state.conversations.values()) this.sendRead(conv);
   }
@@ -270,10 +269,8 @@ export class ChatSync extends Emitter<ClientEvents> {
    */
   private readsDropped(frames: string[]): void {
     for (const data of frames) {
-      const f = JSON.parse(data) as { type: string; chat: Chat; upTo: string };
-      if (f.type !== "read") continue;
-      const key = chatKey(f.chat);
-      if (this.readsQueued.get(key) === f.upTo) this.readsQueued.delete(key);
+      const f = readFrameOf(data);
+      if (f && this.readsQueued.get(f.key) === f.upTo) this.readsQueued.delete(f.key);
     }
   }
 
@@ -282,9 +279,9 @@ export class ChatSync extends Emitter<ClientEvents> {
    * was queued, a reload while the pacer held it stored a read never sent.
    */
   private readWritten(data: string): void {
-    if (!data.startsWith('{"type":"read"')) return; // sendRead builds it so, type first
-    const f = JSON.parse(data) as { chat: Chat; upTo: string };
-    const key = chatKey(f.chat);
+    const f = readFrameOf(data);
+    if (!f) return;
+    const { key } = f;
     if (this.readsQueued.get(key) === f.upTo) this.readsQueued.delete(key);
     const conv = this.state.conversations.get(key);
     if (!conv || (conv.readSent !== undefined && conv.readSent >= f.upTo)) return;
@@ -473,4 +470,15 @@ export class ChatSync extends Emitter<ClientEvents> {
     const next = this.state.nextExpiry();
     if (next !== null) this.expiryTimer = setTimeout(() => this.sweep(), Math.min(Math.max(0, next - Date.now()) + 50, 2 ** 31 - 1));
   }
+}
+
+/**
+ * A serialized frame this client wrote, if it is a `read`: its chat key and upTo.
+ * Every written frame passes here, so others are told apart without parsing them:
+ * sendRead builds the frame with `type` first.
+ */
+function readFrameOf(data: string): { key: string; upTo: string } | null {
+  if (!data.startsWith('{"type":"read"')) return null;
+  const f = JSON.parse(data) as { chat: Chat; upTo: string };
+  return { key: chatKey(f.chat), upTo: f.upTo };
 }

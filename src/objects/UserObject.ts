@@ -302,13 +302,13 @@ export class UserObject extends DurableObject<Env> {
    * every later first message would go without one.
    */
   async claimKeys(caller: string, devices?: string[]): Promise<Result<KeyBundle[]>> {
-    if (!this.limits.takeHttp("claim", caller, Date.now())) return fail("rate_limited", "too many key requests for this user; try again in a minute");
+    if (!this.limits.takeHttp("claim", Date.now(), caller)) return fail("rate_limited", "too many key requests for this user; try again in a minute");
     return { ok: true, value: this.keys.claim(devices) };
   }
 
   /** One HTTP write by this user (the Worker asks before settings, groups, profile, privacy and keys changes). */
   async takeHttpWrite(): Promise<boolean> {
-    return this.limits.takeHttp("write", "", Date.now());
+    return this.limits.takeHttp("write", Date.now());
   }
 
   async keyIdentities(): Promise<Array<{ device: string; identityKey: string; signingKey: string }>> {

@@ -77,8 +77,8 @@ export class RateLimiter {
     return [state, all].map((s) => strike(s, now)).some((n) => n >= FLOOD_STRIKES) ? "close" : "limited";
   }
 
-  /** One HTTP call of this kind (for a claim, `caller` is who claims); false: answer rate_limited. */
-  takeHttp(kind: keyof typeof HTTP_RATE_LIMITS, caller: string, now: number): boolean {
+  /** One HTTP call of this kind (a claim is counted per `caller`, who claims); false: answer rate_limited. */
+  takeHttp(kind: keyof typeof HTTP_RATE_LIMITS, now: number, caller = ""): boolean {
     const key = kind === "claim" ? `claim:${caller}` : kind;
     const { perSecond, burst } = HTTP_RATE_LIMITS[kind];
     let bucket = this.http.get(key);
