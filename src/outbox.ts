@@ -143,7 +143,7 @@ export class Outbox {
 
   /** Rows waiting, counted only up to `cap`: cheap enough to ask on every frame. */
   backlog(cap: number): number {
-    const rows = this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM (SELECT 1 FROM outbox LIMIT ?)", cap + this.doneRows).one().n;
+    const rows = this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM (SELECT 1 FROM outbox LIMIT (SELECT ?))", cap + this.doneRows).one().n;
     return Math.max(0, rows - this.doneRows);
   }
 
@@ -191,10 +191,9 @@ export class Outbox {
     for (;;) {
       const rows = this.sql
         .exec<{ id: number; op: string; payload: string; attempts: number }>(
-          "SELECT id, op, payload, attempts FROM outbox WHERE target = ? AND id > ? ORDER BY id LIMIT ?",
+          `SELECT id, op, payload, attempts FROM outbox WHERE target = ? AND id > ? ORDER BY id LIMIT ${OUTBOX_BATCH_SIZE}`,
           target,
           this.done.get(target) ?? 0,
-          OUTBOX_BATCH_SIZE,
         )
         .toArray();
       if (rows.length === 0) return;

@@ -189,3 +189,29 @@ describe("durability", () => {
     expect(closed.code).toBe(4001);
   });
 });
+
+describe("statements", () => {
+  // SQLite (3.46+, as workerd ships it) plans `LIMIT ?` with the bound value and
+  // marks the statement to be re-prepared whenever that parameter is bound
+  // again: every run parsed and planned the statement anew. Found by perf on
+  // the outbox drain (3% of the runtime's CPU per one-to-one message). Limits
+  // are literals in the SQL; only rare per-request reads may bind theirs.
+  const REPREPARED_ON_PURPOSE = [
+    "SELECT msg, frame FROM history WHERE chat = ? AND msg < ? ORDER BY msg DESC LIMIT ?",
+    "SELECT msg, frame FROM history WHERE chat = ? ORDER BY msg DESC LIMIT ?",
+    "SELECT msg, frame FROM history WHERE ts >= ? AND msg < ? ORDER BY msg DESC LIMIT ?",
+    "SELECT msg, frame FROM history WHERE ts >= ? ORDER BY msg DESC LIMIT ?",
+  ];
+  const sources = import.meta.glob<string>(["../src/**/*.ts", "!../src/client/**"], { query: "?raw", import: "default", eager: true });
+
+  it("no statement on a hot path binds its LIMIT or OFFSET (SQLite would re-prepare it on every run)", () => {
+    expect(Object.keys(sources).length).toBeGreaterThan(20);
+    const offenders: string[] = [];
+    for (const [file, text] of Object.entries(sources)) {
+      for (const m of text.matchAll(/["`]([^"`]*\b(?:LIMIT|OFFSET) \?[^"`]*)["`]/g)) {
+        if (!REPREPARED_ON_PURPOSE.includes(m[1]!)) offenders.push(`${file}: ${m[1]}`);
+      }
+    }
+    expect(offenders).toEqual([]);
+  });
+});

@@ -273,7 +273,7 @@ export class MediaLedger {
   /** Deletes what is due: abandoned uploads, unsent uploads, released media. Idempotent (alarms repeat). */
   async collect(now: number): Promise<void> {
     const due = this.sql
-      .exec<Row>("SELECT * FROM media WHERE expires_at <= ? ORDER BY expires_at LIMIT ?", now, COLLECT_BATCH)
+      .exec<Row>(`SELECT * FROM media WHERE expires_at <= ? ORDER BY expires_at LIMIT ${COLLECT_BATCH}`, now)
       .toArray();
     if (due.length === 0) return;
     // Marked before the first await: from here a send refuses these ids, so no
