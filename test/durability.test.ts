@@ -1,3 +1,4 @@
+/// <reference types="vite/client" />
 // Nothing is lost or duplicated across evictions, resets, failures and expiry.
 import { abortAllDurableObjects, evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
