@@ -9,11 +9,23 @@ export interface DeviceAttachment {
   connectedAt: number;
 }
 
+/**
+ * Attachments already read. A socket's attachment is written once, when it is
+ * accepted, and never changes; reading it is a structured-clone decode that ran
+ * for every socket several times per message (alarm, push, replaced checks).
+ * After hibernation the sockets are new objects and are read again.
+ */
+const attachments = new WeakMap<WebSocket, DeviceAttachment>();
+
 export function attachmentOf(ws: WebSocket): DeviceAttachment | null {
+  const known = attachments.get(ws);
+  if (known) return known;
   try {
     const a = ws.deserializeAttachment() as Partial<DeviceAttachment> | null;
     if (a && typeof a.device === "string" && typeof a.expiresAt === "number") {
-      return { device: a.device, expiresAt: a.expiresAt, connectedAt: a.connectedAt ?? 0 };
+      const read = { device: a.device, expiresAt: a.expiresAt, connectedAt: a.connectedAt ?? 0 };
+      attachments.set(ws, read);
+      return read;
     }
   } catch {
     // fall through
