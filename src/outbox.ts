@@ -46,8 +46,10 @@ const DRAIN_CONCURRENCY = 6;
 const SETTLE_AFTER_ROWS = 16;
 
 export class Outbox {
-  private running: Promise<void> | null = null;
+  private running: Promise<boolean> | null = null;
   private again = false;
+  /** The drain running now met a failed or refused hand-off. */
+  private troubled = false;
   /** Rows were queued in the transaction running now: drain once it has committed. */
   private queued = false;
   /** Nesting of transaction(): rows are drained after the outermost one only. */
@@ -147,19 +149,26 @@ export class Outbox {
     return Math.max(0, rows - this.doneRows);
   }
 
-  /** Drains everything due. Concurrent calls coalesce into one more pass. */
-  drain(): Promise<void> {
+  /**
+   * Drains everything due. Concurrent calls coalesce into one more pass.
+   * Resolves to true when every hand-off went through: nothing failed (no
+   * retry time was set) and nothing was refused (the refusal handler may have
+   * changed deadlines), so the owner's alarm needs no new look.
+   */
+  drain(): Promise<boolean> {
     if (this.running) {
       this.again = true;
       return this.running;
     }
     this.running = (async () => {
+      this.troubled = false;
       try {
         do {
           this.again = false;
           await this.pass();
         } while (this.again);
         if (this.doneRows >= SETTLE_AFTER_ROWS) this.settle();
+        return !this.troubled;
       } finally {
         this.running = null;
       }
@@ -206,6 +215,7 @@ export class Outbox {
         const delay = Math.min(OUTBOX_RETRY_BASE_MS * 2 ** head.attempts, OUTBOX_RETRY_MAX_MS);
         // Jitter spreads the retries of many objects after a shared outage.
         const jitter = Math.floor(Math.random() * delay * 0.2);
+        this.troubled = true;
         this.sql.exec("UPDATE outbox SET attempts = attempts + 1, next_at = ? WHERE id = ?", Date.now() + delay + jitter, head.id);
         console.warn("outbox hand-off failed", target, head.attempts + 1, String(err));
         return;
@@ -213,7 +223,9 @@ export class Outbox {
       this.done.set(target, rows[rows.length - 1]!.id);
       this.doneRows += rows.length;
       results.forEach((r, i) => {
-        if (!r.ok) this.refused(target, items[i]!, r);
+        if (r.ok) return;
+        this.troubled = true;
+        this.refused(target, items[i]!, r);
       });
       if (rows.length < OUTBOX_BATCH_SIZE) return;
     }

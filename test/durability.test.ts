@@ -5,6 +5,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { AlarmClock } from "../src/alarm";
 import { RETENTION_MS } from "../src/limits";
+import { Outbox, type HandoffResult } from "../src/outbox";
 import { connect, open, sleep, token, uid, type TestSocket } from "./helpers";
 
 const stub = (user: string) => env.USERS.getByName(user);
@@ -214,5 +215,39 @@ describe("statements", () => {
       }
     }
     expect(offenders).toEqual([]);
+  });
+});
+
+describe("outbox drain", () => {
+  // The user object looks at its alarm again after a drain only when the drain
+  // says so: a failure set a retry time, or a refusal may have released media.
+  it("reports whether every hand-off went through: true when all did, false after a failure or a refusal", async () => {
+    const user = uid("outbox");
+    const outcomes = await runInDurableObject(stub(user), async (_o, state) => {
+      const answers: Array<"ok" | "throw" | "refuse"> = ["ok", "throw", "refuse"];
+      let answer: "ok" | "throw" | "refuse" = "ok";
+      const refusedOps: string[] = [];
+      const handoff = async (_target: string, items: unknown[]): Promise<HandoffResult[]> => {
+        if (answer === "throw") throw new Error("unreachable");
+        return items.map(() => (answer === "ok" ? { ok: true } : { ok: false, code: "not_member", message: "no" }));
+      };
+      const outbox = new Outbox(state.storage.sql, handoff, (_t, item) => refusedOps.push(item.op));
+      const results: Array<{ answer: string; clean: boolean; rows: number }> = [];
+      for (const a of answers) {
+        answer = a;
+        outbox.transaction(state.storage, () => outbox.enqueue(`user:peer-${a}`, `op-${a}`, { a }), () => {});
+        const clean = await outbox.drain();
+        outbox.settle();
+        results.push({ answer: a, clean, rows: state.storage.sql.exec("SELECT 1 FROM outbox").toArray().length });
+      }
+      return { results, refusedOps };
+    });
+    expect(outcomes.results).toEqual([
+      { answer: "ok", clean: true, rows: 0 },
+      // The failed row stays, with a retry time; the refused one is done with.
+      { answer: "throw", clean: false, rows: 1 },
+      { answer: "refuse", clean: false, rows: 1 },
+    ]);
+    expect(outcomes.refusedOps).toEqual(["op-refuse"]);
   });
 });

@@ -493,7 +493,12 @@ export class UserObject extends DurableObject<Env> {
     this.scheduleAlarm();
     this.outbox
       .drain()
-      .then(() => this.scheduleAlarm())
+      // A drain where everything went through changed nothing the backstop set
+      // above does not cover; a failure (a retry time) or a refusal (media
+      // released) may want the alarm sooner.
+      .then((clean) => {
+        if (!clean) this.scheduleAlarm();
+      })
       // The backstop alarm set above drains again.
       .catch((err: unknown) => console.warn("outbox drain failed; the alarm retries", String(err)));
   }
