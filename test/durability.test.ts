@@ -6,6 +6,8 @@ import { describe, expect, it } from "vitest";
 import { AlarmClock } from "../src/alarm";
 import { RETENTION_MS } from "../src/limits";
 import { Outbox, type HandoffResult } from "../src/outbox";
+import { GroupLog } from "../src/group/log";
+import { GROUP_OPS, type GroupMessageItem } from "../src/group/handoff";
 import { connect, open, sleep, token, uid, type TestSocket } from "./helpers";
 
 const stub = (user: string) => env.USERS.getByName(user);
@@ -249,5 +251,62 @@ describe("outbox drain", () => {
       { answer: "refuse", clean: false, rows: 1 },
     ]);
     expect(outcomes.refusedOps).toEqual(["op-refuse"]);
+  });
+
+  it("settles the rows of many targets at once and keeps every row not handed over", async () => {
+    const user = uid("outbox");
+    const left = await runInDurableObject(stub(user), async (_o, state) => {
+      const handoff = async (target: string, items: unknown[]): Promise<HandoffResult[]> => {
+        if (target === "user:c") throw new Error("unreachable");
+        return items.map(() => ({ ok: true }));
+      };
+      const outbox = new Outbox(state.storage.sql, handoff, () => {});
+      outbox.transaction(state.storage, () => {
+        for (const t of ["a", "b", "c", "a", "b"]) outbox.enqueue(`user:${t}`, "op", { t });
+      }, () => {});
+      await outbox.drain();
+      // Queued after the drain: not handed over, so not deleted by the settle.
+      outbox.transaction(state.storage, () => outbox.enqueue("user:a", "late", {}), () => {});
+      outbox.settle();
+      return state.storage.sql.exec<{ target: string; op: string }>("SELECT target, op FROM outbox ORDER BY id").toArray();
+    });
+    expect(left).toEqual([
+      { target: "user:c", op: "op" },
+      { target: "user:a", op: "late" },
+    ]);
+  });
+});
+
+describe("group log", () => {
+  // Each member's hand-off of a post reads the same log entry, so entries are
+  // kept once read. A rewrite of an entry still being fanned out (a disappearing
+  // message's time coming, a delete) must reach the members not reached yet.
+  it("hands over an entry as it is now: a rewrite or a scrub after it was read is what the next member gets", async () => {
+    const out = await runInDurableObject(env.GROUPS.getByName(uid("g")), async (_o, state) => {
+      const outbox = new Outbox(state.storage.sql, async () => [], () => {});
+      const log = new GroupLog(state.storage.sql, outbox);
+      const message = { msg: "m1", id: "c1", from: "alice", ts: 1, device: "phone", text: "secret words" };
+      let post = 0;
+      let edit = 0;
+      outbox.transaction(state.storage, () => {
+        post = log.append({ kind: "message", message }, ["bob"], 1);
+        edit = log.append({ kind: "event", event: { kind: "edited", msg: "m1", text: "edited secret", by: "alice" } as never }, ["bob"], 2);
+      }, () => {});
+      const resolved = () =>
+        JSON.stringify(log.resolve("g", [{ op: GROUP_OPS.message, payload: { gseq: post } }, { op: GROUP_OPS.event, payload: { gseq: edit } }]));
+      const before = resolved();
+      outbox.transaction(state.storage, () => {
+        log.rewriteMessage("m1", () => null);
+        log.scrubEdits("m1");
+      }, () => {});
+      const after = resolved();
+      const tomb = (log.resolve("g", [{ op: GROUP_OPS.message, payload: { gseq: post } }])[0]!.payload as GroupMessageItem).message;
+      return { before, after, tomb };
+    });
+    expect(out.before).toContain("secret words");
+    expect(out.before).toContain("edited secret");
+    expect(out.after).not.toContain("secret words");
+    expect(out.after).not.toContain("edited secret");
+    expect(out.tomb.deleted).toBe(true);
   });
 });

@@ -18,7 +18,16 @@ function tombstone(m: GroupMessageItem["message"]): GroupMessageItem["message"] 
 
 export type LogBody = { kind: "message"; message: GroupMessageItem["message"] } | { kind: "event"; event: GroupEvent };
 
+/** Most entries kept read (a fan-out reads one per post in flight). */
+const ENTRIES_KEPT = 64;
+
 export class GroupLog {
+  /**
+   * Entries already read, by gseq: each member's hand-off of a post reads the
+   * same entry, 200 times for a full group. Every write to the log clears it.
+   */
+  private readonly entries = new Map<number, { body: LogBody; ts: number }>();
+
   constructor(
     private readonly sql: SqlStorage,
     private readonly outbox: Outbox,
@@ -44,6 +53,7 @@ export class GroupLog {
    */
   append(body: LogBody, recipients: readonly string[], now: number): number {
     const seq = this.head + 1;
+    this.entries.clear();
     this.sql.exec("INSERT INTO log (seq, kind, body, ts) VALUES (?, ?, ?, ?)", seq, body.kind, JSON.stringify(body), now);
     this.setMeta("head", String(seq));
     const op = body.kind === "message" ? GROUP_OPS.message : GROUP_OPS.event;
@@ -56,14 +66,24 @@ export class GroupLog {
     return items.map((item) => {
       if (item.op !== GROUP_OPS.message && item.op !== GROUP_OPS.event) return item;
       const gseq = (item.payload as { gseq: number }).gseq;
-      const row = this.sql.exec<{ body: string; ts: number }>("SELECT body, ts FROM log WHERE seq = ?", gseq).toArray()[0];
-      // purgeDelivered never drops an entry an outbox row still refers to.
-      if (!row) throw new Error(`group log entry ${gseq} is missing`);
-      const body = JSON.parse(row.body) as LogBody;
+      const { body, ts } = this.entry(gseq);
       const payload: GroupMessageItem | GroupEventItem =
-        body.kind === "message" ? { group, gseq, ts: row.ts, message: body.message } : { group, gseq, ts: row.ts, event: body.event };
+        body.kind === "message" ? { group, gseq, ts, message: body.message } : { group, gseq, ts, event: body.event };
       return { op: item.op, payload };
     });
+  }
+
+  /** One log entry, parsed (shared by the hand-offs that carry it: never changed in place). */
+  private entry(gseq: number): { body: LogBody; ts: number } {
+    const known = this.entries.get(gseq);
+    if (known) return known;
+    const row = this.sql.exec<{ body: string; ts: number }>("SELECT body, ts FROM log WHERE seq = ?", gseq).toArray()[0];
+    // purgeDelivered never drops an entry an outbox row still refers to.
+    if (!row) throw new Error(`group log entry ${gseq} is missing`);
+    const read = { body: JSON.parse(row.body) as LogBody, ts: row.ts };
+    if (this.entries.size >= ENTRIES_KEPT) this.entries.clear();
+    this.entries.set(gseq, read);
+    return read;
   }
 
   /**
@@ -71,6 +91,7 @@ export class GroupLog {
    * null removes its content, leaving a tombstone that members skip.
    */
   rewriteMessage(msg: string, change: (m: GroupMessageItem["message"]) => GroupMessageItem["message"] | null): void {
+    this.entries.clear();
     const rows = this.sql
       .exec<{ seq: number; body: string }>("SELECT seq, body FROM log WHERE kind = 'message' AND json_extract(body, '$.message.msg') = ?", msg)
       .toArray();
@@ -86,6 +107,7 @@ export class GroupLog {
    * the message was deleted, and members skip an edit that carries nothing.
    */
   scrubEdits(msg: string): void {
+    this.entries.clear();
     this.sql.exec(
       `UPDATE log SET body = json_remove(body, '$.event.text', '$.event.e2ee')
        WHERE kind = 'event' AND json_extract(body, '$.event.kind') = 'edited' AND json_extract(body, '$.event.msg') = ?`,
@@ -106,6 +128,7 @@ export class GroupLog {
 
   /** Drops log entries every member's object already has (no outbox row refers to them). */
   purgeDelivered(): void {
+    this.entries.clear();
     this.sql.exec(
       `DELETE FROM log WHERE seq < COALESCE(
          (SELECT MIN(CAST(json_extract(payload, '$.gseq') AS INTEGER)) FROM outbox WHERE op IN (?, ?)),

@@ -41,6 +41,8 @@ export class GroupObject extends DurableObject<Env> {
   private readonly sql: SqlStorage;
   private readonly outbox: Outbox;
   private readonly log: GroupLog;
+  /** meta.id once read (groupId()). */
+  private id: string | null = null;
   private readonly roster: Roster;
   private readonly receipts: GroupReceipts;
   private readonly retention: GroupRetention;
@@ -364,9 +366,10 @@ export class GroupObject extends DurableObject<Env> {
   }
 
   private groupId(): string {
-    const id = this.log.meta("id");
-    if (id === null) throw new Error("group object used before it was created");
-    return id;
+    // Asked once per member's hand-off: kept once read (a group's id is its object's name, and never changes).
+    this.id ??= this.log.meta("id");
+    if (this.id === null) throw new Error("group object used before it was created");
+    return this.id;
   }
 
   /** Runs a read; AppError becomes a Result. */
