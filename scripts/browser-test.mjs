@@ -445,6 +445,21 @@ async function main() {
       if (!(await a.evaluate(() => document.activeElement?.id === "new-group"))) throw new Error("the focus did not come back");
     });
 
+    await check("a group Bob was removed from says so where the composer was", async () => {
+      // Review I of 2026-11-28: the chat stayed open with a composer whose sends could only fail.
+      const item = b.locator('.chat[data-chat^="group:"]').first();
+      const key = await item.getAttribute("data-chat");
+      await item.click();
+      await b.locator("#composer-input").waitFor();
+      const res = await fetch(`${base}/v1/groups/${key.slice("group:".length)}/members/${encodeURIComponent(bob)}`, {
+        method: "DELETE",
+        headers: { authorization: `Bearer ${await devToken(base, alice)}` },
+      });
+      if (res.status !== 204) throw new Error(`removing bob answered ${res.status}`);
+      await b.locator("#left-note").waitFor({ state: "visible" });
+      if (await b.locator("#composer-input").isVisible()) throw new Error("the composer is still there");
+    });
+
     await check("the app runs under its Content-Security-Policy without a single violation", async () => {
       const policy = await a.locator('meta[http-equiv="Content-Security-Policy"]').getAttribute("content");
       if (!policy?.includes("script-src 'self'")) throw new Error(`policy: ${policy}`);

@@ -842,6 +842,27 @@ describe("client library: the rest of the server API", () => {
     await B.client.stop();
   });
 
+  it("a group the user was removed from or left says so (the web app hides its composer), until the user is added again", async () => {
+    const alice = uid("alice");
+    const bob = uid("bob");
+    const A = await started(alice, { e2ee: false });
+    const B = await started(bob, { e2ee: false });
+    const g = await A.client.createGroup("Book club", [bob]);
+    const chat = { group: g.id };
+    await until("bob has the group", () => B.client.messages(chat).some((m) => m.system?.kind === "created"));
+    expect(B.client.conversation(chat).left).toBeUndefined();
+    await A.client.api.removeMember(g.id, bob);
+    await until("bob's chat says he was removed", () => B.client.conversation(chat).left === true);
+    expect(A.client.conversation(chat).left).toBeUndefined(); // someone else's removal
+    await A.client.api.addMembers(g.id, [bob]);
+    await until("added again", () => B.client.conversation(chat).left === undefined);
+    await B.client.api.removeMember(g.id, bob); // leaves
+    await until("bob's chat says he left", () => B.client.conversation(chat).left === true);
+    expect(A.client.conversation(chat).left).toBeUndefined();
+    await A.client.stop();
+    await B.client.stop();
+  });
+
   it("a post the group refuses (removed meanwhile) turns the message from sent to failed", async () => {
     const alice = uid("alice");
     const bob = uid("bob");

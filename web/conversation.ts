@@ -19,6 +19,9 @@ export class ConversationView {
   private readonly input: HTMLTextAreaElement;
   private readonly historyNote: HTMLElement;
   private readonly e2eeNote: HTMLElement;
+  private readonly composer: HTMLElement;
+  /** Shown instead of the composer in a group this user left or was removed from. */
+  private readonly leftNote: HTMLElement;
   private readonly offs: Array<() => void> = [];
   private order = "";
   /** How many messages the list shows, and the calendar day of the last one (for appending). */
@@ -58,15 +61,16 @@ export class ConversationView {
         }
       },
     });
-    const composer = h(
+    const composer = (this.composer = h(
       "footer",
       { class: "composer" },
       h("button", { class: "icon", title: "Send a photo or video", id: "attach", onclick: () => file.click() }, icon("attach")),
       file,
       this.input,
       h("button", { class: "send", id: "send", title: "Send", onclick: () => this.sendText() }, icon("send")),
-    );
-    this.el = h("section", { class: "conv", "data-chat": this.key }, this.head, this.list, composer);
+    ));
+    this.leftNote = h("footer", { class: "composer left-note", id: "left-note", role: "status", hidden: true }, "You can't send messages to this group because you're no longer a member.");
+    this.el = h("section", { class: "conv", "data-chat": this.key }, this.head, this.list, composer, this.leftNote);
     const c = app.client;
     const mine = (k: string) => k === this.key;
     this.offs.push(
@@ -127,6 +131,9 @@ export class ConversationView {
       lock,
       h("button", { class: "icon", title: "Chat info and settings", id: "chat-info", onclick: () => chatInfoDialog(this.app, this.chat) }, icon("more")),
     );
+    const left = "group" in this.chat && conv.left === true;
+    this.composer.hidden = left;
+    this.leftNote.hidden = !left;
     this.e2eeNote.dataset.encryption = conv.encryption ?? "";
     fill(
       this.e2eeNote,

@@ -285,6 +285,12 @@ export class ChatState {
       if (ev.retention === "temporary" || ev.retention === "permanent") conv.retention = ev.retention;
       if (typeof ev.disappearAfterSeconds === "number" || ev.disappearAfterSeconds === null) conv.disappearAfterSeconds = ev.disappearAfterSeconds;
     }
+    if ("group" in conv.chat) {
+      // Events come in inbox order, so the last one about this user decides.
+      if ((ev.kind === "member_left" || ev.kind === "member_removed") && ev.user === this.self) conv.left = true;
+      if (ev.kind === "member_added" && Array.isArray(ev.users) && ev.users.includes(this.self)) delete conv.left;
+      if (ev.kind === "created") delete conv.left;
+    }
     if (ev.kind === "renamed" && typeof ev.name === "string") conv.title = ev.name;
     if (ev.kind === "created" && typeof ev.name === "string" && !conv.title) conv.title = ev.name;
     if (ev.kind === "read" && typeof ev.upTo === "string") this.readElsewhere(conv, ev.upTo);

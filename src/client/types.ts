@@ -86,6 +86,11 @@ export interface Conversation {
   encryptionNote?: string;
   /** The peer's devices or keys changed since the last look at the safety number. */
   securityChanged?: boolean;
+  /**
+   * Groups: this user left or was removed (its own member_left / member_removed
+   * event). The group takes no more posts from it; cleared when it is added again.
+   */
+  left?: boolean;
 }
 
 export interface PresenceInfo {
