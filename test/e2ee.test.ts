@@ -18,6 +18,7 @@ import {
 import type { MessageFrame } from "../src/protocol";
 import { Phone, bundleOf, codeOf, dumpR2, dumpStorage, flipByte, stub } from "./e2ee-harness";
 import { call, sleep, token, uid } from "./helpers";
+import { withDeadline } from "../src/objects/UserObject";
 
 describe("end-to-end encrypted one-to-one chat", () => {
   it("two users and their second devices exchange encrypted messages both ways, offline and out of order, and no plaintext is stored", async () => {
@@ -608,5 +609,20 @@ describe("encrypted edits", () => {
     expect(await a.sock!.next("error", (e) => e.ref === post.msg)).toMatchObject({ code: "bad_frame", message: expect.stringContaining("senderKeyCiphertext") });
     a.sock!.send({ type: "edit", msg: post.msg, e2ee: { v: 1, sender: "phone", senderKeyCiphertext: "QUJE" } });
     expect((await a.sock!.next("event", (e) => e.event.kind === "edited")).event).toMatchObject({ msg: post.msg });
+  });
+});
+
+describe("device list lookups", () => {
+  // An encrypted send awaits the peer's device list, and the device's later
+  // frames wait behind it: a peer object that never answers must not hold
+  // them for good. The send is answered `internal` (the client retries) once
+  // the deadline (10 s in the object) has passed.
+  it("a lookup that never answers becomes `internal` at its deadline; one that answers, or fails, in time passes through", async () => {
+    const never = new Promise<string[]>(() => {});
+    const t0 = Date.now();
+    await expect(withDeadline(never, 60)).rejects.toMatchObject({ code: "internal" });
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(50);
+    await expect(withDeadline(Promise.resolve(["phone"]), 60)).resolves.toEqual(["phone"]);
+    await expect(withDeadline(Promise.reject(new Error("peer object failed")), 60)).rejects.toThrow("peer object failed");
   });
 });

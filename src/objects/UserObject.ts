@@ -44,7 +44,7 @@ const DEADLINE_QUERIES = [...MEDIA_DUE_QUERIES, ...EXPIRY_QUERIES];
 const KEY_LOOKUP_TIMEOUT_MS = 10_000;
 
 /** p, or AppError("internal") once ms have passed. */
-function withDeadline<T>(p: Promise<T>, ms: number): Promise<T> {
+export function withDeadline<T>(p: Promise<T>, ms: number): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | null = null;
   const late = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new AppError("internal", "the recipient's device list did not answer in time; try again")), ms);
