@@ -26,7 +26,20 @@ export const Id = z.string().regex(ID_PATTERN, ID_RULE);
 
 /** A lone UTF-16 surrogate: not text. Storage turns it into U+FFFD, so the name read back would differ. */
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-/** A display or group name: trimmed, 1 to `max` characters, well-formed text with no control characters. */
+/** C0 and C1 controls, DEL, and the line and paragraph separators: no part of a one-line name. */
+const NAME_CONTROL = /[\u0000-\u001F\u007F-\u009F\u2028\u2029]/;
+/**
+ * Bidirectional embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069):
+ * they reorder the text after them, so a name could show as someone else's or
+ * spill into what follows it. The direction marks (U+200E, U+200F, U+061C) stay.
+ */
+const NAME_BIDI_CONTROL = /[\u202A-\u202E\u2066-\u2069]/;
+/** What shows nothing: spaces and the default-ignorable characters (zero-width space, joiners, marks). */
+const INVISIBLE = /[\p{White_Space}\p{Default_Ignorable_Code_Point}]/gu;
+/**
+ * A display or group name: trimmed, 1 to `max` characters of well-formed text,
+ * no control or bidirectional control characters, and something visible.
+ */
 function Name(max: number) {
   return z
     .string()
@@ -34,7 +47,9 @@ function Name(max: number) {
     .min(1)
     .max(max)
     .refine((s) => !LONE_SURROGATE.test(s), "must be well-formed Unicode (no lone surrogates)")
-    .refine((s) => !/[\u0000-\u001F\u007F]/.test(s), "must not contain control characters");
+    .refine((s) => !NAME_CONTROL.test(s), "must not contain control characters")
+    .refine((s) => !NAME_BIDI_CONTROL.test(s), "must not contain bidirectional override or isolate characters (U+202A-U+202E, U+2066-U+2069)")
+    .refine((s) => s.replace(INVISIBLE, "") !== "", "must contain a visible character");
 }
 /** An id that goes into URL paths: never "." or "..". */
 const PathId = z.string().regex(PATH_ID_PATTERN, PATH_ID_RULE);

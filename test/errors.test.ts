@@ -174,7 +174,19 @@ describe("directory", () => {
     expect(body.error.message).toContain("displayName");
     // Review H of 2026-11-28: a lone surrogate was answered as sent but stored as U+FFFD (a
     // name that read back differently); control characters are no name either.
-    for (const raw of ['{"displayName":"\\ud800x"}', '{"displayName":"a\\u0000b"}', '{"displayName":"line\\nbreak"}']) {
+    // This session: bidirectional overrides and isolates (a name shown as someone else's, or
+    // reordering what follows it), C1 controls, and names of nothing but invisible characters.
+    const refused = [
+      '{"displayName":"\\ud800x"}',
+      '{"displayName":"a\\u0000b"}',
+      '{"displayName":"line\\nbreak"}',
+      '{"displayName":"\\u202eecilA"}',
+      '{"displayName":"Bob\\u2066 (admin)"}',
+      '{"displayName":"next\\u0085line"}',
+      '{"displayName":"\\u200b\\u200d\\u2060"}',
+      '{"displayName":"\\u3000\\u00a0"}',
+    ];
+    for (const raw of refused) {
       const res = await call("/v1/me", { token: tok, method: "PUT", body: raw, headers: { "Content-Type": "application/json" } });
       expect(res.status).toBe(400);
       expect(((await res.json()) as { error: { code: string } }).error.code).toBe("bad_frame");
@@ -183,6 +195,14 @@ describe("directory", () => {
     // A name with emoji (surrogate pairs) is text, and reads back the same.
     expect(await (await call("/v1/me", { token: tok, method: "PUT", json: { displayName: "Kept 👋🏽" } })).json()).toMatchObject({ displayName: "Kept 👋🏽" });
     expect(await (await call("/v1/me", { token: tok })).json()).toMatchObject({ displayName: "Kept 👋🏽" });
+    // Right-to-left names keep their direction marks and joiners (a ZWJ emoji sequence too).
+    for (const name of ["\u200fمحمد", "שירה", "Family 👨\u200d👩\u200d👧"]) {
+      expect(await (await call("/v1/me", { token: tok, method: "PUT", json: { displayName: name } })).json()).toMatchObject({ displayName: name });
+    }
+    // Group names follow the same rule.
+    const group = await call("/v1/groups", { token: tok, method: "POST", json: { name: "Admins\u202e", members: [] } });
+    expect(group.status).toBe(400);
+    expect(((await group.json()) as { error: { code: string } }).error.code).toBe("bad_frame");
   });
 
   it("a JSON body over 64 KiB is too_large counted in bytes, also when it streams without a Content-Length", async () => {
