@@ -86,17 +86,29 @@ export class App {
     c.on("message", () => this.renderList());
     c.on("messageUpdated", () => this.renderList());
     c.on("typing", () => this.renderList());
+    // "retrying in N s" counts down while the client waits to reconnect.
+    let countdown: ReturnType<typeof setInterval> | undefined;
     const showConnection = (e: { state: string; retryInMs?: number }) => {
+      clearInterval(countdown);
+      countdown = undefined;
+      const retryAt = e.retryInMs !== undefined ? Date.now() + e.retryInMs : undefined;
+      const offline = () => (retryAt !== undefined ? `offline, retrying in ${Math.max(0, Math.ceil((retryAt - Date.now()) / 1000))} s` : "offline");
       const text: Record<string, string> = {
         connecting: "connecting…",
         syncing: "syncing…",
         online: "online",
-        offline: e.retryInMs !== undefined ? `offline, retrying in ${Math.ceil(e.retryInMs / 1000)} s` : "offline",
+        offline: offline(),
         replaced: "open in another tab",
         stopped: "signed out",
         idle: "",
       };
       this.status.textContent = text[e.state] ?? e.state;
+      if (e.state === "offline" && retryAt !== undefined) {
+        countdown = setInterval(() => {
+          this.status.textContent = offline();
+          if (Date.now() >= retryAt) clearInterval(countdown);
+        }, 1000);
+      }
       this.status.dataset.state = e.state;
       if (e.state === "replaced") toast("Relay is open in another tab; this one stopped.", "error");
       // A stopped tab sends nothing: what it queued would be sealed with keys the other tab has moved on from.

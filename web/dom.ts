@@ -95,6 +95,8 @@ export function avatar(name: string, group = false): HTMLElement {
   let hash = 0;
   for (const ch of name) hash = (hash * 31 + ch.charCodeAt(0)) >>> 0;
   if (group) return h("div", { class: "avatar", style: `background:${PALETTE[hash % PALETTE.length]}` }, icon("group", 24));
-  const initials = name.replace(/[^A-Za-z0-9]/g, " ").trim().split(/\s+/).map((w) => w[0]).join("").slice(0, 2).toUpperCase() || "?";
+  // Letters and digits of any script; a word's first code point (not half of a surrogate pair).
+  const words = name.replace(/[^\p{L}\p{N}]/gu, " ").trim().split(/\s+/).filter(Boolean);
+  const initials = words.map((w) => [...w][0]!).slice(0, 2).join("").toLocaleUpperCase() || "?";
   return h("div", { class: "avatar", style: `background:${PALETTE[hash % PALETTE.length]}` }, initials);
 }
