@@ -851,13 +851,16 @@ describe("client library: the rest of the server API", () => {
     const chat = { group: g.id };
     await until("bob has the group", () => B.client.messages(chat).some((m) => m.system?.kind === "created"));
     expect(B.client.conversation(chat).left).toBeUndefined();
+    const notices = (c: ChatClient, kind: string) => c.messages(chat).filter((m) => m.system?.kind === kind).length;
     await A.client.api.removeMember(g.id, bob);
     await until("bob's chat says he was removed", () => B.client.conversation(chat).left === true);
+    await until("alice has the removal too", () => notices(A.client, "member_removed") === 1);
     expect(A.client.conversation(chat).left).toBeUndefined(); // someone else's removal
     await A.client.api.addMembers(g.id, [bob]);
     await until("added again", () => B.client.conversation(chat).left === undefined);
     await B.client.api.removeMember(g.id, bob); // leaves
     await until("bob's chat says he left", () => B.client.conversation(chat).left === true);
+    await until("alice has bob's leaving", () => notices(A.client, "member_left") === 1);
     expect(A.client.conversation(chat).left).toBeUndefined();
     await A.client.stop();
     await B.client.stop();
@@ -1144,6 +1147,20 @@ describe("client library with a scripted server (what a real one cannot produce 
     await online(client);
     expect(texts(client, { user: "bob" })).toEqual(["kept 2", "kept 3"]);
     await until("acked past the gap", () => sock().frames("ack").some((a) => a.seq === 4));
+    await client.stop();
+  });
+
+  it("a group message through the inbox means the user is a member again, whatever an older event said", async () => {
+    const now = Date.now();
+    const group = { group: "g_0123456789abcdef0123456789abcdef" };
+    const removed = { type: "event", seq: 1, chat: group, event: { kind: "member_removed", by: "bob", user: "alice" }, ts: now };
+    const post = { type: "message", seq: 2, msg: "0000006000000aaa", id: "p1", from: "bob", chat: group, ts: now, text: "welcome back" };
+    const { client, sock } = scripted("alice", { head: 1, replay: () => [removed] });
+    await client.start();
+    await online(client);
+    expect(client.conversation(group).left).toBe(true);
+    sock().push(post);
+    await until("member again", () => client.conversation(group).left === undefined);
     await client.stop();
   });
 

@@ -230,6 +230,17 @@ export class ChatState {
     return m;
   }
 
+  /**
+   * A group message came through the inbox: only members get those, so the user
+   * is (again) a member, whatever an older event said (events and messages of a
+   * group arrive in the group's order).
+   */
+  memberAgain(conv: Conversation): void {
+    if (!conv.left) return;
+    delete conv.left;
+    this.changedConversation(conv);
+  }
+
   /** Upgrades own messages' status; returns those that changed. */
   applyReceipt(frame: ReceiptFrame): Array<{ message: ChatMessage; previous: MessageStatus | undefined }> {
     const changed: Array<{ message: ChatMessage; previous: MessageStatus | undefined }> = [];

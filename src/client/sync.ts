@@ -374,6 +374,7 @@ export class ChatSync extends Emitter<ClientEvents> {
       const m = this.state.addMessage(input, { unread: !reading });
       if (!m) return;
       const conv = this.state.conversation(f.chat);
+      if ("group" in f.chat) this.state.memberAgain(conv);
       this.eph.applyTyping(f.chat, f.from, false);
       this.ensureTitle(conv);
       this.emit("message", { message: m, conversation: conv, source: "live" });

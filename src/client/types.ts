@@ -88,7 +88,10 @@ export interface Conversation {
   securityChanged?: boolean;
   /**
    * Groups: this user left or was removed (its own member_left / member_removed
-   * event). The group takes no more posts from it; cleared when it is added again.
+   * event). The group takes no more posts from it; cleared when it is added again
+   * (member_added) or a group message comes through the inbox. Known from events
+   * only: a device that never saw the event (new, or the event expired unseen)
+   * does not know it.
    */
   left?: boolean;
 }

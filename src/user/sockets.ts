@@ -23,7 +23,8 @@ export function attachmentOf(ws: WebSocket): DeviceAttachment | null {
   try {
     const a = ws.deserializeAttachment() as Partial<DeviceAttachment> | null;
     if (a && typeof a.device === "string" && typeof a.expiresAt === "number") {
-      const read = { device: a.device, expiresAt: a.expiresAt, connectedAt: a.connectedAt ?? 0 };
+      // Shared by every caller: frozen, so nobody changes it in place.
+      const read = Object.freeze({ device: a.device, expiresAt: a.expiresAt, connectedAt: a.connectedAt ?? 0 });
       attachments.set(ws, read);
       return read;
     }
