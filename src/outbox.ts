@@ -201,7 +201,11 @@ export class Outbox {
     const worker = async () => {
       while (next < targets.length) await this.drainTarget(targets[next++]!);
     };
-    await Promise.all(Array.from({ length: Math.min(DRAIN_CONCURRENCY, targets.length) }, worker));
+    // Every worker runs to its end before the pass does, also when one throws: a
+    // pass that ended early would let the next drain take rows still in flight.
+    const ends = await Promise.allSettled(Array.from({ length: Math.min(DRAIN_CONCURRENCY, targets.length) }, worker));
+    const failed = ends.find((e): e is PromiseRejectedResult => e.status === "rejected");
+    if (failed) throw failed.reason;
   }
 
   private async drainTarget(target: string): Promise<void> {

@@ -254,6 +254,43 @@ describe("outbox drain", () => {
     expect(outcomes.refusedOps).toEqual(["op-refuse"]);
   });
 
+  it("a drain whose one target throws ends only when its other targets are done: a drain asked meanwhile hands nothing over twice", async () => {
+    // Review K of 2026-11-28: the drain was marked finished at the first error while
+    // its other workers still waited on their hand-offs, so the next drain took the
+    // same rows again.
+    const user = uid("outbox");
+    const out = await runInDurableObject(stub(user), async (_o, state) => {
+      let slowCalls = 0;
+      let open: () => void = () => {};
+      const gate = new Promise<void>((r) => (open = r));
+      const handoff = async (target: string, items: unknown[]): Promise<HandoffResult[]> => {
+        if (target === "user:slow") {
+          slowCalls++;
+          await gate;
+          return items.map(() => ({ ok: true }));
+        }
+        return items.map(() => ({ ok: false, code: "not_member", message: "no" }));
+      };
+      const outbox = new Outbox(state.storage.sql, handoff, () => {
+        throw new Error("the refusal handler failed");
+      });
+      outbox.transaction(state.storage, () => {
+        outbox.enqueue("user:slow", "op", {});
+        outbox.enqueue("user:bad", "op", {});
+      }, () => {});
+      const first = outbox.drain().then(() => "resolved", (e: unknown) => String(e));
+      await new Promise((r) => setTimeout(r, 20));
+      const second = outbox.drain().then(() => "resolved", (e: unknown) => String(e));
+      await new Promise((r) => setTimeout(r, 20));
+      const callsWhileWaiting = slowCalls;
+      open();
+      return { callsWhileWaiting, first: await first, second: await second, slowCalls };
+    });
+    expect(out.callsWhileWaiting).toBe(1);
+    expect(out.slowCalls).toBe(1);
+    expect(out.first).toContain("the refusal handler failed");
+  });
+
   it("settles the rows of many targets at once and keeps every row not handed over", async () => {
     const user = uid("outbox");
     const left = await runInDurableObject(stub(user), async (_o, state) => {
