@@ -1011,7 +1011,10 @@ class FakeSocket implements SocketLike {
   }
 }
 
-function scripted(user: string, opts: { head?: number; store?: ClientStore; replay?: () => Array<Record<string, unknown>>; e2ee?: boolean } = {}) {
+function scripted(
+  user: string,
+  opts: { head?: number; store?: ClientStore; replay?: () => Array<Record<string, unknown>>; e2ee?: boolean; fetch?: typeof fetch } = {},
+) {
   const sockets: FakeSocket[] = [];
   const client = new ChatClient({
     baseUrl: BASE,
@@ -1019,7 +1022,7 @@ function scripted(user: string, opts: { head?: number; store?: ClientStore; repl
     token: "not-checked-by-the-fake",
     device: "web",
     store: opts.store ?? new MemoryStore(),
-    fetch: async () => new Response(JSON.stringify({ error: { code: "not_found", message: "no such route" } }), { status: 404 }),
+    fetch: opts.fetch ?? (async () => new Response(JSON.stringify({ error: { code: "not_found", message: "no such route" } }), { status: 404 })),
     backoff: { baseMs: 10, maxMs: 50 },
     ackDelayMs: 5,
     e2ee: opts.e2ee ?? false,
@@ -1116,11 +1119,16 @@ describe("client library with a scripted server (what a real one cannot produce 
       { baseMs: 10, maxMs: 50 },
       { token: () => (++tokenCalls === 1 ? new Promise<string>(() => {}) : Promise.resolve("t")), helloTimeoutMs: 300 },
     );
+    // Token asks up to the moment the client is online (after it, the groups check asks one too).
+    let atOnline: number | undefined;
+    client.on("connection", (e) => {
+      if (e.state === "online") atOnline ??= tokenCalls;
+    });
     await client.start();
     await until("asked for a token", () => tokenCalls === 1);
     client.reconnectNow(); // waits for the attempt under way
     await online(client);
-    expect(tokenCalls).toBe(2);
+    expect(atOnline).toBe(2);
     await client.stop();
   });
 
@@ -1161,6 +1169,52 @@ describe("client library with a scripted server (what a real one cannot produce 
     expect(client.conversation(group).left).toBe(true);
     sock().push(post);
     await until("member again", () => client.conversation(group).left === undefined);
+    await client.stop();
+  });
+
+  it("the groups' left flags are checked against the server's list once per store and after a gap, unless the inbox said something newer meanwhile", async () => {
+    const now = Date.now();
+    const [g1, g2, g3] = ["g_11111111111111111111111111111111", "g_22222222222222222222222222222222", "g_33333333333333333333333333333333"];
+    const created = (seq: number, id: string) => ({ type: "event", seq, chat: { group: id }, event: { kind: "created", by: "bob", name: id, members: [], retention: "temporary" }, ts: now });
+    const removed = (seq: number, id: string) => ({ type: "event", seq, chat: { group: id }, event: { kind: "member_removed", by: "bob", user: "alice" }, ts: now });
+    // The server's object: alice is in g2 (added again while this device's copy of that event
+    // expired unseen), no longer in g1 (the removal expired unseen too).
+    let listed = [g2, g3];
+    let calls = 0;
+    let hold: Promise<void> | null = null;
+    const fetchGroups = (async (input: RequestInfo | URL) => {
+      const url = input instanceof Request ? input.url : String(input);
+      if (!url.endsWith("/v1/groups")) return new Response("{}", { status: 404 });
+      calls++;
+      const answer = listed.map((id) => ({ id, name: id, role: "member" }));
+      if (hold) await hold;
+      return new Response(JSON.stringify({ groups: answer }), { status: 200, headers: { "content-type": "application/json" } });
+    }) as typeof fetch;
+    const store = new MemoryStore();
+    let extra: Array<Record<string, unknown>> = [];
+    const { client, sock } = scripted("alice", { head: 4, store, fetch: fetchGroups, replay: () => [created(1, g1), created(2, g2), removed(3, g2), created(4, g3), ...extra] });
+    await client.start();
+    await online(client);
+    await until("checked", () => calls === 1 && client.conversation({ group: g1 }).left === true);
+    expect(client.conversation({ group: g2 }).left).toBeUndefined();
+    expect(client.conversation({ group: g3 }).left).toBeUndefined();
+    // Checked once for this store: a reconnect without a gap asks nothing.
+    sock().close(1006);
+    await until("reconnected", () => client.connectionState === "online" && calls === 1, 3000);
+    await sleep(50);
+    expect(calls).toBe(1);
+    // After a gap it asks again; an event that arrives while the answer is on its way wins.
+    listed = [g2];
+    let release: () => void = () => {};
+    hold = new Promise<void>((r) => (release = r));
+    extra = [{ type: "gap", from: 5, to: 5, reason: "expired" }];
+    sock().close(1006);
+    await until("asked again", () => calls === 2, 3000);
+    sock().push({ type: "event", seq: 6, chat: { group: g3 }, event: { kind: "member_added", by: "bob", users: ["alice"], name: g3 }, ts: now });
+    await until("event applied", () => client.lastSeq === 6);
+    release();
+    await sleep(50);
+    expect(client.conversation({ group: g3 }).left).toBeUndefined();
     await client.stop();
   });
 

@@ -45,6 +45,8 @@ export interface Meta {
    * by markSent; stored with the seq that acknowledges them.
    */
   earlyReceipts?: Record<string, "delivered" | "read">;
+  /** Groups' `left` flags were checked against the server's list (GET /v1/groups) once. */
+  membershipChecked?: boolean;
 }
 
 export type MessageInput = Omit<MessageFrame, "type" | "seq" | "media"> & {

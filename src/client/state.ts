@@ -236,9 +236,20 @@ export class ChatState {
    * group arrive in the group's order).
    */
   memberAgain(conv: Conversation): void {
-    if (!conv.left) return;
-    delete conv.left;
+    this.membershipMark++;
+    this.setLeft(conv, false);
+  }
+
+  /** Counts inbox entries that said something about this user's groups (see SyncEngine.checkMembership). */
+  membershipMark = 0;
+
+  /** Sets or clears a group conversation's `left`; true when it changed. */
+  setLeft(conv: Conversation, left: boolean): boolean {
+    if ((conv.left === true) === left) return false;
+    if (left) conv.left = true;
+    else delete conv.left;
     this.changedConversation(conv);
+    return true;
   }
 
   /** Upgrades own messages' status; returns those that changed. */
@@ -298,6 +309,7 @@ export class ChatState {
     }
     if ("group" in conv.chat) {
       // Events come in inbox order, so the last one about this user decides.
+      if (ev.kind === "created" || ev.kind === "member_added" || ev.kind === "member_left" || ev.kind === "member_removed") this.membershipMark++;
       if ((ev.kind === "member_left" || ev.kind === "member_removed") && ev.user === this.self) conv.left = true;
       if (ev.kind === "member_added" && Array.isArray(ev.users) && ev.users.includes(this.self)) delete conv.left;
       if (ev.kind === "created") delete conv.left;

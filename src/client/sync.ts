@@ -312,7 +312,11 @@ export class ChatSync extends Emitter<ClientEvents> {
         this.pump();
         this.connected();
         return;
-      case "synced":
+      case "synced": {
+        // A gap may have taken a group event away (a removal, a re-add): the
+        // server's list of groups says what the inbox could not. Also once per
+        // store, for groups left before the flag existed or on another device.
+        const checkGroups = this.gapTo > 0 || !this.state.meta.membershipChecked;
         if (this.gapTo > this.state.meta.lastSeq) {
           this.state.meta.lastSeq = this.gapTo;
           this.state.touchMeta();
@@ -325,8 +329,10 @@ export class ChatSync extends Emitter<ClientEvents> {
           if (gen !== this.conn.generation) return;
           this.setConn("online", 0);
           this.emit("synced", { head: f.head });
+          if (checkGroups) void this.checkMembership();
         });
         return;
+      }
       case "message":
       case "receipt":
       case "event":
@@ -363,6 +369,30 @@ export class ChatSync extends Emitter<ClientEvents> {
         this.onError(f);
         return;
     }
+  }
+
+  /**
+   * Sets each group conversation's `left` from the server's list of the user's
+   * groups. Skipped when an inbox entry about groups arrived meanwhile (it is
+   * newer than the answer), or the request failed: tried again at the next
+   * gap, or the next start until it once went through.
+   */
+  private async checkMembership(): Promise<void> {
+    const mark = this.state.membershipMark;
+    let groups: Array<{ id: string }>;
+    try {
+      groups = await this.api.groups();
+    } catch {
+      return;
+    }
+    if (mark !== this.state.membershipMark) return;
+    const member = new Set(groups.map((g) => g.id));
+    for (const conv of this.state.conversations.values()) {
+      if ("group" in conv.chat && this.state.setLeft(conv, !member.has(conv.chat.group))) this.emit("conversation", conv);
+    }
+    this.state.meta.membershipChecked = true;
+    this.state.touchMeta();
+    this.scheduleFlush();
   }
 
   private applyEntry(f: Extract<ServerFrame, { type: "message" | "receipt" | "event" }>): void {

@@ -89,9 +89,9 @@ export interface Conversation {
   /**
    * Groups: this user left or was removed (its own member_left / member_removed
    * event). The group takes no more posts from it; cleared when it is added again
-   * (member_added) or a group message comes through the inbox. Known from events
-   * only: a device that never saw the event (new, or the event expired unseen)
-   * does not know it.
+   * (member_added) or a group message comes through the inbox. Checked against
+   * the server's list of the user's groups once per store and after a gap (which
+   * may have taken such an event away).
    */
   left?: boolean;
 }
