@@ -90,7 +90,7 @@ export class ConversationView {
     this.app.client.openChat(this.chat);
     this.draw();
     this.list.scrollTop = this.list.scrollHeight;
-    this.input.focus();
+    if (!this.composer.hidden) this.input.focus();
     // A short local history: ask the server for more (permanent chats).
     if (this.app.client.messages(this.chat).length < 30) void this.loadOlder();
   }

@@ -497,7 +497,8 @@ export class UserObject extends DurableObject<Env> {
       // above does not cover; a failure (a retry time) or a refusal (media
       // released) may want the alarm sooner.
       .then((clean) => {
-        if (!clean) this.scheduleAlarm();
+        // Also when the backstop could not be set (setAlarm failed: the clock forgot it).
+        if (!clean || this.clock.setFor === null) this.scheduleAlarm();
       })
       // The backstop alarm set above drains again.
       .catch((err: unknown) => console.warn("outbox drain failed; the alarm retries", String(err)));
