@@ -24,6 +24,8 @@ export class ChatState {
   private readonly removed = new Set<string>();
   /** Records other modules own ("e2ee:..."): a value, or a function that makes it at write time. */
   private readonly extras = new Map<string, unknown>();
+  /** Counts inbox entries that said something about this user's groups (see ChatSync.checkMembership). */
+  membershipMark = 0;
 
   constructor(user: string, device: string) {
     this.meta = { user, device, lastSeq: 0, nextOrder: 1 };
@@ -240,9 +242,6 @@ export class ChatState {
     this.setLeft(conv, false);
   }
 
-  /** Counts inbox entries that said something about this user's groups (see SyncEngine.checkMembership). */
-  membershipMark = 0;
-
   /** Sets or clears a group conversation's `left`; true when it changed. */
   setLeft(conv: Conversation, left: boolean): boolean {
     if ((conv.left === true) === left) return false;
@@ -310,9 +309,8 @@ export class ChatState {
     if ("group" in conv.chat) {
       // Events come in inbox order, so the last one about this user decides.
       if (ev.kind === "created" || ev.kind === "member_added" || ev.kind === "member_left" || ev.kind === "member_removed") this.membershipMark++;
-      if ((ev.kind === "member_left" || ev.kind === "member_removed") && ev.user === this.self) conv.left = true;
-      if (ev.kind === "member_added" && Array.isArray(ev.users) && ev.users.includes(this.self)) delete conv.left;
-      if (ev.kind === "created") delete conv.left;
+      if ((ev.kind === "member_left" || ev.kind === "member_removed") && ev.user === this.self) this.setLeft(conv, true);
+      if (ev.kind === "created" || (ev.kind === "member_added" && Array.isArray(ev.users) && ev.users.includes(this.self))) this.setLeft(conv, false);
     }
     if (ev.kind === "renamed" && typeof ev.name === "string") conv.title = ev.name;
     if (ev.kind === "created" && typeof ev.name === "string" && !conv.title) conv.title = ev.name;
