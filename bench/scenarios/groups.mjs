@@ -240,7 +240,7 @@ export async function scenarioGroups(ctx) {
     ],
     durable: [{ measure: `post → last of ${size - 1} members`, real: s, durable: durableOne, relay: floorOne }],
     targets: [
-      { name: `${size}-member fan-out p50 ≤ 2× broadcast floor`, limit: 2, measured: ratio(s.p50, floorOne.p50) },
+      { name: `${size}-member fan-out p50 ≤ 2× broadcast floor`, limit: 2, measured: ratio(s.p50, floorOne.p50), floorMeasured: ratio(durableOne.p50, floorOne.p50) },
       { name: "group fan-out: lost 0, duplicated 0", limit: 0, measured: missing + duplicated + concMissing + concDup },
     ],
     notes: [
