@@ -1,0 +1,147 @@
+// Flaky clients, through the client library: the storm of flaky.test.mjs, but
+// every device is the real client library (src/client/, bundled for Node as
+// the benchmark does), end-to-end encryption on, as an app ships it. 50
+// devices (35 users, 15 of them with two), each socket cut every 0.2-2 s, half
+// the time abruptly (a TCP reset through a proxy: frames in flight are lost),
+// half the time by the library dropping it as a lost network would. Only the
+// sockets go through the proxies; HTTP (keys, device lists) goes straight.
+// After the storm: every message is in every device of its recipient and every
+// other device of its sender exactly once, decrypted to what was sent; every
+// sender's device shows it delivered. `npm run test:faults`.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { startDevServer } from "../scripts/dev-server.mjs";
+import { sleep, tokenFor } from "../bench/lib/client.mjs";
+import { clientLibrary } from "../bench/lib/chat-client.mjs";
+import { chaosProxy } from "./lib/proxy.mjs";
+
+const USERS = 35;
+const TWO_DEVICES = 15; // users 0..14 have a phone and a laptop: 50 devices
+const PER_USER = 12; // messages each user sends during the storm
+const STORM_MS = 20_000;
+
+test("50 client-library devices (e2ee) whose sockets drop every 0.2-2 s: every message reaches every device once, decrypted; every sender sees delivered", { timeout: 300_000 }, async (t) => {
+  const seed = Number(process.env.FAULT_SEED ?? Date.now() % 100_000);
+  let rnd = seed;
+  const random = () => ((rnd = (rnd * 48271) % 2147483647) / 2147483647);
+  t.diagnostic(`seed ${seed} (FAULT_SEED=${seed} to replay)`);
+
+  const lib = await clientLibrary();
+  const server = await startDevServer({ observability: false });
+  const run = Date.now().toString(36);
+  const users = Array.from({ length: USERS }, (_, i) => `L${i}-${run}`);
+  const devices = [];
+  const proxies = [];
+  const errors = [];
+  try {
+    for (let u = 0; u < USERS; u++) {
+      for (const name of u < TWO_DEVICES ? ["phone", "laptop"] : ["phone"]) {
+        const proxy = await chaosProxy(server.port);
+        proxies.push(proxy);
+        const client = new lib.ChatClient({
+          baseUrl: server.url,
+          user: users[u],
+          device: name,
+          token: () => tokenFor(server.url, users[u]),
+          store: new lib.MemoryStore(),
+          // The socket, and only the socket, through this device's proxy.
+          socketFactory: (url) => new WebSocket(url.replace(`:${server.port}/`, `:${proxy.port}/`)),
+          // Short waits between attempts keep the test's length bounded; the logic is the app's.
+          backoff: { baseMs: 100, maxMs: 1000 },
+        });
+        const d = { user: u, name, proxy, client, arrivals: new Map(), delivered: new Set(), sent: [] };
+        client.on("message", ({ message: m, source }) => {
+          if (source === "own" || m.chat?.user === undefined) return;
+          d.arrivals.set(m.key, (d.arrivals.get(m.key) ?? 0) + 1);
+        });
+        client.on("messageUpdated", ({ message: m }) => {
+          if (m.mine && (m.status === "delivered" || m.status === "read")) d.delivered.add(m.key);
+        });
+        client.on("error", (e) => errors.push(`${users[u]}/${name}: ${e.code} ${e.message}`));
+        devices.push(d);
+      }
+    }
+    assert.equal(devices.length, 50);
+    // Started one at a time: each publishes its keys before anyone writes to it.
+    for (const d of devices) {
+      const synced = d.client.once("synced", () => true, 60_000);
+      await d.client.start();
+      await synced;
+      while (!d.client.keysPublished) await sleep(20);
+    }
+
+    // The storm: every device is cut at random moments, abruptly or not.
+    let storming = true;
+    let cuts = 0;
+    const chaos = devices.map(async (d) => {
+      await sleep(random() * 1000);
+      while (storming) {
+        await sleep(200 + random() * 1800);
+        if (!storming) break;
+        cuts++;
+        if (random() < 0.5) d.proxy.cut();
+        else d.client.dropConnection();
+      }
+    });
+    // Meanwhile each user sends PER_USER messages to random others, from a random device of its own.
+    const sent = []; // { from, to, id, device, text }
+    const sending = users.map(async (user, u) => {
+      const mine = devices.filter((d) => d.user === u);
+      for (let k = 0; k < PER_USER; k++) {
+        await sleep(random() * (STORM_MS / PER_USER));
+        let to = Math.floor(random() * USERS);
+        if (to === u) to = (to + 1) % USERS;
+        const d = mine[Math.floor(random() * mine.length)];
+        const text = `from ${user} #${k}`;
+        const m = d.client.send({ user: users[to] }, { text }, `m${k}`);
+        sent.push({ from: u, to, id: m.id, device: d, text });
+      }
+    });
+    await Promise.all(sending);
+    await sleep(STORM_MS / 4);
+    storming = false;
+    await Promise.all(chaos);
+    t.diagnostic(`${sent.length} messages sent during the storm, ${cuts} sockets cut`);
+
+    // Calm: wait until every device holds what it is owed and every sender saw delivered.
+    // A message is stored under <chat of the holder>|<sender>|<id>.
+    const keyFor = (m, d) => `user:${users[d.user === m.from ? m.to : m.from]}|${users[m.from]}|${m.id}`;
+    const owed = (d) => sent.filter((m) => m.to === d.user || (m.from === d.user && m.device !== d));
+    const complete = () =>
+      devices.every((d) => owed(d).every((m) => d.arrivals.has(keyFor(m, d)))) && sent.every((m) => m.device.delivered.has(keyFor(m, m.device)));
+    const deadline = Date.now() + 120_000;
+    while (!complete() && Date.now() < deadline) await sleep(250);
+    await sleep(1500); // late duplicates would arrive now
+
+    const missing = [];
+    const dups = [];
+    const extra = [];
+    const wrong = [];
+    for (const d of devices) {
+      const who = `${users[d.user]}/${d.name}`;
+      for (const m of owed(d)) {
+        const key = keyFor(m, d);
+        if (!d.arrivals.has(key)) missing.push(`${who} lacks ${key}`);
+        const held = d.client.message(key);
+        if (held && held.text !== m.text) wrong.push(`${who}: ${key} reads ${JSON.stringify(held.text)} (encrypted: ${held.encrypted})`);
+      }
+      for (const [k, n] of d.arrivals) if (n > 1) dups.push(`${who} got ${k} ${n} times`);
+      const expected = new Set(owed(d).map((m) => keyFor(m, d)));
+      for (const k of d.arrivals.keys()) if (!expected.has(k)) extra.push(`${who} got ${k}, which nobody sent it`);
+    }
+    assert.deepEqual(missing, [], "every device has every message it is owed");
+    assert.deepEqual(dups, [], "no message was shown twice");
+    assert.deepEqual(extra, [], "nothing arrived that nobody sent");
+    assert.deepEqual(wrong, [], "every message reads as it was sent");
+    const undelivered = sent.filter((m) => !m.device.delivered.has(keyFor(m, m.device))).map((m) => `${users[m.from]}|${m.id}`);
+    assert.deepEqual(undelivered, [], "every sender saw `delivered`");
+    const encrypted = devices.reduce((a, d) => a + owed(d).filter((m) => d.client.message(keyFor(m, d))?.encrypted).length, 0);
+    const copies = devices.reduce((a, d) => a + owed(d).length, 0);
+    t.diagnostic(`${copies} copies delivered, ${encrypted} of them end-to-end encrypted; ${errors.length} error events`);
+    assert.equal(encrypted, copies, "every copy was encrypted end to end");
+  } finally {
+    for (const d of devices) await d.client.stop().catch(() => {});
+    for (const p of proxies) p.close();
+    server.stop();
+  }
+});
