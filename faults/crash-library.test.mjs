@@ -1,0 +1,152 @@
+// Crash, through the client library: crash.test.mjs with the real client
+// library (src/client/, bundled for Node as the benchmark does) on every
+// device, end-to-end encryption on, as an app ships it. Five senders queue
+// messages to an online and an offline recipient while the server is killed
+// with SIGKILL (its whole process group, workerd included) and restarted on
+// the same state directory and port. The library keeps every send in its store
+// until `sent`, reconnects by itself and resends with the same id and the same
+// sealed frame.
+//
+// What must hold: every message arrives exactly once, in each sender's order,
+// decrypted to what was sent; the ones confirmed before the crash as well as
+// the ones whose `sent` the crash swallowed. `npm run test:faults`.
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import { freePort, startDevServer } from "../scripts/dev-server.mjs";
+import { sleep, tokenFor } from "../bench/lib/client.mjs";
+import { clientLibrary } from "../bench/lib/chat-client.mjs";
+
+const SENDERS = 5;
+const PER_SENDER = 100;
+const RATE = 20; // per second per sender
+
+async function startOn(state, port) {
+  // The port of a killed server can take a moment to be free again.
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await startDevServer({ persistTo: state, keepState: true, port, observability: false });
+    } catch (err) {
+      if (attempt >= 3) throw err;
+      await sleep(1000);
+    }
+  }
+}
+
+test("kill -9 while client-library senders (e2ee) queue messages: every message arrives exactly once, in order, decrypted", { timeout: 240_000 }, async (t) => {
+  const seed = Number(process.env.FAULT_SEED ?? Date.now() % 100_000);
+  let rnd = seed;
+  const random = () => ((rnd = (rnd * 48271) % 2147483647) / 2147483647);
+  const killAfterMs = 500 + Math.floor(random() * 4000);
+  t.diagnostic(`seed ${seed} (FAULT_SEED=${seed} to replay): kill after ${killAfterMs} ms`);
+
+  const lib = await clientLibrary();
+  const state = mkdtempSync(join(tmpdir(), "relay-crash-lib-"));
+  const port = await freePort();
+  let server = await startOn(state, port);
+  const base = server.url; // the same after the restart: same port
+  const run = Date.now().toString(36);
+  const errors = [];
+  const make = (user, device, store = new lib.MemoryStore()) => {
+    const c = new lib.ChatClient({
+      baseUrl: base,
+      user,
+      device,
+      token: () => tokenFor(base, user),
+      store,
+      // Short waits between attempts keep the test's length bounded; the logic is the app's.
+      backoff: { baseMs: 100, maxMs: 1000 },
+    });
+    c.on("error", (e) => errors.push(`${user}/${device}: ${e.code} ${e.message}`));
+    return c;
+  };
+  const start = async (c) => {
+    const synced = c.once("synced", () => true, 60_000);
+    await c.start();
+    await synced;
+    while (!c.keysPublished) await sleep(20);
+  };
+  /** Arrivals at a recipient: key -> count, and the order they came in. */
+  const track = (c, into) => {
+    c.on("message", ({ message: m, source }) => {
+      if (source !== "live") return;
+      into.count.set(m.key, (into.count.get(m.key) ?? 0) + 1);
+      into.order.push(m);
+    });
+  };
+  const online = make(`on-${run}`, "phone");
+  const offlineStore = new lib.MemoryStore();
+  const offline = make(`off-${run}`, "phone", offlineStore);
+  const senders = Array.from({ length: SENDERS }, (_, i) => make(`s${i}-${run}`, "phone"));
+  const atOnline = { count: new Map(), order: [] };
+  const atOffline = { count: new Map(), order: [] };
+  track(online, atOnline);
+  let offline2 = null;
+  try {
+    await start(online);
+    // The offline recipient's device and keys exist before anything is sent: it is owed all of it.
+    await start(offline);
+    await offline.stop();
+    for (const s of senders) await start(s);
+
+    const recipientOf = (k) => (k % 2 === 0 ? online.user : offline.user);
+    const textOf = (i, k) => `sender ${i} message ${k}`;
+    const sending = senders.map(async (s, i) => {
+      for (let k = 0; k < PER_SENDER; k++) {
+        s.send({ user: recipientOf(k) }, { text: textOf(i, k) }, `m${k}`);
+        await sleep(1000 / RATE);
+      }
+    });
+    await sleep(killAfterMs);
+    const confirmed = () => senders.map((s) => s.messages({ user: online.user }).concat(s.messages({ user: offline.user })).filter((m) => m.msg !== undefined).length);
+    server.stop(); // SIGKILL to the whole group; the state directory stays
+    t.diagnostic(`killed; confirmed before the crash: ${confirmed().join(", ")}`);
+    await sleep(500);
+    server = await startOn(state, port);
+    await Promise.all(sending);
+
+    // Every send confirmed in the end: the library resends whatever the crash left unconfirmed.
+    const deadline = Date.now() + 90_000;
+    while (senders.some((s) => s.pendingSends().length > 0) && Date.now() < deadline) await sleep(250);
+    assert.deepEqual(senders.map((s) => s.pendingSends().length), senders.map(() => 0), "every send confirmed");
+
+    offline2 = make(offline.user, "phone", offlineStore);
+    track(offline2, atOffline);
+    await start(offline2);
+    const owed = (r) => senders.flatMap((s, i) => Array.from({ length: PER_SENDER }, (_, k) => k).filter((k) => recipientOf(k) === r.user).map((k) => ({ key: `user:${s.user}|${s.user}|m${k}`, text: textOf(i, k), from: s.user, k })));
+    const hasAll = (r, at) => owed(r).every((m) => at.count.has(m.key));
+    const until = async (pred, what) => {
+      const end = Date.now() + 90_000;
+      while (!pred() && Date.now() < end) await sleep(250);
+      assert.ok(pred(), what);
+    };
+    await until(() => hasAll(online, atOnline), "every message at the online recipient");
+    await until(() => hasAll(offline2, atOffline), "every message at the offline recipient");
+    await sleep(1500); // duplicates, if any, would arrive now
+
+    for (const [r, at] of [[online, atOnline], [offline2, atOffline]]) {
+      const dups = [...at.count].filter(([, n]) => n > 1).map(([k]) => k);
+      assert.deepEqual(dups, [], `${r.user} was shown these more than once`);
+      assert.equal(at.count.size, owed(r).length, `${r.user} got messages nobody sent it`);
+      for (const m of owed(r)) {
+        const held = r.message(m.key);
+        assert.equal(held?.text, m.text, `${r.user}: ${m.key} must read as sent`);
+        assert.ok(held.encrypted, `${r.user}: ${m.key} must have come encrypted`);
+      }
+      // Per-sender order, as the recipient applied them.
+      const last = new Map();
+      for (const m of at.order) {
+        const k = Number(m.id.slice(1));
+        assert.ok((last.get(m.from) ?? -1) < k, `${r.user}: ${m.from} ${m.id} arrived after a later message`);
+        last.set(m.from, k);
+      }
+    }
+    t.diagnostic(`delivered: online ${atOnline.order.length}, offline ${atOffline.order.length}; ${errors.length} error events${errors.length ? `, e.g. ${errors[0]}` : ""}`);
+  } finally {
+    for (const c of [online, offline, offline2, ...senders]) await c?.stop().catch(() => {});
+    server.stop();
+    rmSync(state, { recursive: true, force: true });
+  }
+});
