@@ -16,33 +16,20 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { freePort, startDevServer } from "../scripts/dev-server.mjs";
+import { freePort } from "../scripts/dev-server.mjs";
 import { Client, connectAll, sleep } from "../bench/lib/client.mjs";
 import { createGroup } from "../bench/scenarios/groups.mjs";
+import { seeded, startOn } from "./lib/run.mjs";
 
 const MEMBERS = 40; // members 0 and 1 post; member MEMBERS-1 is offline
 const PER_SENDER = 60; // phase 1, paced
 const BURST = 40; // phase 2, each sender at once (the send burst allows 60)
 const RATE = 20; // posts per second per sender in phase 1
 
-async function startOn(state, port) {
-  // The port of a killed server can take a moment to be free again.
-  for (let attempt = 0; ; attempt++) {
-    try {
-      return await startDevServer({ persistTo: state, keepState: true, port, observability: false });
-    } catch (err) {
-      if (attempt >= 3) throw err;
-      await sleep(1000);
-    }
-  }
-}
-
 test("kill -9 during a group fan-out: every post reaches every member exactly once, in order", { timeout: 240_000 }, async (t) => {
-  const seed = Number(process.env.FAULT_SEED ?? Date.now() % 100_000);
-  let rnd = seed;
-  const random = () => ((rnd = (rnd * 48271) % 2147483647) / 2147483647);
+  const { random, say } = seeded(t);
   const killAfterMs = 500 + Math.floor(random() * 2500);
-  t.diagnostic(`seed ${seed} (FAULT_SEED=${seed} to replay): kill after ${killAfterMs} ms`);
+  say(`kill after ${killAfterMs} ms`);
 
   const state = mkdtempSync(join(tmpdir(), "relay-crash-group-"));
   const port = await freePort();

@@ -15,32 +15,19 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { freePort, startDevServer } from "../scripts/dev-server.mjs";
-import { sleep, tokenFor } from "../bench/lib/client.mjs";
-import { clientLibrary } from "../bench/lib/chat-client.mjs";
+import { freePort } from "../scripts/dev-server.mjs";
+import { sleep } from "../bench/lib/client.mjs";
+import { clientLibrary, startClient } from "../bench/lib/chat-client.mjs";
+import { libraryClient, seeded, startOn } from "./lib/run.mjs";
 
 const SENDERS = 5;
 const PER_SENDER = 100;
 const RATE = 20; // per second per sender
 
-async function startOn(state, port) {
-  // The port of a killed server can take a moment to be free again.
-  for (let attempt = 0; ; attempt++) {
-    try {
-      return await startDevServer({ persistTo: state, keepState: true, port, observability: false });
-    } catch (err) {
-      if (attempt >= 3) throw err;
-      await sleep(1000);
-    }
-  }
-}
-
 test("kill -9 while client-library senders (e2ee) queue messages: every message arrives exactly once, in order, decrypted", { timeout: 240_000 }, async (t) => {
-  const seed = Number(process.env.FAULT_SEED ?? Date.now() % 100_000);
-  let rnd = seed;
-  const random = () => ((rnd = (rnd * 48271) % 2147483647) / 2147483647);
+  const { random, say } = seeded(t);
   const killAfterMs = 500 + Math.floor(random() * 4000);
-  t.diagnostic(`seed ${seed} (FAULT_SEED=${seed} to replay): kill after ${killAfterMs} ms`);
+  say(`kill after ${killAfterMs} ms`);
 
   const lib = await clientLibrary();
   const state = mkdtempSync(join(tmpdir(), "relay-crash-lib-"));
@@ -49,25 +36,8 @@ test("kill -9 while client-library senders (e2ee) queue messages: every message 
   const base = server.url; // the same after the restart: same port
   const run = Date.now().toString(36);
   const errors = [];
-  const make = (user, device, store = new lib.MemoryStore()) => {
-    const c = new lib.ChatClient({
-      baseUrl: base,
-      user,
-      device,
-      token: () => tokenFor(base, user),
-      store,
-      // Short waits between attempts keep the test's length bounded; the logic is the app's.
-      backoff: { baseMs: 100, maxMs: 1000 },
-    });
-    c.on("error", (e) => errors.push(`${user}/${device}: ${e.code} ${e.message}`));
-    return c;
-  };
-  const start = async (c) => {
-    const synced = c.once("synced", () => true, 60_000);
-    await c.start();
-    await synced;
-    while (!c.keysPublished) await sleep(20);
-  };
+  const make = (user, device, store) => libraryClient({ base, user, device, store, errors });
+  const start = startClient;
   /** Arrivals at a recipient: key -> count, and the order they came in. */
   const track = (c, into) => {
     c.on("message", ({ message: m, source }) => {
@@ -76,10 +46,10 @@ test("kill -9 while client-library senders (e2ee) queue messages: every message 
       into.order.push(m);
     });
   };
-  const online = make(`on-${run}`, "phone");
+  const online = await make(`on-${run}`, "phone");
   const offlineStore = new lib.MemoryStore();
-  const offline = make(`off-${run}`, "phone", offlineStore);
-  const senders = Array.from({ length: SENDERS }, (_, i) => make(`s${i}-${run}`, "phone"));
+  const offline = await make(`off-${run}`, "phone", offlineStore);
+  const senders = await Promise.all(Array.from({ length: SENDERS }, (_, i) => make(`s${i}-${run}`, "phone")));
   const atOnline = { count: new Map(), order: [] };
   const atOffline = { count: new Map(), order: [] };
   track(online, atOnline);
@@ -112,7 +82,7 @@ test("kill -9 while client-library senders (e2ee) queue messages: every message 
     while (senders.some((s) => s.pendingSends().length > 0) && Date.now() < deadline) await sleep(250);
     assert.deepEqual(senders.map((s) => s.pendingSends().length), senders.map(() => 0), "every send confirmed");
 
-    offline2 = make(offline.user, "phone", offlineStore);
+    offline2 = await make(offline.user, "phone", offlineStore);
     track(offline2, atOffline);
     await start(offline2);
     const owed = (r) => senders.flatMap((s, i) => Array.from({ length: PER_SENDER }, (_, k) => k).filter((k) => recipientOf(k) === r.user).map((k) => ({ key: `user:${s.user}|${s.user}|m${k}`, text: textOf(i, k), from: s.user, k })));

@@ -12,32 +12,19 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { freePort, startDevServer } from "../scripts/dev-server.mjs";
+import { freePort } from "../scripts/dev-server.mjs";
 import { Client, sleep } from "../bench/lib/client.mjs";
+import { seeded, startOn } from "./lib/run.mjs";
 
 const SENDERS = 5;
 const PER_SENDER = 200;
 const RATE = 25; // per second, below the send limit of 30/s
 const RESENDING = 3; // senders 0..2 resend after the crash; 3..4 give up on unconfirmed sends
 
-async function startOn(state, port) {
-  // The port of a killed server can take a moment to be free again.
-  for (let attempt = 0; ; attempt++) {
-    try {
-      return await startDevServer({ persistTo: state, keepState: true, port, observability: false });
-    } catch (err) {
-      if (attempt >= 3) throw err;
-      await sleep(1000);
-    }
-  }
-}
-
 test("kill -9 mid-stream: every sent message arrives exactly once and in order, nothing unsent is duplicated", { timeout: 240_000 }, async (t) => {
-  const seed = Number(process.env.FAULT_SEED ?? Date.now() % 100_000);
-  let rnd = seed;
-  const random = () => ((rnd = (rnd * 48271) % 2147483647) / 2147483647);
+  const { random, say } = seeded(t);
   const killAfterMs = 1000 + Math.floor(random() * 5000);
-  t.diagnostic(`seed ${seed} (FAULT_SEED=${seed} to replay): kill after ${killAfterMs} ms`);
+  say(`kill after ${killAfterMs} ms`);
 
   const state = mkdtempSync(join(tmpdir(), "relay-crash-"));
   const port = await freePort();

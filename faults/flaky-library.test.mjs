@@ -11,96 +11,55 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { startDevServer } from "../scripts/dev-server.mjs";
-import { sleep, tokenFor } from "../bench/lib/client.mjs";
-import { clientLibrary } from "../bench/lib/chat-client.mjs";
-import { chaosProxy } from "./lib/proxy.mjs";
-
-const USERS = 35;
-const TWO_DEVICES = 15; // users 0..14 have a phone and a laptop: 50 devices
-const PER_USER = 12; // messages each user sends during the storm
-const STORM_MS = 20_000;
+import { sleep } from "../bench/lib/client.mjs";
+import { startClient } from "../bench/lib/chat-client.mjs";
+import { flakyDevices, libraryClient, seeded, storm } from "./lib/run.mjs";
 
 test("50 client-library devices (e2ee) whose sockets drop every 0.2-2 s: every message reaches every device once, decrypted; every sender sees delivered", { timeout: 300_000 }, async (t) => {
-  const seed = Number(process.env.FAULT_SEED ?? Date.now() % 100_000);
-  let rnd = seed;
-  const random = () => ((rnd = (rnd * 48271) % 2147483647) / 2147483647);
-  t.diagnostic(`seed ${seed} (FAULT_SEED=${seed} to replay)`);
+  const { random, say } = seeded(t);
+  say();
 
-  const lib = await clientLibrary();
   const server = await startDevServer({ observability: false });
-  const run = Date.now().toString(36);
-  const users = Array.from({ length: USERS }, (_, i) => `L${i}-${run}`);
-  const devices = [];
-  const proxies = [];
   const errors = [];
+  let flaky = null;
   try {
-    for (let u = 0; u < USERS; u++) {
-      for (const name of u < TWO_DEVICES ? ["phone", "laptop"] : ["phone"]) {
-        const proxy = await chaosProxy(server.port);
-        proxies.push(proxy);
-        const client = new lib.ChatClient({
-          baseUrl: server.url,
-          user: users[u],
-          device: name,
-          token: () => tokenFor(server.url, users[u]),
-          store: new lib.MemoryStore(),
-          // The socket, and only the socket, through this device's proxy.
-          socketFactory: (url) => new WebSocket(url.replace(`:${server.port}/`, `:${proxy.port}/`)),
-          // Short waits between attempts keep the test's length bounded; the logic is the app's.
-          backoff: { baseMs: 100, maxMs: 1000 },
-        });
-        const d = { user: u, name, proxy, client, arrivals: new Map(), delivered: new Set(), sent: [] };
-        client.on("message", ({ message: m, source }) => {
-          if (source === "own" || m.chat?.user === undefined) return;
-          d.arrivals.set(m.key, (d.arrivals.get(m.key) ?? 0) + 1);
-        });
-        client.on("messageUpdated", ({ message: m }) => {
-          if (m.mine && (m.status === "delivered" || m.status === "read")) d.delivered.add(m.key);
-        });
-        client.on("error", (e) => errors.push(`${users[u]}/${name}: ${e.code} ${e.message}`));
-        devices.push(d);
-      }
-    }
+    flaky = await flakyDevices(server, "L", async (user, name, proxy) => {
+      const client = await libraryClient({
+        base: server.url,
+        user,
+        device: name,
+        // The socket, and only the socket, through this device's proxy.
+        socketFactory: (url) => new WebSocket(url.replace(`:${server.port}/`, `:${proxy.port}/`)),
+        errors,
+      });
+      const d = { name, client, arrivals: new Map(), delivered: new Set(), cut: () => proxy.cut(), drop: () => client.dropConnection() };
+      client.on("message", ({ message: m, source }) => {
+        if (source === "own" || m.chat?.user === undefined) return;
+        d.arrivals.set(m.key, (d.arrivals.get(m.key) ?? 0) + 1);
+      });
+      client.on("messageUpdated", ({ message: m }) => {
+        if (m.mine && (m.status === "delivered" || m.status === "read")) d.delivered.add(m.key);
+      });
+      return d;
+    });
+    const { users, devices } = flaky;
     assert.equal(devices.length, 50);
     // Started one at a time: each publishes its keys before anyone writes to it.
-    for (const d of devices) {
-      const synced = d.client.once("synced", () => true, 60_000);
-      await d.client.start();
-      await synced;
-      while (!d.client.keysPublished) await sleep(20);
-    }
+    for (const d of devices) await startClient(d.client);
 
-    // The storm: every device is cut at random moments, abruptly or not.
-    let storming = true;
-    let cuts = 0;
-    const chaos = devices.map(async (d) => {
-      await sleep(random() * 1000);
-      while (storming) {
-        await sleep(200 + random() * 1800);
-        if (!storming) break;
-        cuts++;
-        if (random() < 0.5) d.proxy.cut();
-        else d.client.dropConnection();
-      }
-    });
-    // Meanwhile each user sends PER_USER messages to random others, from a random device of its own.
+    // The storm: every device is cut at random moments, abruptly or not, while
+    // each user sends its messages to random others, from a random device of its own.
     const sent = []; // { from, to, id, device, text }
-    const sending = users.map(async (user, u) => {
-      const mine = devices.filter((d) => d.user === u);
-      for (let k = 0; k < PER_USER; k++) {
-        await sleep(random() * (STORM_MS / PER_USER));
-        let to = Math.floor(random() * USERS);
-        if (to === u) to = (to + 1) % USERS;
-        const d = mine[Math.floor(random() * mine.length)];
-        const text = `from ${user} #${k}`;
+    const cuts = await storm({
+      devices,
+      users,
+      random,
+      send: (d, to, k) => {
+        const text = `from ${users[d.user]} #${k}`;
         const m = d.client.send({ user: users[to] }, { text }, `m${k}`);
-        sent.push({ from: u, to, id: m.id, device: d, text });
-      }
+        sent.push({ from: d.user, to, id: m.id, device: d, text });
+      },
     });
-    await Promise.all(sending);
-    await sleep(STORM_MS / 4);
-    storming = false;
-    await Promise.all(chaos);
     t.diagnostic(`${sent.length} messages sent during the storm, ${cuts} sockets cut`);
 
     // Calm: wait until every device holds what it is owed and every sender saw delivered.
@@ -140,8 +99,8 @@ test("50 client-library devices (e2ee) whose sockets drop every 0.2-2 s: every m
     t.diagnostic(`${copies} copies delivered, ${encrypted} of them end-to-end encrypted; ${errors.length} error events`);
     assert.equal(encrypted, copies, "every copy was encrypted end to end");
   } finally {
-    for (const d of devices) await d.client.stop().catch(() => {});
-    for (const p of proxies) p.close();
+    for (const d of flaky?.devices ?? []) await d.client.stop().catch(() => {});
+    flaky?.close();
     server.stop();
   }
 });

@@ -10,66 +10,36 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { startDevServer } from "../scripts/dev-server.mjs";
 import { Client, sleep } from "../bench/lib/client.mjs";
-import { chaosProxy } from "./lib/proxy.mjs";
-
-const USERS = 35;
-const TWO_DEVICES = 15; // users 0..14 have a phone and a laptop: 50 devices
-const PER_USER = 12; // messages each user sends during the storm
-const STORM_MS = 20_000;
+import { flakyDevices, seeded, storm } from "./lib/run.mjs";
 
 test("50 devices whose connections drop every 0.2-2 s: every message reaches every device exactly once, every sender sees delivered", { timeout: 300_000 }, async (t) => {
-  const seed = Number(process.env.FAULT_SEED ?? Date.now() % 100_000);
-  let rnd = seed;
-  const random = () => ((rnd = (rnd * 48271) % 2147483647) / 2147483647);
-  t.diagnostic(`seed ${seed} (FAULT_SEED=${seed} to replay)`);
+  const { random, say } = seeded(t);
+  say();
 
   const server = await startDevServer({ observability: false });
-  const run = Date.now().toString(36);
-  const users = Array.from({ length: USERS }, (_, i) => `u${i}-${run}`);
-  const devices = [];
-  const proxies = [];
+  let flaky = null;
   try {
-    for (let u = 0; u < USERS; u++) {
-      for (const device of u < TWO_DEVICES ? ["phone", "laptop"] : ["phone"]) {
-        const proxy = await chaosProxy(server.port);
-        proxies.push(proxy);
-        devices.push({ user: u, proxy, client: new Client({ base: proxy.url, tokenBase: server.url, user: users[u], device, reconnect: true }) });
-      }
-    }
+    flaky = await flakyDevices(server, "u", (user, device, proxy) => {
+      const client = new Client({ base: proxy.url, tokenBase: server.url, user, device, reconnect: true });
+      return { client, cut: () => proxy.cut(), drop: () => client.drop() };
+    });
+    const { users, devices } = flaky;
     assert.equal(devices.length, 50);
     for (const d of devices) await d.client.connect();
 
-    // The storm: every device is cut at random moments, abruptly or not.
-    let storming = true;
-    let cuts = 0;
-    const chaos = devices.map(async (d) => {
-      await sleep(random() * 1000);
-      while (storming) {
-        await sleep(200 + random() * 1800);
-        if (!storming) break;
-        cuts++;
-        if (random() < 0.5) d.proxy.cut();
-        else d.client.drop();
-      }
-    });
-    // Meanwhile each user sends PER_USER messages to random others, from a random device of its own.
+    // The storm: every device is cut at random moments, abruptly or not, while
+    // each user sends its messages to random others, from a random device of its own.
     const sent = []; // { from, to, id, device }
-    const sending = users.map(async (user, u) => {
-      const mine = devices.filter((d) => d.user === u);
-      for (let k = 0; k < PER_USER; k++) {
-        await sleep(random() * (STORM_MS / PER_USER));
-        let to = Math.floor(random() * USERS);
-        if (to === u) to = (to + 1) % USERS;
-        const d = mine[Math.floor(random() * mine.length)];
+    const cuts = await storm({
+      devices,
+      users,
+      random,
+      send: (d, to, k) => {
         const id = `m${k}`;
-        sent.push({ from: u, to, id, device: d });
-        d.client.send({ user: users[to] }, id, `from ${user} #${k}`);
-      }
+        sent.push({ from: d.user, to, id, device: d });
+        d.client.send({ user: users[to] }, id, `from ${users[d.user]} #${k}`);
+      },
     });
-    await Promise.all(sending);
-    await sleep(Math.max(0, STORM_MS / 4));
-    storming = false;
-    await Promise.all(chaos);
     t.diagnostic(`${sent.length} messages sent during the storm, ${cuts} connections cut`);
 
     // Calm: wait until every device holds what it is owed and every sender saw delivered.
@@ -103,8 +73,8 @@ test("50 devices whose connections drop every 0.2-2 s: every message reaches eve
     t.diagnostic(`reconnects ${reconnects}, replayed seqs dropped ${devices.reduce((a, d) => a + d.client.replayedSeqs, 0)}`);
     assert.ok(reconnects > 50, "the storm really did cut connections");
   } finally {
-    for (const d of devices) d.client.close();
-    for (const p of proxies) p.close();
+    for (const d of flaky?.devices ?? []) d.client.close();
+    flaky?.close();
     server.stop();
   }
 });
