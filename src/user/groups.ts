@@ -119,18 +119,21 @@ function applyToRetention(d: ChatDeps, from: string, p: GroupEventItem): number 
   return undefined;
 }
 
-/** Moves the group's high-water mark; false if this entry was already applied. */
+/**
+ * Moves the group's high-water mark; false if this entry was already applied.
+ * One statement (it runs once per member of every post): an entry at or below
+ * the mark writes nothing, which rowsWritten tells.
+ */
 function advance(sql: SqlStorage, group: string, gseq: number, now: number): boolean {
-  const row = sql.exec<{ last_seq: number }>("SELECT last_seq FROM groups WHERE id = ?", group).toArray()[0];
-  if (row && gseq <= row.last_seq) return false;
-  sql.exec(
+  const moved = sql.exec(
     `INSERT INTO groups (id, name, role, last_seq, updated_at) VALUES (?, '', NULL, ?, ?)
-     ON CONFLICT(id) DO UPDATE SET last_seq = excluded.last_seq, updated_at = excluded.updated_at`,
+     ON CONFLICT(id) DO UPDATE SET last_seq = excluded.last_seq, updated_at = excluded.updated_at
+     WHERE excluded.last_seq > groups.last_seq`,
     group,
     gseq,
     now,
   );
-  return true;
+  return moved.rowsWritten > 0;
 }
 
 /** Keeps the user's view of its groups (name, role, membership) in step with the events. */
