@@ -9,7 +9,9 @@
 //
 // What must hold: every message arrives exactly once, in each sender's order,
 // decrypted to what was sent; the ones confirmed before the crash as well as
-// the ones whose `sent` the crash swallowed. `npm run test:faults`.
+// the ones whose `sent` the crash swallowed. The second test does the same in
+// a 12-member group, three members posting (sender keys), one member offline
+// through the crash. `npm run test:faults`.
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -116,6 +118,107 @@ test("kill -9 while client-library senders (e2ee) queue messages: every message 
     t.diagnostic(`delivered: online ${atOnline.order.length}, offline ${atOffline.order.length}; ${errors.length} error events${errors.length ? `, e.g. ${errors[0]}` : ""}`);
   } finally {
     for (const c of [online, offline, offline2, ...senders]) await c?.stop().catch(() => {});
+    server.stop();
+    rmSync(state, { recursive: true, force: true });
+  }
+});
+
+test("kill -9 while client-library members (e2ee) post to a group: every post reaches every member once, in order, decrypted", { timeout: 240_000 }, async (t) => {
+  const MEMBERS = 12; // members 0..2 post; the last one is offline during the crash
+  const POSTERS = 3;
+  const POSTS = 60; // each, paced
+  const { random, say } = seeded(t);
+  const killAfterMs = 300 + Math.floor(random() * 2500);
+  say(`kill after ${killAfterMs} ms`);
+
+  const state = mkdtempSync(join(tmpdir(), "relay-crash-lib-group-"));
+  const port = await freePort();
+  let server = await startOn(state, port);
+  const base = server.url;
+  const run = Date.now().toString(36);
+  const errors = [];
+  const users = Array.from({ length: MEMBERS }, (_, i) => `G${i}-${run}`);
+  const stores = users.map(() => null);
+  const clients = [];
+  const arrivals = users.map(() => ({ count: new Map(), order: [] }));
+  const make = async (i) => {
+    const lib = await clientLibrary();
+    stores[i] ??= new lib.MemoryStore();
+    const c = await libraryClient({ base, user: users[i], device: "phone", store: stores[i], errors });
+    c.on("message", ({ message: m, source }) => {
+      if (source !== "live" || !m.chat?.group || m.mine || m.system) return;
+      arrivals[i].count.set(m.key, (arrivals[i].count.get(m.key) ?? 0) + 1);
+      arrivals[i].order.push(m);
+    });
+    return c;
+  };
+  let late = null;
+  try {
+    for (let i = 0; i < MEMBERS; i++) clients.push(await make(i));
+    for (const c of clients) await startClient(c);
+    const group = (await clients[0].createGroup(`crash ${run}`, users.slice(1))).id;
+    // Every member knows the group (its creation event) before anyone posts.
+    const knows = (c) => c.conversations().some((v) => v.chat.group === group);
+    const end = Date.now() + 30_000;
+    while (!clients.every(knows) && Date.now() < end) await sleep(50);
+    assert.ok(clients.every(knows), "every member has the group");
+    await clients[MEMBERS - 1].stop(); // offline from here until after the crash
+
+    const textOf = (p, k) => `${users[p]} post ${k}`;
+    // Each poster's first post alone, read by every online member: its sender key is handed
+    // over, so the crash lands on a steady stream rather than on the key set-up.
+    clients.slice(0, POSTERS).forEach((c, p) => c.send({ group }, { text: textOf(p, 0) }, "p0"));
+    const firstIn = () =>
+      clients.slice(0, MEMBERS - 1).every((c, i) => clients.slice(0, POSTERS).every((_, p) => p === i || c.message(`group:${group}|${users[p]}|p0`)?.text === textOf(p, 0)));
+    const firstEnd = Date.now() + 60_000;
+    while (!firstIn() && Date.now() < firstEnd) await sleep(50);
+    assert.ok(firstIn(), "every online member read the first posts");
+    const sending = clients.slice(0, POSTERS).map(async (c, p) => {
+      for (let k = 1; k < POSTS; k++) {
+        c.send({ group }, { text: textOf(p, k) }, `p${k}`);
+        await sleep(50);
+      }
+    });
+    await sleep(killAfterMs);
+    server.stop(); // SIGKILL to the whole group; the state directory stays
+    t.diagnostic(`killed; confirmed before the crash: ${clients.slice(0, POSTERS).map((c) => c.messages({ group }).filter((m) => m.mine && m.msg !== undefined).length).join(", ")}`);
+    await sleep(500);
+    server = await startOn(state, port);
+    await Promise.all(sending);
+
+    const until = async (pred, what) => {
+      const deadline = Date.now() + 120_000;
+      while (!pred() && Date.now() < deadline) await sleep(250);
+      assert.ok(pred(), what);
+    };
+    await until(() => clients.slice(0, POSTERS).every((c) => c.pendingSends().length === 0), "every post confirmed");
+    late = await make(MEMBERS - 1);
+    await startClient(late);
+    const owed = (i) => Array.from({ length: POSTERS }, (_, p) => p).filter((p) => p !== i).flatMap((p) => Array.from({ length: POSTS }, (_, k) => ({ key: `group:${group}|${users[p]}|p${k}`, text: textOf(p, k) })));
+    const receivers = [...clients.slice(0, MEMBERS - 1), late];
+    await until(() => receivers.every((c, i) => owed(i).every((m) => arrivals[i].count.has(m.key))), "every post at every member");
+    await sleep(1500); // duplicates, if any, would arrive now
+
+    receivers.forEach((c, i) => {
+      const dups = [...arrivals[i].count].filter(([, n]) => n > 1).map(([k]) => k);
+      assert.deepEqual(dups, [], `${users[i]} was shown these more than once`);
+      const expected = new Set(owed(i).map((m) => m.key));
+      assert.deepEqual([...arrivals[i].count.keys()].filter((k) => !expected.has(k)), [], `${users[i]} got posts nobody sent it`);
+      for (const m of owed(i)) {
+        const held = c.message(m.key);
+        assert.equal(held?.text, m.text, `${users[i]}: ${m.key} must read as sent`);
+        assert.ok(held.encrypted, `${users[i]}: ${m.key} must have come encrypted`);
+      }
+      const last = new Map();
+      for (const m of arrivals[i].order) {
+        const k = Number(m.id.slice(1));
+        assert.ok((last.get(m.from) ?? -1) < k, `${users[i]}: ${m.from} ${m.id} arrived after a later post`);
+        last.set(m.from, k);
+      }
+    });
+    t.diagnostic(`delivered ${arrivals.reduce((a, x) => a + x.order.length, 0)} copies; ${errors.length} error events${errors.length ? `, e.g. ${errors[0]}` : ""}`);
+  } finally {
+    for (const c of [...clients, late]) await c?.stop().catch(() => {});
     server.stop();
     rmSync(state, { recursive: true, force: true });
   }
