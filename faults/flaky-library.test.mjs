@@ -50,16 +50,23 @@ test("50 client-library devices (e2ee) whose sockets drop every 0.2-2 s: every m
     // The storm: every device is cut at random moments, abruptly or not, while
     // each user sends its messages to random others, from a random device of its own.
     const sent = []; // { from, to, id, device, text }
+    const refused = [];
     const cuts = await storm({
       devices,
       users,
       random,
       send: (d, to, k) => {
         const text = `from ${users[d.user]} #${k}`;
-        const m = d.client.send({ user: users[to] }, { text }, `m${k}`);
-        sent.push({ from: d.user, to, id: m.id, device: d, text });
+        try {
+          const m = d.client.send({ user: users[to] }, { text }, `m${k}`);
+          sent.push({ from: d.user, to, id: m.id, device: d, text });
+        } catch (err) {
+          // The library refuses sends once it believes another tab took the device over.
+          refused.push(`${users[d.user]}/${d.name} m${k}: ${err.message} (state ${d.client.connectionState})`);
+        }
       },
     });
+    assert.deepEqual(refused, [], "every device kept its connection (none was told another tab took over)");
     t.diagnostic(`${sent.length} messages sent during the storm, ${cuts} sockets cut`);
 
     // Calm: wait until every device holds what it is owed and every sender saw delivered.
@@ -80,7 +87,14 @@ test("50 client-library devices (e2ee) whose sockets drop every 0.2-2 s: every m
       const who = `${users[d.user]}/${d.name}`;
       for (const m of owed(d)) {
         const key = keyFor(m, d);
-        if (!d.arrivals.has(key)) missing.push(`${who} lacks ${key}`);
+        if (!d.arrivals.has(key)) {
+          // What each side knows of it, to tell a lost hand-off from a message the device holds but never showed.
+          const mine = m.device.client.message(keyFor(m, m.device));
+          const held = d.client.message(key);
+          missing.push(
+            `${who} lacks ${key} (sender: ${mine?.status ?? "no such message"}, msg ${mine?.msg}; this device: ${held ? `holds it, undecryptable ${held.undecryptable}, sealed ${!!held.sealed}` : "nothing"}, lastSeq ${d.client.lastSeq}, ${d.client.connectionState})`,
+          );
+        }
         const held = d.client.message(key);
         if (held && held.text !== m.text) wrong.push(`${who}: ${key} reads ${JSON.stringify(held.text)} (encrypted: ${held.encrypted})`);
       }
@@ -92,7 +106,13 @@ test("50 client-library devices (e2ee) whose sockets drop every 0.2-2 s: every m
     assert.deepEqual(dups, [], "no message was shown twice");
     assert.deepEqual(extra, [], "nothing arrived that nobody sent");
     assert.deepEqual(wrong, [], "every message reads as it was sent");
-    const undelivered = sent.filter((m) => !m.device.delivered.has(keyFor(m, m.device))).map((m) => `${users[m.from]}|${m.id}`);
+    const undelivered = sent
+      .filter((m) => !m.device.delivered.has(keyFor(m, m.device)))
+      .map((m) => {
+        const held = m.device.client.message(keyFor(m, m.device));
+        const others = devices.filter((o) => o.user === m.from && o !== m.device).map((o) => `${o.name}: ${o.client.message(keyFor(m, o))?.status}`);
+        return `${users[m.from]}/${m.device.name}|${m.id} (there: ${held?.status}, msg ${held?.msg}; ${others.join(", ") || "no other device"})`;
+      });
     assert.deepEqual(undelivered, [], "every sender saw `delivered`");
     const encrypted = devices.reduce((a, d) => a + owed(d).filter((m) => d.client.message(keyFor(m, d))?.encrypted).length, 0);
     const copies = devices.reduce((a, d) => a + owed(d).length, 0);

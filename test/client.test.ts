@@ -1106,6 +1106,31 @@ describe("client library with a scripted server (what a real one cannot produce 
     await client.stop();
   });
 
+  it("a 4000 right after the client gave up a socket before its hello reconnects instead of yielding to a tab that is not there", async () => {
+    // Found by faults/flaky-library.test.mjs under load: a socket dropped before its hello still
+    // reached the server, after the next one, and replaced it there. The client read the 4000 as
+    // another tab taking over and stopped for good, with nothing else connected for the device.
+    const sockets: FakeSocket[] = [];
+    const client = fakeServerClient(() => {
+      const first = sockets.length === 0;
+      const sock = new FakeSocket((s) => {
+        if (first) return; // the server has not answered yet
+        s.push({ type: "hello", protocol: 1, user: "alice", device: "web", head: 0, serverTime: Date.now() });
+        s.push({ type: "synced", head: 0 });
+      });
+      sockets.push(sock);
+      return sock;
+    });
+    await client.start();
+    await until("first socket", () => sockets.length === 1);
+    client.dropConnection(); // before its hello: its upgrade may still reach the server
+    await online(client);
+    sockets[1]!.close(4000); // ...and it did, after this one
+    await until("reconnected", () => sockets.length === 3 && client.connectionState === "online");
+    expect(client.connectionState).toBe("online");
+    await client.stop();
+  });
+
   it("a connection attempt whose token never comes is given up after the hello timeout, and the next one connects", async () => {
     // Review J: with one attempt at a time, a token fetch that hung kept the client
     // "connecting" for good: reconnectNow waited for it, and no retry was ever set.

@@ -86,6 +86,13 @@ export class Connection {
   private pingTimer: ReturnType<typeof setInterval> | null = null;
   private lastFrameAt = 0;
   private helloSeen = false;
+  /**
+   * When this client last gave up a socket the server may not have seen yet (closed
+   * before its hello, or superseded as it opened). Its upgrade can still reach the
+   * server after the next socket's and replace it there: a 4000 soon after that is
+   * this client's own doing, not another tab taking over.
+   */
+  private abandonedAt = 0;
   /** Keeps what this device writes under the server's rate limits (pacer.ts). */
   private readonly pacer = new Pacer(
     (data) => this.write(data),
@@ -205,6 +212,7 @@ export class Connection {
     clearTimeout(stuck);
     if (this.opening === gen) this.opening = null;
     if (gen !== this.generation || this.stopped) {
+      this.abandonedAt = Date.now();
       safeClose(socket, 1000, "superseded");
       return;
     }
@@ -268,6 +276,7 @@ export class Connection {
   private down(gen: number, code: number | undefined): void {
     if (gen !== this.generation) return;
     const s = this.socket;
+    if (s && !this.helloSeen) this.abandonedAt = Date.now();
     this.socket = null;
     this.helloSeen = false;
     this.generation++;
@@ -275,7 +284,9 @@ export class Connection {
     this.clearTimers();
     if (s) safeClose(s, 1000, "reconnecting");
     if (this.stopped) return;
-    const replaced = code === CLOSE_REPLACED;
+    // Replaced right after this client abandoned a socket: most likely by that socket,
+    // whose upgrade reached the server late; reconnecting (with backoff) replaces it in turn.
+    const replaced = code === CLOSE_REPLACED && Date.now() - this.abandonedAt > (this.h.helloTimeoutMs ?? 15_000);
     if (replaced) {
       // Another connection with this device id took over (a second tab): yield to it.
       this.stopped = true;
