@@ -12,14 +12,10 @@
 // offline member included, in each sender's order.
 // Real processes, real sockets: `npm run test:faults`.
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { test } from "node:test";
-import { freePort } from "../scripts/dev-server.mjs";
 import { Client, connectAll, sleep } from "../bench/lib/client.mjs";
 import { createGroup } from "../bench/scenarios/groups.mjs";
-import { seeded, startOn } from "./lib/run.mjs";
+import { crashableServer, seeded } from "./lib/run.mjs";
 
 const MEMBERS = 40; // members 0 and 1 post; member MEMBERS-1 is offline
 const PER_SENDER = 60; // phase 1, paced
@@ -31,9 +27,7 @@ test("kill -9 during a group fan-out: every post reaches every member exactly on
   const killAfterMs = 500 + Math.floor(random() * 2500);
   say(`kill after ${killAfterMs} ms`);
 
-  const state = mkdtempSync(join(tmpdir(), "relay-crash-group-"));
-  const port = await freePort();
-  let server = await startOn(state, port);
+  const server = await crashableServer("crash-group");
   const run = Date.now().toString(36);
   const users = Array.from({ length: MEMBERS }, (_, i) => `g${i}-${run}`);
   const clients = users.map((user, i) => new Client({ base: server.url, user, device: "phone", reconnect: i < MEMBERS - 1 }));
@@ -49,10 +43,9 @@ test("kill -9 during a group fan-out: every post reaches every member exactly on
     offline.close();
 
     const crash = async (label) => {
-      server.stop(); // SIGKILL to the whole group; the state directory stays
+      server.kill(); // SIGKILL to the whole group; the state directory stays
       t.diagnostic(`${label}: killed; confirmed before the crash: ${senders.map((s) => s.sent.size).join(", ")}`);
-      await sleep(500);
-      server = await startOn(state, port);
+      await server.restart();
     };
     const receivers = () => [...clients.slice(0, MEMBERS - 1), offline2];
     const owed = (c, n) => senders.filter((s) => s.user !== c.user).flatMap((s) => Array.from({ length: n }, (_, k) => `${s.user}|p${k}`));
@@ -101,7 +94,6 @@ test("kill -9 during a group fan-out: every post reaches every member exactly on
     t.diagnostic(`delivered ${total} copies to ${MEMBERS} members; replays dropped by seq: ${receivers().reduce((a, c) => a + c.replayedSeqs, 0)}`);
   } finally {
     for (const c of [...clients, offline2]) c?.close();
-    server.stop();
-    rmSync(state, { recursive: true, force: true });
+    server.close();
   }
 });

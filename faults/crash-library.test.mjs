@@ -13,14 +13,10 @@
 // a 12-member group, three members posting (sender keys), one member offline
 // through the crash. `npm run test:faults`.
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { test } from "node:test";
-import { freePort } from "../scripts/dev-server.mjs";
 import { sleep } from "../bench/lib/client.mjs";
 import { clientLibrary, startClient } from "../bench/lib/chat-client.mjs";
-import { libraryClient, seeded, startOn } from "./lib/run.mjs";
+import { crashableServer, libraryClient, seeded } from "./lib/run.mjs";
 
 const SENDERS = 5;
 const PER_SENDER = 100;
@@ -32,9 +28,7 @@ test("kill -9 while client-library senders (e2ee) queue messages: every message 
   say(`kill after ${killAfterMs} ms`);
 
   const lib = await clientLibrary();
-  const state = mkdtempSync(join(tmpdir(), "relay-crash-lib-"));
-  const port = await freePort();
-  let server = await startOn(state, port);
+  const server = await crashableServer("crash-lib");
   const base = server.url; // the same after the restart: same port
   const run = Date.now().toString(36);
   const errors = [];
@@ -73,10 +67,9 @@ test("kill -9 while client-library senders (e2ee) queue messages: every message 
     });
     await sleep(killAfterMs);
     const confirmed = () => senders.map((s) => s.messages({ user: online.user }).concat(s.messages({ user: offline.user })).filter((m) => m.msg !== undefined).length);
-    server.stop(); // SIGKILL to the whole group; the state directory stays
+    server.kill(); // SIGKILL to the whole group; the state directory stays
     t.diagnostic(`killed; confirmed before the crash: ${confirmed().join(", ")}`);
-    await sleep(500);
-    server = await startOn(state, port);
+    await server.restart();
     await Promise.all(sending);
 
     // Every send confirmed in the end: the library resends whatever the crash left unconfirmed.
@@ -118,8 +111,7 @@ test("kill -9 while client-library senders (e2ee) queue messages: every message 
     t.diagnostic(`delivered: online ${atOnline.order.length}, offline ${atOffline.order.length}; ${errors.length} error events${errors.length ? `, e.g. ${errors[0]}` : ""}`);
   } finally {
     for (const c of [online, offline, offline2, ...senders]) await c?.stop().catch(() => {});
-    server.stop();
-    rmSync(state, { recursive: true, force: true });
+    server.close();
   }
 });
 
@@ -131,9 +123,7 @@ test("kill -9 while client-library members (e2ee) post to a group: every post re
   const killAfterMs = 300 + Math.floor(random() * 2500);
   say(`kill after ${killAfterMs} ms`);
 
-  const state = mkdtempSync(join(tmpdir(), "relay-crash-lib-group-"));
-  const port = await freePort();
-  let server = await startOn(state, port);
+  const server = await crashableServer("crash-lib-group");
   const base = server.url;
   const run = Date.now().toString(36);
   const errors = [];
@@ -180,10 +170,9 @@ test("kill -9 while client-library members (e2ee) post to a group: every post re
       }
     });
     await sleep(killAfterMs);
-    server.stop(); // SIGKILL to the whole group; the state directory stays
+    server.kill(); // SIGKILL to the whole group; the state directory stays
     t.diagnostic(`killed; confirmed before the crash: ${clients.slice(0, POSTERS).map((c) => c.messages({ group }).filter((m) => m.mine && m.msg !== undefined).length).join(", ")}`);
-    await sleep(500);
-    server = await startOn(state, port);
+    await server.restart();
     await Promise.all(sending);
 
     const until = async (pred, what) => {
@@ -219,7 +208,6 @@ test("kill -9 while client-library members (e2ee) post to a group: every post re
     t.diagnostic(`delivered ${arrivals.reduce((a, x) => a + x.order.length, 0)} copies; ${errors.length} error events${errors.length ? `, e.g. ${errors[0]}` : ""}`);
   } finally {
     for (const c of [...clients, late]) await c?.stop().catch(() => {});
-    server.stop();
-    rmSync(state, { recursive: true, force: true });
+    server.close();
   }
 });

@@ -8,13 +8,9 @@
 // at most once (it may have been stored with its `sent` lost in the crash).
 // Real processes, real sockets: `npm run test:faults`.
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { test } from "node:test";
-import { freePort } from "../scripts/dev-server.mjs";
 import { Client, sleep } from "../bench/lib/client.mjs";
-import { seeded, startOn } from "./lib/run.mjs";
+import { crashableServer, seeded } from "./lib/run.mjs";
 
 const SENDERS = 5;
 const PER_SENDER = 200;
@@ -26,9 +22,7 @@ test("kill -9 mid-stream: every sent message arrives exactly once and in order, 
   const killAfterMs = 1000 + Math.floor(random() * 5000);
   say(`kill after ${killAfterMs} ms`);
 
-  const state = mkdtempSync(join(tmpdir(), "relay-crash-"));
-  const port = await freePort();
-  let server = await startOn(state, port);
+  const server = await crashableServer("crash");
   const run = Date.now().toString(36);
   const base = server.url;
   const online = new Client({ base, user: `on-${run}`, device: "phone", reconnect: true });
@@ -52,12 +46,11 @@ test("kill -9 mid-stream: every sent message arrives exactly once and in order, 
       }
     });
     await sleep(killAfterMs);
-    server.stop(); // SIGKILL to the whole group; the state directory stays
+    server.kill(); // SIGKILL to the whole group; the state directory stays
     crashed = true;
     const confirmed = senders.map((s) => new Set(s.sent.keys()));
     t.diagnostic(`killed; confirmed before the crash: ${confirmed.map((c) => c.size).join(", ")}`);
-    await sleep(500);
-    server = await startOn(state, port);
+    await server.restart();
     await Promise.all(sending);
 
     // The resending senders end with everything confirmed.
@@ -103,7 +96,6 @@ test("kill -9 mid-stream: every sent message arrives exactly once and in order, 
     offline2.close();
   } finally {
     for (const c of [online, offline, ...senders]) c.close();
-    server.stop();
-    rmSync(state, { recursive: true, force: true });
+    server.close();
   }
 });

@@ -2,7 +2,10 @@
 // started again on the same state and port after a kill, the storm of socket
 // cuts and random sends the flaky tests run, and the client library set up as
 // an app would (bundled for Node as the benchmark does).
-import { startDevServer } from "../../scripts/dev-server.mjs";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { freePort, startDevServer } from "../../scripts/dev-server.mjs";
 import { sleep, tokenFor } from "../../bench/lib/client.mjs";
 import { clientLibrary } from "../../bench/lib/chat-client.mjs";
 import { chaosProxy } from "./proxy.mjs";
@@ -18,8 +21,31 @@ export function seeded(t) {
   };
 }
 
+/**
+ * A dev server on a state directory and port of its own that a test can kill
+ * (SIGKILL to its whole process group, workerd included) and start again on
+ * both: its url stays the same. close() stops it and deletes the state.
+ */
+export async function crashableServer(name) {
+  const state = mkdtempSync(join(tmpdir(), `relay-${name}-`));
+  const port = await freePort();
+  let server = await startOn(state, port);
+  return {
+    url: server.url,
+    kill: () => server.stop(),
+    async restart() {
+      await sleep(500);
+      server = await startOn(state, port);
+    },
+    close() {
+      server.stop();
+      rmSync(state, { recursive: true, force: true });
+    },
+  };
+}
+
 /** Starts the dev server on `state` and `port`, keeping the state: a killed server restarts on it. */
-export async function startOn(state, port) {
+async function startOn(state, port) {
   // The port of a killed server can take a moment to be free again.
   for (let attempt = 0; ; attempt++) {
     try {
