@@ -16,7 +16,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { sleep } from "../bench/lib/client.mjs";
 import { clientLibrary, startClient } from "../bench/lib/chat-client.mjs";
-import { crashableServer, libraryClient, seeded } from "./lib/run.mjs";
+import { crashableServer, libraryClient, seeded, waitFor } from "./lib/run.mjs";
 
 const SENDERS = 5;
 const PER_SENDER = 100;
@@ -73,8 +73,7 @@ test("kill -9 while client-library senders (e2ee) queue messages: every message 
     await Promise.all(sending);
 
     // Every send confirmed in the end: the library resends whatever the crash left unconfirmed.
-    const deadline = Date.now() + 90_000;
-    while (senders.some((s) => s.pendingSends().length > 0) && Date.now() < deadline) await sleep(250);
+    await waitFor(() => senders.every((s) => s.pendingSends().length === 0), 90_000);
     assert.deepEqual(senders.map((s) => s.pendingSends().length), senders.map(() => 0), "every send confirmed");
 
     offline2 = await make(offline.user, "phone", offlineStore);
@@ -82,13 +81,8 @@ test("kill -9 while client-library senders (e2ee) queue messages: every message 
     await start(offline2);
     const owed = (r) => senders.flatMap((s, i) => Array.from({ length: PER_SENDER }, (_, k) => k).filter((k) => recipientOf(k) === r.user).map((k) => ({ key: `user:${s.user}|${s.user}|m${k}`, text: textOf(i, k), from: s.user, k })));
     const hasAll = (r, at) => owed(r).every((m) => at.count.has(m.key));
-    const until = async (pred, what) => {
-      const end = Date.now() + 90_000;
-      while (!pred() && Date.now() < end) await sleep(250);
-      assert.ok(pred(), what);
-    };
-    await until(() => hasAll(online, atOnline), "every message at the online recipient");
-    await until(() => hasAll(offline2, atOffline), "every message at the offline recipient");
+    assert.ok(await waitFor(() => hasAll(online, atOnline), 90_000), "every message at the online recipient");
+    assert.ok(await waitFor(() => hasAll(offline2, atOffline), 90_000), "every message at the offline recipient");
     await sleep(1500); // duplicates, if any, would arrive now
 
     for (const [r, at] of [[online, atOnline], [offline2, atOffline]]) {
@@ -149,9 +143,7 @@ test("kill -9 while client-library members (e2ee) post to a group: every post re
     const group = (await clients[0].createGroup(`crash ${run}`, users.slice(1))).id;
     // Every member knows the group (its creation event) before anyone posts.
     const knows = (c) => c.conversations().some((v) => v.chat.group === group);
-    const end = Date.now() + 30_000;
-    while (!clients.every(knows) && Date.now() < end) await sleep(50);
-    assert.ok(clients.every(knows), "every member has the group");
+    assert.ok(await waitFor(() => clients.every(knows), 30_000, 50), "every member has the group");
     await clients[MEMBERS - 1].stop(); // offline from here until after the crash
 
     const textOf = (p, k) => `${users[p]} post ${k}`;
@@ -160,9 +152,7 @@ test("kill -9 while client-library members (e2ee) post to a group: every post re
     clients.slice(0, POSTERS).forEach((c, p) => c.send({ group }, { text: textOf(p, 0) }, "p0"));
     const firstIn = () =>
       clients.slice(0, MEMBERS - 1).every((c, i) => clients.slice(0, POSTERS).every((_, p) => p === i || c.message(`group:${group}|${users[p]}|p0`)?.text === textOf(p, 0)));
-    const firstEnd = Date.now() + 60_000;
-    while (!firstIn() && Date.now() < firstEnd) await sleep(50);
-    assert.ok(firstIn(), "every online member read the first posts");
+    assert.ok(await waitFor(firstIn, 60_000, 50), "every online member read the first posts");
     const sending = clients.slice(0, POSTERS).map(async (c, p) => {
       for (let k = 1; k < POSTS; k++) {
         c.send({ group }, { text: textOf(p, k) }, `p${k}`);
@@ -175,17 +165,12 @@ test("kill -9 while client-library members (e2ee) post to a group: every post re
     await server.restart();
     await Promise.all(sending);
 
-    const until = async (pred, what) => {
-      const deadline = Date.now() + 120_000;
-      while (!pred() && Date.now() < deadline) await sleep(250);
-      assert.ok(pred(), what);
-    };
-    await until(() => clients.slice(0, POSTERS).every((c) => c.pendingSends().length === 0), "every post confirmed");
+    assert.ok(await waitFor(() => clients.slice(0, POSTERS).every((c) => c.pendingSends().length === 0), 120_000), "every post confirmed");
     late = await make(MEMBERS - 1);
     await startClient(late);
     const owed = (i) => Array.from({ length: POSTERS }, (_, p) => p).filter((p) => p !== i).flatMap((p) => Array.from({ length: POSTS }, (_, k) => ({ key: `group:${group}|${users[p]}|p${k}`, text: textOf(p, k) })));
     const receivers = [...clients.slice(0, MEMBERS - 1), late];
-    await until(() => receivers.every((c, i) => owed(i).every((m) => arrivals[i].count.has(m.key))), "every post at every member");
+    assert.ok(await waitFor(() => receivers.every((c, i) => owed(i).every((m) => arrivals[i].count.has(m.key))), 120_000), "every post at every member");
     await sleep(1500); // duplicates, if any, would arrive now
 
     receivers.forEach((c, i) => {

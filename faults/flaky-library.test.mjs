@@ -13,7 +13,7 @@ import { test } from "node:test";
 import { startDevServer } from "../scripts/dev-server.mjs";
 import { sleep } from "../bench/lib/client.mjs";
 import { startClient } from "../bench/lib/chat-client.mjs";
-import { flakyDevices, libraryClient, seeded, storm } from "./lib/run.mjs";
+import { flakyDevices, libraryClient, seeded, storm, waitFor } from "./lib/run.mjs";
 
 test("50 client-library devices (e2ee) whose sockets drop every 0.2-2 s: every message reaches every device once, decrypted; every sender sees delivered", { timeout: 300_000 }, async (t) => {
   const { random, say } = seeded(t);
@@ -75,8 +75,7 @@ test("50 client-library devices (e2ee) whose sockets drop every 0.2-2 s: every m
     const owed = (d) => sent.filter((m) => m.to === d.user || (m.from === d.user && m.device !== d));
     const complete = () =>
       devices.every((d) => owed(d).every((m) => d.arrivals.has(keyFor(m, d)))) && sent.every((m) => m.device.delivered.has(keyFor(m, m.device)));
-    const deadline = Date.now() + 120_000;
-    while (!complete() && Date.now() < deadline) await sleep(250);
+    await waitFor(complete, 120_000);
     await sleep(1500); // late duplicates would arrive now
 
     const missing = [];

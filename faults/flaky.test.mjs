@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { startDevServer } from "../scripts/dev-server.mjs";
 import { Client, sleep } from "../bench/lib/client.mjs";
-import { flakyDevices, seeded, storm } from "./lib/run.mjs";
+import { flakyDevices, seeded, storm, waitFor } from "./lib/run.mjs";
 
 test("50 devices whose connections drop every 0.2-2 s: every message reaches every device exactly once, every sender sees delivered", { timeout: 300_000 }, async (t) => {
   const { random, say } = seeded(t);
@@ -51,8 +51,7 @@ test("50 devices whose connections drop every 0.2-2 s: every message reaches eve
         const s = m.device.client.sent.get(m.id);
         return s !== undefined && m.device.client.delivered.has(s.msg);
       });
-    const deadline = Date.now() + 120_000;
-    while (!complete() && Date.now() < deadline) await sleep(250);
+    await waitFor(complete, 120_000);
     await sleep(1500); // late duplicates would arrive now
 
     const missing = [];

@@ -10,6 +10,13 @@ import { sleep, tokenFor } from "../../bench/lib/client.mjs";
 import { clientLibrary } from "../../bench/lib/chat-client.mjs";
 import { chaosProxy } from "./proxy.mjs";
 
+/** Polls pred every `everyMs` until it holds or `ms` have passed; resolves to its last answer. */
+export async function waitFor(pred, ms, everyMs = 250) {
+  const end = Date.now() + ms;
+  while (!pred() && Date.now() < end) await sleep(everyMs);
+  return pred();
+}
+
 /** A seeded random source (FAULT_SEED=n replays a run); says its seed in the test's output. */
 export function seeded(t) {
   const seed = Number(process.env.FAULT_SEED ?? Date.now() % 100_000);
