@@ -125,10 +125,11 @@ export class TestSocket {
   }
 }
 
-export async function open(user: string, device: string, tok?: string, extra: Record<string, string> = {}): Promise<TestSocket> {
+export async function open(user: string, device: string, tok?: string, extra: Record<string, string> = {}, query: Record<string, string> = {}): Promise<TestSocket> {
   const t = tok ?? (await token(user));
+  const params = new URLSearchParams({ device, ...query });
   const res = await exports.default.fetch(
-    new Request(`${BASE}/v1/connect?device=${encodeURIComponent(device)}`, {
+    new Request(`${BASE}/v1/connect?${params}`, {
       headers: { Upgrade: "websocket", Authorization: `Bearer ${t}`, ...extra },
     }),
   );

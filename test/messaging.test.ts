@@ -3,7 +3,7 @@ import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { UserObject } from "../src/objects/UserObject";
-import { connect, open, sleep, uid } from "./helpers";
+import { call, connect, open, sleep, token, uid } from "./helpers";
 
 describe("one-to-one chat", () => {
   it("two connected users exchange messages and the sender sees sent, delivered, read in that order", async () => {
@@ -195,6 +195,38 @@ describe("one-to-one chat", () => {
     expect((await first.waitClosed()).code).toBe(4000);
     second.send("ping");
     expect(second.closed).toBeNull();
+  });
+
+  it("a late attempt its client already gave up (a lower conn) is closed with 4000 and the live socket keeps the device", async () => {
+    // Found by faults/flaky-library.test.mjs: an upgrade the client abandoned before its hello
+    // reached the server after the client's next socket and replaced it there (docs/PROTOCOL.md).
+    const alice = uid("alice");
+    const bob = uid("bob");
+    const b = await connect(bob);
+    const live = await open(alice, "phone", undefined, {}, { conn: "1700000000002" });
+    await live.next("synced");
+    const late = await open(alice, "phone", undefined, {}, { conn: "1700000000001" });
+    expect(await late.waitClosed()).toEqual({ code: 4000, reason: "a newer connection of this device is open" });
+    expect(late.all("hello")).toHaveLength(0);
+    live.send({ type: "send", id: "after-late", to: { user: bob }, text: "still here" });
+    await live.next("sent", (f) => f.id === "after-late");
+    expect((await b.next("message")).text).toBe("still here");
+    expect(live.closed).toBeNull();
+    // A higher number (the client's next socket, or another tab) replaces it as before,
+    // and so does an attempt without one (a client that does not send it).
+    const next = await open(alice, "phone", undefined, {}, { conn: "1700000000003" });
+    await next.next("synced");
+    expect((await live.waitClosed()).code).toBe(4000);
+    const plain = await connect(alice, "phone");
+    expect((await next.waitClosed()).code).toBe(4000);
+    plain.send("ping");
+    expect(plain.closed).toBeNull();
+    for (const bad of ["x", "-1", "1.5", "12345678901234567"]) {
+      const res = await call(`/v1/connect?device=phone&conn=${encodeURIComponent(bad)}`, { token: await token(alice), headers: { Upgrade: "websocket" } });
+      expect(res.status, bad).toBe(400);
+      expect(((await res.json()) as { error: { code: string; message: string } }).error).toMatchObject({ code: "bad_frame", message: expect.stringContaining("conn") });
+    }
+    expect(plain.closed).toBeNull();
   });
 
   it("frames a replaced socket delivers late are dropped, so resends on the new socket keep their order", async () => {

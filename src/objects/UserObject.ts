@@ -17,7 +17,7 @@ import {
   type KeyBundle,
   type PublishKeysBody,
 } from "../protocol";
-import { CONNECT_HEADERS } from "../routes/connect";
+import { CONNECT_HEADERS, parseConn } from "../routes/connect";
 import { signFrame } from "../media/url";
 import { earliest, migrate } from "../sqlite";
 import type { Env } from "../env";
@@ -31,7 +31,7 @@ import { EXPIRY_QUERIES, Retention, type HistoryPage } from "../user/retention";
 import { MEDIA_DUE_QUERIES, MediaLedger, type MediaBegin, type MediaRecord } from "../user/media";
 import { sweepHolds } from "../user/media-holds";
 import { USER_MIGRATIONS } from "../user/schema";
-import { attachmentOf, errorFrame, safeClose, safeSend, type DeviceAttachment } from "../user/sockets";
+import { attachmentOf, errorFrame, safeClose, safeSend, supersedes, type DeviceAttachment } from "../user/sockets";
 import type { PrivacyBody, PrivacySettings } from "../protocol";
 import { PresenceService, type PresenceView } from "../user/presence";
 import { PrivacyStore } from "../user/privacy";
@@ -140,8 +140,23 @@ export class UserObject extends DurableObject<Env> {
     const pair = new WebSocketPair();
     const [client, server] = [pair[0], pair[1]];
 
+    const conn = parseConn(request.headers.get(CONNECT_HEADERS.conn) ?? undefined) ?? undefined;
+    const attachment: DeviceAttachment = { device, expiresAt, connectedAt: now, ...(conn === undefined ? {} : { conn }) };
+    const current = this.ctx.getWebSockets(device);
+    // An attempt its client gave up for a later one (a lower `conn`) that arrives
+    // late loses to the socket the client opened after it, instead of replacing it:
+    // the client would read that 4000 on its live socket as another tab taking over.
+    const stale = current.some((ws) => {
+      const a = ws.readyState === WebSocket.OPEN ? attachmentOf(ws) : null;
+      return a !== null && supersedes(a, attachment);
+    });
+    if (stale) {
+      server.accept(); // not the hibernation API: it is closed at once and nothing is owed to it
+      safeClose(server, CLOSE.replaced, "a newer connection of this device is open");
+      return new Response(null, { status: 101, webSocket: client });
+    }
     // A second socket for the same device replaces the first.
-    for (const old of this.ctx.getWebSockets(device)) safeClose(old, CLOSE.replaced, "replaced by a newer connection");
+    for (const old of current) safeClose(old, CLOSE.replaced, "replaced by a newer connection");
     const others = new Set(
       this.ctx
         .getWebSockets()
@@ -153,7 +168,6 @@ export class UserObject extends DurableObject<Env> {
       safeClose(server, CLOSE.tooManyDevices, `at most ${MAX_DEVICES_PER_USER} devices at once`);
       return new Response(null, { status: 101, webSocket: client });
     }
-    const attachment: DeviceAttachment = { device, expiresAt, connectedAt: now };
     server.serializeAttachment(attachment);
 
     const { row } = this.inbox.connect(device, now);
@@ -233,9 +247,12 @@ export class UserObject extends DurableObject<Env> {
     }
   }
 
-  /** Whether a newer socket of the same device exists. */
+  /** Whether a socket of the same device that wins over this one exists (src/user/sockets.ts supersedes). */
   private replaced(ws: WebSocket, a: DeviceAttachment): boolean {
-    return this.ctx.getWebSockets(a.device).some((other) => other !== ws && (attachmentOf(other)?.connectedAt ?? 0) > a.connectedAt);
+    return this.ctx.getWebSockets(a.device).some((other) => {
+      const o = other === ws ? null : attachmentOf(other);
+      return o !== null && supersedes(o, a);
+    });
   }
 
   override async webSocketClose(ws: WebSocket): Promise<void> {

@@ -7,6 +7,18 @@ export interface DeviceAttachment {
   /** When the token that opened the socket expires (ms). */
   expiresAt: number;
   connectedAt: number;
+  /** The client's connection number (`conn`), when it sent one. */
+  conn?: number;
+}
+
+/**
+ * Whether socket `a` of a device wins over socket `b` of the same device: the
+ * higher connection number when both have one (the order the client opened
+ * them in), else the one accepted later.
+ */
+export function supersedes(a: DeviceAttachment, b: DeviceAttachment): boolean {
+  if (a.conn !== undefined && b.conn !== undefined && a.conn !== b.conn) return a.conn > b.conn;
+  return a.connectedAt > b.connectedAt;
 }
 
 /**
@@ -24,7 +36,12 @@ export function attachmentOf(ws: WebSocket): DeviceAttachment | null {
     const a = ws.deserializeAttachment() as Partial<DeviceAttachment> | null;
     if (a && typeof a.device === "string" && typeof a.expiresAt === "number") {
       // Shared by every caller: frozen, so nobody changes it in place.
-      const read = Object.freeze({ device: a.device, expiresAt: a.expiresAt, connectedAt: a.connectedAt ?? 0 });
+      const read: DeviceAttachment = Object.freeze({
+        device: a.device,
+        expiresAt: a.expiresAt,
+        connectedAt: a.connectedAt ?? 0,
+        ...(typeof a.conn === "number" ? { conn: a.conn } : {}),
+      });
       attachments.set(ws, read);
       return read;
     }
