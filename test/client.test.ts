@@ -6,7 +6,7 @@
 // demand: messages that expire within milliseconds, and a group message that
 // overtakes its sender key.
 import { env, exports } from "cloudflare:workers";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { ApiError, ChatClient, MemoryStore, PREKEY_REFILL_BELOW, backoffDelay, multipartUpload, singleUpload, type Chat, type ChatMessage, type ClientStore, type MessageStatus, type SocketLike } from "../src/client";
 import { E2eeDevice, encodeContent, type E2eeContent } from "../src/client/e2ee";
 import { displayableType } from "../src/client/client";
@@ -27,11 +27,19 @@ interface Tapped {
   dropAfterSend?: boolean;
   onServerFrame?: (data: string) => void;
   onClientFrame?: (data: string) => void;
+  /** The next upgrade waits for this before it reaches the server (a slow network). */
+  hold?: Promise<void>;
+  /** Every upgrade's URL, in the order the client asked for them. */
+  urls?: string[];
 }
 
 function socketFactory(tap: Tapped) {
   return async (url: string): Promise<SocketLike> => {
     if (tap.offline) throw new Error("offline");
+    tap.urls?.push(url);
+    const hold = tap.hold;
+    tap.hold = undefined;
+    if (hold) await hold;
     const u = new URL(url);
     u.protocol = "https:";
     const res = await worker.fetch(new Request(u.toString(), { headers: { Upgrade: "websocket" } }));
@@ -77,6 +85,7 @@ interface MakeOptions {
   ackDelayMs?: number;
   e2ee?: boolean;
   ephemeral?: ConstructorParameters<typeof ChatClient>[0]["ephemeral"];
+  helloTimeoutMs?: number;
 }
 
 async function makeClient(user: string, opts: MakeOptions = {}) {
@@ -94,6 +103,7 @@ async function makeClient(user: string, opts: MakeOptions = {}) {
     ...(opts.ackDelayMs !== undefined ? { ackDelayMs: opts.ackDelayMs } : {}),
     ...(opts.e2ee !== undefined ? { e2ee: opts.e2ee } : {}),
     ...(opts.ephemeral ? { ephemeral: opts.ephemeral } : {}),
+    ...(opts.helloTimeoutMs !== undefined ? { helloTimeoutMs: opts.helloTimeoutMs } : {}),
   });
   return { client, tap, token: tok };
 }
@@ -313,6 +323,48 @@ describe("client library: delivery", () => {
     expect(A.client.pendingSends()).toEqual([]);
     await A.client.stop();
     other.close();
+  });
+
+  it("an upgrade the client gave up that reaches the server after its next one is refused there, and the client stays online", async () => {
+    // Found by faults/flaky-library.test.mjs under load: the late upgrade replaced the live socket
+    // (4000), which the client read as another tab taking over, and it stopped for good.
+    const alice = uid("alice");
+    const bob = uid("bob");
+    const B = await started(bob, { e2ee: false });
+    let release: () => void = () => {};
+    const { client, tap } = await makeClient(alice, { e2ee: false, helloTimeoutMs: 300 });
+    tap.urls = [];
+    tap.hold = new Promise<void>((r) => (release = r));
+    await client.start();
+    await online(client); // the first attempt was given up after 300 ms; the second connected
+    release(); // ...and now the first one's upgrade reaches the server
+    await until("the late upgrade was answered", () => tap.sockets.length === 2);
+    const live = tap.sockets[0]!;
+    await sleep(200);
+    expect(client.connectionState).toBe("online");
+    expect(live.readyState).toBe(WebSocket.OPEN);
+    const conns = tap.urls.map((u) => Number(new URL(u).searchParams.get("conn")));
+    expect(conns).toHaveLength(2);
+    expect(conns[1]).toBeGreaterThan(conns[0]!);
+    client.send({ user: bob }, { text: "still the same socket" });
+    await until("bob got it", () => texts(B.client, { user: alice }).includes("still the same socket"));
+    expect(tap.sockets).toHaveLength(2);
+    await client.stop();
+    await B.client.stop();
+  });
+
+  it("a second tab of the same device, opened later, takes it over (its conn is higher) and the first stops", async () => {
+    const alice = uid("alice");
+    const store = new MemoryStore();
+    const first = await started(alice, { e2ee: false, store });
+    const second = await started(alice, { e2ee: false, store });
+    await until("first replaced", () => first.client.connectionState === "replaced");
+    await sleep(200);
+    expect(second.client.connectionState).toBe("online");
+    expect(first.tap.sockets).toHaveLength(1);
+    expect(second.tap.sockets).toHaveLength(1);
+    await first.client.stop();
+    await second.client.stop();
   });
 
   it("150 encrypted sends at once are paced under the server's rate limit: no rate_limited, no 4008, each arrives once, in order", async () => {
@@ -1106,28 +1158,28 @@ describe("client library with a scripted server (what a real one cannot produce 
     await client.stop();
   });
 
-  it("a 4000 right after the client gave up a socket before its hello reconnects instead of yielding to a tab that is not there", async () => {
-    // Found by faults/flaky-library.test.mjs under load: a socket dropped before its hello still
-    // reached the server, after the next one, and replaced it there. The client read the 4000 as
-    // another tab taking over and stopped for good, with nothing else connected for the device.
-    const sockets: FakeSocket[] = [];
-    const client = fakeServerClient(() => {
-      const first = sockets.length === 0;
-      const sock = new FakeSocket((s) => {
-        if (first) return; // the server has not answered yet
+  it("each attempt's conn is higher than the last, also when the clock goes back", async () => {
+    const conns: number[] = [];
+    const client = fakeServerClient((url) => {
+      conns.push(Number(new URL(url).searchParams.get("conn")));
+      return new FakeSocket((s) => {
         s.push({ type: "hello", protocol: 1, user: "alice", device: "web", head: 0, serverTime: Date.now() });
         s.push({ type: "synced", head: 0 });
       });
-      sockets.push(sock);
-      return sock;
     });
     await client.start();
-    await until("first socket", () => sockets.length === 1);
-    client.dropConnection(); // before its hello: its upgrade may still reach the server
     await online(client);
-    sockets[1]!.close(4000); // ...and it did, after this one
-    await until("reconnected", () => sockets.length === 3 && client.connectionState === "online");
-    expect(client.connectionState).toBe("online");
+    const back = vi.spyOn(Date, "now").mockReturnValue(conns[0]! - 60_000); // the clock was a minute fast
+    try {
+      for (let i = 1; i <= 3; i++) {
+        client.dropConnection();
+        await until(`attempt ${i + 1}`, () => conns.length === i + 1 && client.connectionState === "online");
+      }
+    } finally {
+      back.mockRestore();
+    }
+    expect(conns.every((c, i) => i === 0 || c > conns[i - 1]!)).toBe(true);
+    expect(conns[0]).toBeGreaterThan(1_600_000_000_000); // milliseconds: a later tab's first attempt is higher
     await client.stop();
   });
 

@@ -49,7 +49,8 @@ const CLOSE_TOKEN_EXPIRED = 4001;
 const CLOSE_TOO_MANY_DEVICES = 4009;
 
 export interface ConnectionHooks {
-  url(): Promise<string>;
+  /** The socket's URL; `conn` is this attempt's connection number (docs/PROTOCOL.md, "Additions"). */
+  url(conn: number): Promise<string>;
   factory: SocketFactory;
   backoff: BackoffOptions;
   /** Every parsed frame of the current socket, in order. */
@@ -87,12 +88,14 @@ export class Connection {
   private lastFrameAt = 0;
   private helloSeen = false;
   /**
-   * When this client last gave up a socket the server may not have seen yet (closed
-   * before its hello, or superseded as it opened). Its upgrade can still reach the
-   * server after the next socket's and replace it there: a 4000 soon after that is
-   * this client's own doing, not another tab taking over.
+   * The connection number of the last attempt, sent as `conn`: the server keeps a
+   * device's socket with the highest, so an attempt this client gave up (closed
+   * before its hello, or superseded as it opened) whose upgrade reaches the server
+   * after the next one's is refused there instead of replacing it. Milliseconds,
+   * so another tab of the same device, which opens later, wins; never lower than
+   * the last one plus 1, whatever the clock does.
    */
-  private abandonedAt = 0;
+  private lastConn = 0;
   /** Keeps what this device writes under the server's rate limits (pacer.ts). */
   private readonly pacer = new Pacer(
     (data) => this.write(data),
@@ -202,7 +205,8 @@ export class Connection {
     }, this.h.helloTimeoutMs ?? 15_000);
     let socket: SocketLike;
     try {
-      socket = await this.h.factory(await this.h.url());
+      this.lastConn = Math.max(Date.now(), this.lastConn + 1);
+      socket = await this.h.factory(await this.h.url(this.lastConn));
     } catch {
       clearTimeout(stuck);
       if (this.opening === gen) this.opening = null;
@@ -212,7 +216,6 @@ export class Connection {
     clearTimeout(stuck);
     if (this.opening === gen) this.opening = null;
     if (gen !== this.generation || this.stopped) {
-      this.abandonedAt = Date.now();
       safeClose(socket, 1000, "superseded");
       return;
     }
@@ -276,7 +279,6 @@ export class Connection {
   private down(gen: number, code: number | undefined): void {
     if (gen !== this.generation) return;
     const s = this.socket;
-    if (s && !this.helloSeen) this.abandonedAt = Date.now();
     this.socket = null;
     this.helloSeen = false;
     this.generation++;
@@ -284,10 +286,7 @@ export class Connection {
     this.clearTimers();
     if (s) safeClose(s, 1000, "reconnecting");
     if (this.stopped) return;
-    // Replaced right after this client abandoned a socket: most likely by that socket,
-    // whose upgrade reached the server late; reconnecting (with backoff) replaces it in turn.
-    const replaced = code === CLOSE_REPLACED && Date.now() - this.abandonedAt > (this.h.helloTimeoutMs ?? 15_000);
-    if (replaced) {
+    if (code === CLOSE_REPLACED) {
       // Another connection with this device id took over (a second tab): yield to it.
       this.stopped = true;
       this.h.onDown({ code, attempt: this.attempt, willRetryInMs: null, replaced: true });

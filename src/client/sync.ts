@@ -71,10 +71,11 @@ export class ChatSync extends Emitter<ClientEvents> {
     this.conn = new Connection({
       factory: o.socketFactory ?? defaultSocketFactory,
       backoff: { ...DEFAULT_BACKOFF, ...o.backoff },
-      url: async () => {
+      url: async (conn) => {
         const u = new URL("/v1/connect", o.baseUrl);
         u.protocol = u.protocol === "https:" ? "wss:" : "ws:";
         u.searchParams.set("device", this.state.meta.device);
+        u.searchParams.set("conn", String(conn));
         u.searchParams.set("access_token", await this.api.token());
         return u.toString();
       },
