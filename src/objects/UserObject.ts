@@ -7,7 +7,7 @@ import { DurableObject } from "cloudflare:workers";
 import { AlarmClock } from "../alarm";
 import { ensureUser, knownUsers } from "../directory";
 import { AppError, fail } from "../errors";
-import { HOUSEKEEPING_INTERVAL_MS, MAX_DEVICES_PER_USER, OUTBOX_RETRY_BASE_MS } from "../limits";
+import { HOUSEKEEPING_INTERVAL_MS, MAX_DEVICES_PER_USER, OUTBOX_BACKSTOP_MS, OUTBOX_RETRY_BASE_MS } from "../limits";
 import { Outbox, type HandoffResult, type OutboxItem } from "../outbox";
 import type { Result } from "../errors";
 import {
@@ -351,7 +351,8 @@ export class UserObject extends DurableObject<Env> {
     this.learn(to);
     this.injectFault();
     const results = this.chat.accept(from, items, Date.now());
-    this.scheduleAlarm();
+    // Rows the hand-off queued have had their wake(); its other changes are deadlines.
+    this.scheduleAlarm("unchanged");
     return results;
   }
 
@@ -458,11 +459,23 @@ export class UserObject extends DurableObject<Env> {
 
   /** One write transaction; what it queued in the outbox is drained once it committed. */
   private transaction<T>(fn: () => T): T {
-    return this.outbox.transaction(this.ctx.storage, fn, () => this.wake());
+    try {
+      return this.outbox.transaction(this.ctx.storage, fn, () => this.wake());
+    } catch (err) {
+      this.inbox.forgetAcks(); // rolled back: the ack positions it moved are not written
+      throw err;
+    }
   }
 
-  /** Sets the alarm to the earliest thing that needs it. */
-  private scheduleAlarm(): void {
+  /**
+   * Sets the alarm to the earliest thing that needs it. `outbox` says what the
+   * caller knows of the outbox: "look" (anything may have changed: ask it),
+   * "fresh" (rows were just queued, due now: their backstop is known without a
+   * query) or "unchanged" (nothing was queued, so nothing of the outbox can want
+   * an earlier alarm than the one already asked for). A retry time is always
+   * followed by a "look" (wake, alarm), and so is every alarm that fires.
+   */
+  private scheduleAlarm(outbox: "look" | "fresh" | "unchanged" = "look"): void {
     const candidates: number[] = [];
     const now = Date.now();
     // Runs several times per message: a candidate with a known lower bound at or
@@ -471,7 +484,8 @@ export class UserObject extends DurableObject<Env> {
     const beats = (lowerBound: number) => set === null || lowerBound < set;
     // A fresh row is drained at once by wake(); the alarm is only the backstop
     // for an eviction in the middle of that drain.
-    if (beats(now + OUTBOX_RETRY_BASE_MS)) {
+    if (outbox === "fresh") candidates.push(now + OUTBOX_BACKSTOP_MS);
+    else if (outbox === "look" && beats(now + OUTBOX_RETRY_BASE_MS)) {
       const outboxAt = this.outbox.alarmAt(now);
       if (outboxAt !== null) candidates.push(outboxAt);
     }
@@ -507,7 +521,7 @@ export class UserObject extends DurableObject<Env> {
 
   /** Something was queued: set the backstop alarm, then drain now. */
   private wake(): void {
-    this.scheduleAlarm();
+    this.scheduleAlarm("fresh");
     this.outbox
       .drain()
       // A drain where everything went through changed nothing the backstop set
