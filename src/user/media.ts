@@ -74,8 +74,15 @@ type Row = {
   part_size: number | null;
 };
 
-/** When the alarm has media (or references) to expire, for earliest() in src/sqlite.ts. */
-export const MEDIA_DUE_QUERIES = ["SELECT MIN(expires_at) AS t FROM media", "SELECT MIN(expires_at) AS t FROM media_refs"] as const;
+/**
+ * When the alarm has media (or references) to expire, for earliest() in
+ * src/sqlite.ts; asked on every message. The WHERE repeats the partial
+ * indexes' own: without it SQLite reads the whole table for the MIN.
+ */
+export const MEDIA_DUE_QUERIES = [
+  "SELECT MIN(expires_at) AS t FROM media WHERE expires_at IS NOT NULL",
+  "SELECT MIN(expires_at) AS t FROM media_refs WHERE expires_at IS NOT NULL",
+] as const;
 
 /** Media rows the alarm deletes per run; more left over means another run right away. */
 const COLLECT_BATCH = 100;
@@ -262,7 +269,10 @@ export class MediaLedger {
 
   /** References whose message can no longer be retained anywhere are dropped. */
   expireRefs(now: number): void {
-    const gone = this.sql.exec<{ media: string }>("SELECT DISTINCT media FROM media_refs WHERE expires_at <= ?", now).toArray();
+    // Runs on every alarm. Without the IS NOT NULL the DISTINCT is planned as a walk of the whole table.
+    const gone = this.sql
+      .exec<{ media: string }>("SELECT DISTINCT media FROM media_refs WHERE expires_at IS NOT NULL AND expires_at <= ?", now)
+      .toArray();
     if (gone.length === 0) return;
     this.transaction(() => {
       this.sql.exec("DELETE FROM media_refs WHERE expires_at <= ?", now);

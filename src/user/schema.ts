@@ -153,4 +153,8 @@ export const USER_MIGRATIONS: readonly string[] = [
   // them back. Forgotten when the device gets new identity keys or is removed.
   `CREATE TABLE claimed_prekeys (device TEXT NOT NULL, key_id INTEGER NOT NULL, claimed_at INTEGER NOT NULL, PRIMARY KEY (device, key_id));
    CREATE TABLE retired_spks (device TEXT NOT NULL, spk_id INTEGER NOT NULL, PRIMARY KEY (device, spk_id));`,
+  // 14: a message's media references are found by msg when its last holder lets go
+  // (every temporary media message) and on delete for everyone: without this index
+  // each of those read the whole table, which grows with every media message kept.
+  `CREATE INDEX media_refs_msg ON media_refs(msg);`,
 ];
