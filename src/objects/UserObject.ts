@@ -75,6 +75,13 @@ export class UserObject extends DurableObject<Env> {
   private framesInFlight = 0;
   /** Per device, the frame still being handled (one that awaits), which later frames wait for. */
   private readonly deviceQueues = new Map<string, Promise<void>>();
+  /**
+   * Per device, the socket this instance accepted last: the one that wins (an
+   * attempt that would lose is refused before it is accepted). replaced() asks
+   * it instead of the runtime on every frame; after hibernation it is empty,
+   * and the runtime is asked.
+   */
+  private readonly newest = new Map<string, WebSocket>();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -169,6 +176,7 @@ export class UserObject extends DurableObject<Env> {
       return new Response(null, { status: 101, webSocket: client });
     }
     server.serializeAttachment(attachment);
+    this.newest.set(device, server);
 
     const { row } = this.inbox.connect(device, now);
     openSession(server, this.inbox, this.env, user, device, row, now);
@@ -249,6 +257,8 @@ export class UserObject extends DurableObject<Env> {
 
   /** Whether a socket of the same device that wins over this one exists (src/user/sockets.ts supersedes). */
   private replaced(ws: WebSocket, a: DeviceAttachment): boolean {
+    const newest = this.newest.get(a.device);
+    if (newest !== undefined) return newest !== ws;
     return this.ctx.getWebSockets(a.device).some((other) => {
       const o = other === ws ? null : attachmentOf(other);
       return o !== null && supersedes(o, a);
@@ -257,6 +267,7 @@ export class UserObject extends DurableObject<Env> {
 
   override async webSocketClose(ws: WebSocket): Promise<void> {
     const attachment = attachmentOf(ws);
+    if (attachment && this.newest.get(attachment.device) === ws) this.newest.delete(attachment.device);
     if (attachment) this.inbox.touch(attachment.device, Date.now());
     this.presence.reconcile(Date.now(), ws);
     // Not reciprocated: the runtime answers the close itself (and 1005/1006 must not be).
