@@ -35,7 +35,7 @@ import { freePort, startDevServer } from "../scripts/dev-server.mjs";
 import { counters } from "./lib/client.mjs";
 import { checkBenchConfig } from "./lib/config.mjs";
 import { renderMarkdown } from "./lib/markdown.mjs";
-import { connectInspector, jsHeapUsed, profilerOn, topSelf } from "./lib/profiler.mjs";
+import { connectInspector, jsHeapUsed, profilerOn, topInclusive, topSelf } from "./lib/profiler.mjs";
 import { renderSvg } from "./lib/svg.mjs";
 import { openDatabases, workerdOf } from "./lib/procs.mjs";
 import { cpuBetween, serverSample } from "./lib/stats.mjs";
@@ -225,6 +225,8 @@ try {
       const t = topSelf(profile);
       log(`  profile: ${t.busyMs.toFixed(0)} ms busy of ${t.totalMs.toFixed(0)} ms (bench/results/profile-${id}.cpuprofile)`);
       for (const r of t.top) log(`    ${r.ms.toFixed(1).padStart(9)} ms ${(r.share * 100).toFixed(1).padStart(5)}%  ${r.fn}`);
+      log(`  inclusive (a function and all it called; shares of the samples in JavaScript, not idle, GC or "(program)"):`);
+      for (const r of topInclusive(profile).top) log(`    ${r.ms.toFixed(1).padStart(9)} ms ${(r.share * 100).toFixed(1).padStart(5)}%  ${r.fn}`);
     }
     const frames = counters.framesIn - framesBefore;
     result.cpu = { ...cpu, clientLoopDelayMs: { p99: loopDelay.percentile(99) / 1e6, max: loopDelay.max / 1e6 }, framesIn: frames, serverUsPerFrame: frames > 0 ? (cpu.serverMs * 1000) / frames : null, runtimeUsPerFrame: frames > 0 ? (cpu.runtimeMs * 1000) / frames : null };

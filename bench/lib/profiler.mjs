@@ -63,6 +63,38 @@ export async function profilerOn(inspector) {
   };
 }
 
+const frameKey = (f) => `${f.functionName || "(anonymous)"} ${(f.url || "").split("/").pop()}:${f.lineNumber + 1}`;
+
+/**
+ * Inclusive time per function of a CDP profile (the function and all it called,
+ * each function counted once per sample), largest first: which of our paths
+ * (an ack, a hand-off, the alarm look) costs what, where self time scatters the
+ * same cost over the runtime's native calls. Shares are of the samples that ran
+ * JavaScript (not idle, GC or "(program)").
+ */
+export function topInclusive(profile, n = 30) {
+  const byId = new Map(profile.nodes.map((node) => [node.id, node]));
+  const parent = new Map();
+  for (const node of profile.nodes) for (const c of node.children ?? []) parent.set(c, node.id);
+  const sampleUs = (profile.endTime - profile.startTime) / Math.max(1, profile.samples.length);
+  const incl = new Map();
+  let busy = 0;
+  for (const id of profile.samples) {
+    const top = byId.get(id).callFrame.functionName;
+    if (top === "(idle)" || top === "(program)" || top === "(garbage collector)") continue;
+    busy += sampleUs;
+    const seen = new Set();
+    for (let node = byId.get(id); node; node = byId.get(parent.get(node.id))) {
+      const key = frameKey(node.callFrame);
+      if (key.startsWith("(root)") || seen.has(key)) continue;
+      seen.add(key);
+      incl.set(key, (incl.get(key) ?? 0) + sampleUs);
+    }
+  }
+  const rows = [...incl].sort((a, b) => b[1] - a[1]);
+  return { busyMs: busy / 1000, top: rows.slice(0, n).map(([k, us]) => ({ fn: k, ms: us / 1000, share: us / Math.max(1, busy) })) };
+}
+
 /** Self time per function (and per file) of a CDP profile, largest first. */
 export function topSelf(profile, n = 25) {
   const byId = new Map(profile.nodes.map((node) => [node.id, node]));
@@ -72,9 +104,7 @@ export function topSelf(profile, n = 25) {
   for (const s of profile.samples) counts.set(s, (counts.get(s) ?? 0) + 1);
   const sampleUs = total / Math.max(1, profile.samples.length);
   for (const [id, c] of counts) {
-    const f = byId.get(id).callFrame;
-    const file = (f.url || "").split("/").pop();
-    const key = `${f.functionName || "(anonymous)"} ${file}:${f.lineNumber + 1}`;
+    const key = frameKey(byId.get(id).callFrame);
     self.set(key, (self.get(key) ?? 0) + c * sampleUs);
   }
   const rows = [...self].sort((a, b) => b[1] - a[1]);
