@@ -158,7 +158,10 @@ export class UserObject extends DurableObject<Env> {
       return a !== null && supersedes(a, attachment);
     });
     if (stale) {
-      server.accept(); // not the hibernation API: it is closed at once and nothing is owed to it
+      // Accepted through the hibernation API all the same: a plain accept() would keep the
+      // object in memory until the close completes, which a client that is gone may never do.
+      // The tag is no device id (ids have no ':'), and no attachment: nothing counts it.
+      this.ctx.acceptWebSocket(server, ["refused:conn"]);
       safeClose(server, CLOSE.replaced, "a newer connection of this device is open");
       return new Response(null, { status: 101, webSocket: client });
     }
