@@ -138,8 +138,8 @@ describe("durability", () => {
   });
 
   it("an ack whose transaction rolled back is not remembered: the same ack again moves the device and sends delivered", async () => {
-    // The object keeps each device's ack position in memory (src/user/inbox.ts); a
-    // transaction that fails after moving it must not leave the position moved there.
+    // A transaction that fails after moving a device's ack position must leave it
+    // unmoved, in storage and in anything the object remembers of it.
     const alice = uid("alice");
     const bob = uid("bob");
     const a = await connect(alice);

@@ -17,7 +17,7 @@ import {
   type KeyBundle,
   type PublishKeysBody,
 } from "../protocol";
-import { CONNECT_HEADERS, parseConn } from "../routes/connect";
+import { CONNECT_HEADERS } from "../routes/connect";
 import { signFrame } from "../media/url";
 import { earliest, migrate } from "../sqlite";
 import type { Env } from "../env";
@@ -75,13 +75,6 @@ export class UserObject extends DurableObject<Env> {
   private framesInFlight = 0;
   /** Per device, the frame still being handled (one that awaits), which later frames wait for. */
   private readonly deviceQueues = new Map<string, Promise<void>>();
-  /**
-   * Per device, the socket this instance accepted last: the one that wins (an
-   * attempt that would lose is refused before it is accepted). replaced() asks
-   * it instead of the runtime on every frame; after hibernation it is empty,
-   * and the runtime is asked.
-   */
-  private readonly newest = new Map<string, WebSocket>();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -147,7 +140,9 @@ export class UserObject extends DurableObject<Env> {
     const pair = new WebSocketPair();
     const [client, server] = [pair[0], pair[1]];
 
-    const conn = parseConn(request.headers.get(CONNECT_HEADERS.conn) ?? undefined) ?? undefined;
+    // Checked by the Worker (src/routes/connect.ts), which sets or removes the header itself.
+    const connHeader = request.headers.get(CONNECT_HEADERS.conn);
+    const conn = connHeader === null ? undefined : Number(connHeader);
     const attachment: DeviceAttachment = { device, expiresAt, connectedAt: now, ...(conn === undefined ? {} : { conn }) };
     const current = this.ctx.getWebSockets(device);
     // An attempt its client gave up for a later one (a lower `conn`) that arrives
@@ -179,7 +174,6 @@ export class UserObject extends DurableObject<Env> {
       return new Response(null, { status: 101, webSocket: client });
     }
     server.serializeAttachment(attachment);
-    this.newest.set(device, server);
 
     const { row } = this.inbox.connect(device, now);
     openSession(server, this.inbox, this.env, user, device, row, now);
@@ -260,8 +254,6 @@ export class UserObject extends DurableObject<Env> {
 
   /** Whether a socket of the same device that wins over this one exists (src/user/sockets.ts supersedes). */
   private replaced(ws: WebSocket, a: DeviceAttachment): boolean {
-    const newest = this.newest.get(a.device);
-    if (newest !== undefined) return newest !== ws;
     return this.ctx.getWebSockets(a.device).some((other) => {
       const o = other === ws ? null : attachmentOf(other);
       return o !== null && supersedes(o, a);
@@ -270,7 +262,6 @@ export class UserObject extends DurableObject<Env> {
 
   override async webSocketClose(ws: WebSocket): Promise<void> {
     const attachment = attachmentOf(ws);
-    if (attachment && this.newest.get(attachment.device) === ws) this.newest.delete(attachment.device);
     if (attachment) this.inbox.touch(attachment.device, Date.now());
     this.presence.reconcile(Date.now(), ws);
     // Not reciprocated: the runtime answers the close itself (and 1005/1006 must not be).
@@ -473,12 +464,7 @@ export class UserObject extends DurableObject<Env> {
 
   /** One write transaction; what it queued in the outbox is drained once it committed. */
   private transaction<T>(fn: () => T): T {
-    try {
-      return this.outbox.transaction(this.ctx.storage, fn, () => this.wake());
-    } catch (err) {
-      this.inbox.forgetAcks(); // rolled back: the ack positions it moved are not written
-      throw err;
-    }
+    return this.outbox.transaction(this.ctx.storage, fn, () => this.wake());
   }
 
   /**

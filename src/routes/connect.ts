@@ -1,7 +1,8 @@
 // GET /v1/connect?device=&conn=: checks the upgrade, the origin, the device id
 // and the optional connection number, then hands the request to the user's
-// object, which accepts the socket with the hibernation API. The verified identity travels in headers this Worker
-// sets itself (any the client sent are overwritten).
+// object, which accepts the socket with the hibernation API. The verified
+// identity travels in headers this Worker sets itself (any the client sent are
+// overwritten or removed).
 import { Hono } from "hono";
 import { AppError } from "../errors";
 import { ID_RULE } from "../limits";
@@ -16,7 +17,7 @@ export const CONNECT_HEADERS = { user: "X-Relay-User", device: "X-Relay-Device",
  * wins, so an attempt the client gave up that reaches the server late cannot
  * replace the socket it opened after it. Decimal digits, a safe integer.
  */
-export function parseConn(raw: string | undefined): number | null | undefined {
+function parseConn(raw: string | undefined): number | null | undefined {
   if (raw === undefined) return undefined;
   if (!/^\d{1,16}$/.test(raw)) return null;
   const n = Number(raw);

@@ -18,12 +18,6 @@ export type DeviceRow = {
 
 export class Inbox {
   private headSeq: number;
-  /**
-   * Devices' ack positions as this object last wrote or read them: every ack
-   * read its device's row first. The row is the truth; a transaction that rolls
-   * back must call forgetAcks(), and dropping stale devices clears it.
-   */
-  private readonly ackedAt = new Map<string, number>();
 
   /** `removed` runs after entries left the inbox, inside the same transaction (media holds sweep there). */
   constructor(
@@ -118,25 +112,10 @@ export class Inbox {
    * nothing moved (an old or repeated ack). The caller has checked seq <= head.
    */
   ack(device: string, seq: number, now: number): number | null {
-    let prev = this.ackedAt.get(device);
-    if (prev === undefined) {
-      const row = this.device(device);
-      if (!row) return null;
-      prev = row.acked;
-      this.ackedAt.set(device, prev);
-    }
-    if (seq <= prev) return null;
-    if (this.sql.exec("UPDATE devices SET acked = ?, last_seen = ? WHERE device = ?", seq, now, device).rowsWritten === 0) {
-      this.ackedAt.delete(device);
-      return null;
-    }
-    this.ackedAt.set(device, seq);
-    return prev;
-  }
-
-  /** The transaction that moved ack positions did not commit: they are read again. */
-  forgetAcks(): void {
-    this.ackedAt.clear();
+    const row = this.device(device);
+    if (!row || seq <= row.acked) return null;
+    this.sql.exec("UPDATE devices SET acked = ?, last_seen = ? WHERE device = ?", seq, now, device);
+    return row.acked;
   }
 
   /** Deletes entries up to `upTo` that every device seen in the last 30 days holds. */
@@ -165,7 +144,6 @@ export class Inbox {
     this.removed();
     this.sql.exec("INSERT INTO gaps (from_seq, to_seq) VALUES (?, ?)", range.lo, range.hi);
     this.sql.exec("DELETE FROM devices WHERE last_seen < ?", now - 2 * RETENTION_MS);
-    this.ackedAt.clear();
     const minAcked = this.sql.exec<{ m: number | null }>("SELECT MIN(acked) AS m FROM devices").one().m;
     if (minAcked !== null) this.sql.exec("DELETE FROM gaps WHERE to_seq <= ?", minAcked);
   }
