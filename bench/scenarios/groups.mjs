@@ -39,7 +39,7 @@ export async function createGroup(ctx, admin, members, name) {
 }
 
 /** A group of `size` members (creator first), all connected; members record arrivals per post id. */
-async function realGroup(ctx, tag, size) {
+export async function realGroup(ctx, tag, size) {
   const users = Array.from({ length: size }, (_, i) => ctx.user(`s3-${tag}-m${i}`));
   const created = await createGroup(ctx, users[0], users.slice(1), `bench ${tag}`);
   if (created.error) return created;
@@ -64,7 +64,7 @@ async function realGroup(ctx, tag, size) {
 }
 
 /** Posts `id` from the creator and waits until every other member has it (or the timeout); returns latencies. */
-async function post(g, id) {
+export async function post(g, id) {
   const t0 = performance.now();
   g.sentAt.set(id, t0);
   g.clients[0].send({ group: g.id }, id, `post ${id}`);

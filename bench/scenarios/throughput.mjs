@@ -83,7 +83,7 @@ async function drive(pairs, durationMs, warmupMs, sendOne, arrivedCount) {
   return { warmEnd, end };
 }
 
-async function realThroughput(ctx, prefix, pairsN, durationMs, warmupMs) {
+export async function realThroughput(ctx, prefix, pairsN, durationMs, warmupMs) {
   const { senders, receivers } = await realPairs(ctx, prefix, pairsN);
   /** "pair:id" -> { t0, measured, arrived } */
   const inflight = new Map();
