@@ -227,6 +227,9 @@ describe("durability", () => {
   });
 });
 
+/** The server's source (not the client library's), for the checks of its SQL below. */
+const sources = import.meta.glob<string>(["../src/**/*.ts", "!../src/client/**"], { query: "?raw", import: "default", eager: true });
+
 describe("statements", () => {
   // SQLite (3.46+, as workerd ships it) plans `LIMIT ?` with the bound value and
   // marks the statement to be re-prepared whenever that parameter is bound
@@ -239,7 +242,6 @@ describe("statements", () => {
     "SELECT msg, frame FROM history WHERE ts >= ? AND msg < ? ORDER BY msg DESC LIMIT ?",
     "SELECT msg, frame FROM history WHERE ts >= ? ORDER BY msg DESC LIMIT ?",
   ];
-  const sources = import.meta.glob<string>(["../src/**/*.ts", "!../src/client/**"], { query: "?raw", import: "default", eager: true });
 
   it("no statement on a hot path binds its LIMIT or OFFSET (SQLite would re-prepare it on every run)", () => {
     expect(Object.keys(sources).length).toBeGreaterThan(20);
@@ -269,7 +271,6 @@ describe("query plans", () => {
     [/JOIN \(SELECT MIN\(id\) AS id FROM outbox GROUP BY target\)/, "the outbox holds only hand-offs not yet made"],
     [/\bLIMIT (\d+|\(SELECT \?\)|\?)/, "reads at most a page (history) or one row (is it empty?)"],
   ];
-  const sources = import.meta.glob<string>(["../src/**/*.ts", "!../src/client/**"], { query: "?raw", import: "default", eager: true });
 
   it("each deadline query the user object asks per message reads an index", async () => {
     const plans = await runInDurableObject(stub(uid("plans")), (_o, state) =>
