@@ -18,6 +18,7 @@ export const ERROR_CODES = [
   "rate_limited",
   "bad_media",
   "devices_changed",
+  "out_of_order",
   "internal",
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
@@ -38,6 +39,7 @@ const HTTP_STATUS: Record<ErrorCode, number> = {
   rate_limited: 429,
   bad_media: 415,
   devices_changed: 409,
+  out_of_order: 409,
   internal: 500,
 };
 

@@ -106,7 +106,10 @@ export const SendFrame = z
     media: MediaRef.optional(),
     replyTo: MsgId.optional(),
     e2ee: E2eeSend.optional(),
+    // Addition: accept only once the send with this id is accepted (out_of_order otherwise).
+    after: Id.optional(),
   })
+  .refine((f) => f.after !== f.id, { message: "cannot name the send itself", path: ["after"] })
   // An empty text is no content: "" alone would be a blank bubble in every client.
   .refine((f) => (f.text !== undefined && f.text !== "") || f.media !== undefined || f.e2ee !== undefined, {
     message: "a message needs text (at least one character) or media",

@@ -89,6 +89,38 @@ describe("one-to-one chat", () => {
     expect(b.all("message")).toHaveLength(0);
   });
 
+  it("a send written behind one the server did not take (after) is refused out_of_order, stores nothing, and is taken once it comes again", async () => {
+    // Addition (docs/PROTOCOL.md): without `after`, a send pipelined behind one that drew an
+    // error the client retries was taken first, and the chat showed them swapped.
+    const alice = uid("alice");
+    const bob = uid("bob");
+    const a = await connect(alice);
+    const b = await connect(bob);
+    a.send({ type: "send", id: "o1", to: { user: bob }, media: { id: "no-such-upload", type: "image/jpeg", size: 10 } });
+    expect(await a.next("error")).toMatchObject({ code: "bad_media", ref: "o1" });
+    a.send({ type: "send", id: "o2", to: { user: bob }, text: "second", after: "o1" });
+    const refused = await a.next("error");
+    expect(refused).toMatchObject({ code: "out_of_order", ref: "o2" });
+    expect(refused.message).toContain("o1");
+    // o1 failed for good: o2 comes again without it, then o3 behind o2, which is taken now.
+    a.send({ type: "send", id: "o2", to: { user: bob }, text: "second" });
+    const sent2 = await a.next("sent");
+    a.send({ type: "send", id: "o3", to: { user: bob }, text: "third", after: "o2" });
+    const sent3 = await a.next("sent");
+    expect([sent2.id, sent3.id]).toEqual(["o2", "o3"]);
+    // A stored send sent again is answered as before, whatever it names in `after`.
+    a.send({ type: "send", id: "o3", to: { user: bob }, text: "third", after: "never-sent" });
+    expect(await a.next("sent")).toEqual(sent3);
+    a.send({ type: "send", id: "o4", to: { user: bob }, text: "self", after: "o4" });
+    const self = await a.next("error");
+    expect(self).toMatchObject({ code: "bad_frame", ref: "o4" });
+    expect(self.message).toContain("after");
+    expect((await b.next("message")).id).toBe("o2");
+    expect((await b.next("message")).id).toBe("o3");
+    await sleep(200);
+    expect(b.all("message")).toHaveLength(0);
+  });
+
   it("two devices of the recipient both get everything and acks are per device", async () => {
     const alice = uid("alice");
     const bob = uid("bob");

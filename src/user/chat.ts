@@ -70,20 +70,29 @@ export class ChatService {
       throw new AppError("bad_frame", "e2ee.attachments: an edit cannot add attachments");
     }
     switch (frame.type) {
-      case "send":
+      case "send": {
+        // A resend of a stored id is answered as before, whatever it waits for (send()).
+        const known = (id: string) => this.d.sql.exec("SELECT 1 FROM sent_ids WHERE id = ?", id).toArray().length > 0;
+        // `after`: the client wrote this send behind one it has no `sent` for yet. Taking it
+        // before that one would reorder the chat (the earlier one drew an error the client
+        // retries, or a rate limit): refused, stored nowhere, and sent again behind it. The
+        // device's frames are handled in order, so the earlier one is settled by now.
+        if (frame.after !== undefined && !known(frame.after) && !known(frame.id)) {
+          throw new AppError("out_of_order", `the send ${frame.after} (after) has not been accepted; send this again once it is`);
+        }
         if (frame.e2ee && "user" in frame.to) {
           // The device lists are checked BEFORE the send's transaction (an RPC
           // to the peer's object); a resend of a stored id skips the check and
           // is answered as before. Nothing awaits between the transaction and `sent`.
           const self = this.d.self();
-          const known = this.d.sql.exec("SELECT 1 FROM sent_ids WHERE id = ?", frame.id).toArray().length > 0;
-          if (!known && frame.to.user !== self) {
+          if (frame.to.user !== self && !known(frame.id)) {
             const [own, peer] = await Promise.all([this.d.keyDevices(self), this.d.keyDevices(frame.to.user)]);
             checkRecipients(frame.e2ee, device, self, own, frame.to.user, peer);
             now = Date.now();
           }
         }
         return this.send(frame, device, ws, now);
+      }
       case "ack":
         return this.ack(frame.seq, device, now);
       case "read":
