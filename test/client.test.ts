@@ -27,6 +27,10 @@ interface Tapped {
   dropAfterSend?: boolean;
   onServerFrame?: (data: string) => void;
   onClientFrame?: (data: string) => void;
+  /** True for a frame the client writes that never reaches the server (lost, or answered by the test). */
+  swallow?: (data: string) => boolean;
+  /** Hands a frame to the client as if the server had sent it (set for the latest socket). */
+  toClient?: (data: string) => void;
   /** The next upgrade waits for this before it reaches the server (a slow network). */
   hold?: Promise<void>;
   /** Every upgrade's URL, in the order the client asked for them. */
@@ -58,21 +62,27 @@ function socketFactory(tap: Tapped) {
         ws.close(1000, "network went away");
       }
     });
+    const clientListeners: Array<(ev: never) => void> = [];
+    tap.toClient = (data) => {
+      for (const fn of clientListeners) fn({ data } as never);
+    };
     return {
       send: (data: string) => {
         tap.sent.push(data);
         tap.onClientFrame?.(data);
-        ws.send(data);
+        if (!tap.swallow?.(data)) ws.send(data);
       },
       close: (code?: number, reason?: string) => ws.close(code, reason),
       get readyState() {
         return ws.readyState;
       },
-      addEventListener: (type: string, fn: (ev: never) => void) =>
+      addEventListener: (type: string, fn: (ev: never) => void) => {
+        if (type === "message") clientListeners.push(fn);
         ws.addEventListener(type as "message", ((ev: never) => {
           if (type === "message" && lost) return; // what arrives after the loss never reaches the client
           fn(ev);
-        }) as never),
+        }) as never);
+      },
       accept: () => ws.accept(),
     } as SocketLike;
   };
@@ -365,6 +375,45 @@ describe("client library: delivery", () => {
     expect(second.tap.sockets).toHaveLength(1);
     await first.client.stop();
     await second.client.stop();
+  });
+
+  it("sends written behind one that draws an `internal` arrive after it, in the order typed (after, out_of_order)", async () => {
+    // crash-library.test.mjs, FAULT_SEED=52363 (CI of 2026-11-28): a send whose key lookup
+    // failed with `internal` was retried after its pause, but the sends pipelined behind it
+    // were taken first, and the recipient showed them swapped. Here the server's `internal`
+    // for s1 is played by the tap: s1 never reaches the server, and its error comes back
+    // only once s2 and s3 are on the wire.
+    const alice = uid("alice");
+    const bob = uid("bob");
+    const A = await started(alice);
+    const B = await started(bob);
+    let swallowed = false;
+    A.tap.swallow = (data) => {
+      if (swallowed || !data.includes('"id":"s1"')) return false;
+      swallowed = true;
+      return true;
+    };
+    A.tap.onClientFrame = (data) => {
+      if (data.includes('"id":"s3"') && swallowed && framesOf(A.tap.sent, "send").filter((f) => f.id === "s1").length === 1) {
+        setTimeout(() => A.tap.toClient?.(JSON.stringify({ type: "error", code: "internal", message: "the recipient's device list did not answer in time; try again", ref: "s1" })), 0);
+      }
+    };
+    const errors: string[] = [];
+    A.client.on("error", (e) => errors.push(e.code));
+    for (const id of ["s1", "s2", "s3"]) A.client.send({ user: bob }, { text: `text ${id}` }, id);
+    await until("all three sent", () => A.client.pendingSends().length === 0, 8_000);
+    await until("all three at bob", () => texts(B.client, { user: alice }).length === 3);
+    expect(texts(B.client, { user: alice })).toEqual(["text s1", "text s2", "text s3"]);
+    // What the client wrote: s2 and s3 each named the send before them, and went again after s1.
+    const writes = framesOf(A.tap.sent, "send").map((f) => `${f.id as string}<${(f.after as string | undefined) ?? ""}`);
+    expect(writes.slice(0, 3)).toEqual(["s1<", "s2<s1", "s3<s2"]);
+    expect(writes.slice(3)).toEqual(["s1<", "s2<s1", "s3<s2"]);
+    const refused = framesOf(A.tap.frames, "error").map((f) => `${f.code as string} ${f.ref as string}`);
+    expect(refused).toEqual(["out_of_order s2", "out_of_order s3"]);
+    expect(errors).toEqual(["internal"]); // out_of_order is the library's own business
+    expect(A.client.messages({ user: bob }).filter((m) => m.status === "failed" || m.status === "pending")).toEqual([]);
+    await A.client.stop();
+    await B.client.stop();
   });
 
   it("150 encrypted sends at once are paced under the server's rate limit: no rate_limited, no 4008, each arrives once, in order", async () => {

@@ -252,15 +252,30 @@ export class ChatSync extends Emitter<ClientEvents> {
   private pump(): void {
     const gen = this.conn.generation;
     if (!this.conn.isOpen) return;
+    const lastIn = new Map<string, string>(); // chat key -> the queued send before, in that chat
     for (const e of this.state.outgoing) {
       // In order: nothing overtakes a send that is not stored or not sealed yet.
       if (!this.persisted.has(e.id) || e.seal === "pending" || e.repair) break;
+      const key = chatKey(e.frame.to);
+      const after = lastIn.get(key);
+      lastIn.set(key, e.id);
       if (this.sentOn.get(e.id) === gen) continue;
       if ((this.internalRetries.get(e.id)?.at ?? 0) > Date.now()) break; // still in its pause
-      if (!this.conn.send(e.frame)) break;
+      if (!this.conn.send(onWire(e, after))) break;
       this.sentOn.set(e.id, gen);
     }
     for (const conv of this.state.conversations.values()) this.sendRead(conv);
+  }
+
+  /** The queued send before `e` in the same chat, if any (all of them are unconfirmed). */
+  private queuedBefore(e: OutgoingEntry): string | undefined {
+    const key = chatKey(e.frame.to);
+    let before: string | undefined;
+    for (const o of this.state.outgoing) {
+      if (o === e) break;
+      if (chatKey(o.frame.to) === key) before = o.id;
+    }
+    return before;
   }
 
   /**
@@ -427,6 +442,12 @@ export class ChatSync extends Emitter<ClientEvents> {
   }
 
   private onError(f: Extract<ServerFrame, { type: "error" }>): void {
+    if (f.code === "out_of_order" && f.ref) {
+      // Not taken because the send before it is not (onWire): it goes again behind that one,
+      // with the next pump (that one's `sent`, its retry, or its failure). Nothing to report.
+      this.sentOn.delete(f.ref);
+      return;
+    }
     this.eph.noteError(f.code, f.message);
     this.emit("error", { code: f.code, message: f.message, ...(f.ref ? { ref: f.ref } : {}) });
     const entry = f.ref ? this.state.outgoingById(f.ref) : undefined;
@@ -454,7 +475,7 @@ export class ChatSync extends Emitter<ClientEvents> {
   private rateLimited(ref: string | undefined, entry: OutgoingEntry | undefined): void {
     if (entry) {
       // A queued send: first of its class again, in the order the answers came.
-      if (this.sentOn.get(entry.id) === this.conn.generation && this.conn.sendAgain(entry.frame)) return;
+      if (this.sentOn.get(entry.id) === this.conn.generation && this.conn.sendAgain(onWire(entry, this.queuedBefore(entry)))) return;
       this.sentOn.delete(entry.id);
       return this.pump();
     }
@@ -513,4 +534,15 @@ function readFrameOf(data: string): { key: string; upTo: string } | null {
   if (!data.startsWith('{"type":"read"')) return null;
   const f = JSON.parse(data) as { chat: Chat; upTo: string };
   return { key: chatKey(f.chat), upTo: f.upTo };
+}
+
+/**
+ * A queued send as it goes on the wire: with `after`, the id of the send before
+ * it in the same chat that has no `sent` yet. Should that one draw an error the
+ * client retries (internal, devices_changed, a rate limit), the server refuses
+ * this one (out_of_order) instead of taking it first, and it goes again behind
+ * it: the chat keeps the order it was typed in (docs/PROTOCOL.md, Additions).
+ */
+function onWire(e: OutgoingEntry, after: string | undefined): OutgoingEntry["frame"] & { after?: string } {
+  return after === undefined ? e.frame : { ...e.frame, after };
 }
