@@ -98,7 +98,7 @@ test("kill -9 while client-library senders (e2ee) queue messages: every message 
       const last = new Map();
       for (const m of at.order) {
         const k = Number(m.id.slice(1));
-        assert.ok((last.get(m.from) ?? -1) < k, `${r.user}: ${m.from} ${m.id} arrived after a later message`);
+        assert.ok((last.get(m.from) ?? -1) < k, `${r.user}: ${m.from} ${m.id} arrived after a later message; error events: ${errors.slice(0, 10).join("; ") || "none"}`);
         last.set(m.from, k);
       }
     }
