@@ -8,7 +8,7 @@
 import { env, exports } from "cloudflare:workers";
 import { describe, expect, it, vi } from "vitest";
 import { ApiError, ChatClient, MemoryStore, PREKEY_REFILL_BELOW, backoffDelay, multipartUpload, singleUpload, type Chat, type ChatMessage, type ClientStore, type MessageStatus, type SocketLike } from "../src/client";
-import { E2eeDevice, encodeContent, type E2eeContent } from "../src/client/e2ee";
+import { E2eeDevice, SenderKeys, encodeContent, type E2eeContent } from "../src/client/e2ee";
 import { displayableType } from "../src/client/client";
 import { applyContent } from "../src/client/secure";
 import { BASE, call, connect, sleep, token, uid } from "./helpers";
@@ -718,6 +718,49 @@ describe("client library: end-to-end encryption", () => {
     for (const c of [A, A2, B, C]) await c.client.stop();
   });
 
+  it("group messages wait for their signature check (natively, ahead), and frames behind them wait too: a replay is applied in seq order, nothing dropped", async () => {
+    const alice = uid("alice");
+    const bob = uid("bob");
+    const A = await started(alice);
+    const store = new MemoryStore();
+    const B = await started(bob, { store });
+    const g = await A.client.createGroup("Checked", [bob]);
+    const group = { group: g.id };
+    A.client.send(group, { text: "g0" });
+    await until("bob has the sender key", () => texts(B.client, group).includes("g0"));
+    await B.client.stop();
+    // Sent while Bob is away, so that his next socket gets them back to back (the replay).
+    const sent = ["g1", "d1", "g2", "d2", "g3", "d3"];
+    for (const t of sent) A.client.send(t.startsWith("g") ? group : { user: bob }, { text: t });
+    await until("all sent", () => A.client.pendingSends().length === 0);
+    const { checkAhead } = SenderKeys.prototype;
+    let checked = 0;
+    SenderKeys.prototype.checkAhead = async function (this: SenderKeys, ...args: Parameters<SenderKeys["checkAhead"]>) {
+      const ok = await checkAhead.apply(this, args);
+      if (ok) checked++;
+      await sleep(30); // workerd answers WebCrypto at once; a phone's or Node's thread pool takes its time
+      return ok;
+    };
+    try {
+      const B2 = await makeClient(bob, { store });
+      const seqs: number[] = [];
+      B2.client.on("message", ({ message, source }) => {
+        if (source === "live" && !message.system) seqs.push(B2.client.lastSeq);
+      });
+      await B2.client.start();
+      await until("all at bob", () => texts(B2.client, group).length === 4 && texts(B2.client, { user: alice }).length === 3);
+      expect(texts(B2.client, group)).toEqual(["g0", "g1", "g2", "g3"]);
+      expect(texts(B2.client, { user: alice })).toEqual(["d1", "d2", "d3"]);
+      expect(seqs).toHaveLength(6);
+      expect(seqs).toEqual([...seqs].sort((x, y) => x - y));
+      expect(checked).toBe(3); // each group message's signature was checked natively, ahead
+      await B2.client.stop();
+    } finally {
+      SenderKeys.prototype.checkAhead = checkAhead;
+    }
+    await A.client.stop();
+  });
+
   it("an encrypted photo: only ciphertext reaches the server, and Bob gets back the exact bytes", async () => {
     const alice = uid("alice");
     const bob = uid("bob");
@@ -1229,6 +1272,7 @@ describe("client library with a scripted server (what a real one cannot produce 
     }
     expect(conns.every((c, i) => i === 0 || c > conns[i - 1]!)).toBe(true);
     expect(conns[0]).toBeGreaterThan(1_600_000_000_000); // milliseconds: a later tab's first attempt is higher
+
     await client.stop();
   });
 

@@ -7,6 +7,7 @@ import { describe, expect, it } from "vitest";
 import {
   E2eeDevice,
   MAX_SKIP,
+  SenderKeys,
   decodeContent,
   decryptMedia,
   encodeContent,
@@ -500,6 +501,44 @@ describe("e2ee crypto core", () => {
     const ben2 = E2eeDevice.fromJSON(JSON.parse(JSON.stringify(devs["ben/phone"]!.toJSON())));
     const later = devs["ann/phone"]!.encryptGroup(group, "after reload");
     expect(text(ben2.decryptGroup(group, "ann/phone", later.senderKeyCiphertext))).toBe("after reload");
+  });
+
+  it("a group message's signature checked ahead natively (WebCrypto) counts for that ciphertext under that signing key only", async () => {
+    const group = "g_ahead";
+    const ann = new SenderKeys();
+    const ben = new SenderKeys();
+    const dist = ann.prepare(group, ["ben/phone"]).distribution!;
+    ben.process("ann/phone", dist);
+    const plain = (s: string) => new TextEncoder().encode(s);
+    const flip = (c: string, at: number) => {
+      const raw = Uint8Array.from(atob(c), (ch) => ch.charCodeAt(0));
+      raw[at]! ^= 1;
+      return btoa(String.fromCharCode(...raw));
+    };
+    // Good: checked natively (workerd has Ed25519 in WebCrypto), then opened once.
+    const m1 = ann.encrypt(group, plain("one"));
+    expect(await ben.checkAhead(group, "ann/phone", m1)).toBe(true);
+    expect(text(ben.decrypt(group, "ann/phone", m1))).toBe("one");
+    expect(codeOf(() => ben.decrypt(group, "ann/phone", m1))).toBe("replayed");
+    // Changed after signing (a body byte, the signature): not checked ahead, refused by decrypt.
+    const m2 = ann.encrypt(group, plain("two"));
+    const changed = [flip(m2, 12), flip(m2, atob(m2).length - 1)];
+    for (const c of changed) {
+      expect(await ben.checkAhead(group, "ann/phone", c)).toBe(false);
+      expect(codeOf(() => ben.decrypt(group, "ann/phone", c))).toBe("tampered");
+    }
+    // A ciphertext checked ahead does not vouch for another one.
+    expect(await ben.checkAhead(group, "ann/phone", m2)).toBe(true);
+    expect(codeOf(() => ben.decrypt(group, "ann/phone", changed[0]!))).toBe("tampered");
+    // Nor for the same bytes under another signing key (the sender's key replaced meanwhile, same keyId).
+    const m3 = ann.encrypt(group, plain("three"));
+    expect(await ben.checkAhead(group, "ann/phone", m3)).toBe(true);
+    ben.forget(group, "ann/phone");
+    ben.process("ann/phone", { ...dist, signingKey: new SenderKeys().prepare(group, ["x/y"]).distribution!.signingKey });
+    expect(codeOf(() => ben.decrypt(group, "ann/phone", m3))).toBe("tampered");
+    // Nothing to check against: false, never a throw.
+    expect(await ben.checkAhead(group, "cat/phone", m1)).toBe(false);
+    expect(await ben.checkAhead(group, "ann/phone", "not base64 at all!")).toBe(false);
   });
 
   it("a safety number is the same on both sides, matches the server's key list, and changes when a device is added", async () => {

@@ -122,6 +122,12 @@ export class E2eeSync extends ChatSync {
     return text === undefined ? f : { ...f, event: { ...f.event, text } };
   }
 
+  protected override prepare(f: ServerFrame): Promise<unknown> | null {
+    // A replay the model already holds is dropped unopened: nothing to check.
+    if (f.type !== "message" || !f.e2ee || !this.secure || f.seq <= this.state.meta.lastSeq) return null;
+    return this.secure.checkAhead({ from: f.from, chat: f.chat, e2ee: f.e2ee as DeliveredE2ee });
+  }
+
   protected override sendRefused(f: ErrorFrame, entry: OutgoingEntry): boolean {
     if (f.code !== "devices_changed" || !this.secure || !entry.frame.e2ee?.recipients) return false;
     entry.repair = { missing: f.missing ?? [], extra: f.extra ?? [] };

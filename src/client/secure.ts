@@ -202,6 +202,15 @@ export class Secure {
 
   // ---- receiving -------------------------------------------------------------------
 
+  /**
+   * Starts checking a group message's signature ahead of `open`, natively where
+   * the runtime can (SenderKeys.checkAhead); null when there is nothing to check.
+   */
+  checkAhead(f: { from: string; chat: Chat; e2ee: DeliveredE2ee }): Promise<boolean> | null {
+    if (!("group" in f.chat) || !f.e2ee.senderKeyCiphertext) return null;
+    return this.device.senderKeys.checkAhead(f.chat.group, address(f.from, f.e2ee.sender), f.e2ee.senderKeyCiphertext);
+  }
+
   /** Opens an encrypted message (synchronously: stored with the model before it is acked). */
   open(f: { from: string; chat: Chat; e2ee: DeliveredE2ee }): Opened {
     const { keyring } = this.h;

@@ -40,6 +40,8 @@ export class ChatSync extends Emitter<ClientEvents> {
    * again. Their own budget: resends after reconnects are not failures.
    */
   private readonly internalRetries = new Map<string, { count: number; at: number }>();
+  /** The last frame still waiting to be applied (receive), or null when none is. */
+  private intake: Promise<void> | null = null;
   /** Per conversation, the read handed to the pacer and not yet on the socket. */
   private readonly readsQueued = new Map<string, string>();
   private ackedOn = { gen: -1, seq: 0 };
@@ -79,7 +81,7 @@ export class ChatSync extends Emitter<ClientEvents> {
         u.searchParams.set("access_token", await this.api.token());
         return u.toString();
       },
-      onFrame: (f, gen) => this.onFrame(f, gen),
+      onFrame: (f, gen) => this.receive(f, gen),
       onConnecting: (attempt) => this.setConn("connecting", attempt),
       onDown: (i) => this.setConn(i.replaced ? "replaced" : "offline", i.attempt, i.willRetryInMs ?? undefined, i.code),
       onBadFrame: (raw, why) => this.emit("error", { code: "bad_server_frame", message: `${why}: ${raw.slice(0, 200)}` }),
@@ -179,6 +181,14 @@ export class ChatSync extends Emitter<ClientEvents> {
   /** An event frame as the model applies it. */
   protected openEvent(f: Extract<ServerFrame, { type: "event" }>): Extract<ServerFrame, { type: "event" }> {
     return f;
+  }
+  /**
+   * Work a frame can start as it arrives, before it is applied (E2eeSync: a group
+   * message's signature checked natively). The frame, and every frame after it,
+   * is applied once this settles; null (the usual case) applies it at once.
+   */
+  protected prepare(_f: ServerFrame): Promise<unknown> | null {
+    return null;
   }
   /** An error frame about a queued send; true when handled here. */
   protected sendRefused(_f: Extract<ServerFrame, { type: "error" }>, _entry: OutgoingEntry): boolean {
@@ -313,6 +323,24 @@ export class ChatSync extends Emitter<ClientEvents> {
   }
 
   // ---- frames --------------------------------------------------------------------------
+
+  /**
+   * Every frame is applied in the order it came, each once its preparation and
+   * every earlier frame are done. Preparations run side by side; a frame with
+   * none, when nothing waits, is applied at once (synchronously, as before).
+   */
+  private receive(f: ServerFrame, gen: number): void {
+    const ready = this.prepare(f);
+    if (ready === null && this.intake === null) return this.onFrame(f, gen);
+    // A preparation that fails still lets its frame apply: it only ever saves work.
+    const intake: Promise<void> = Promise.all([this.intake, ready?.catch(() => {})])
+      .then(() => this.onFrame(f, gen))
+      .catch((err: unknown) => this.emit("error", { code: "frame_failed", message: String(err) }))
+      .finally(() => {
+        if (this.intake === intake) this.intake = null;
+      });
+    this.intake = intake;
+  }
 
   private onFrame(f: ServerFrame, gen: number): void {
     switch (f.type) {

@@ -9,9 +9,9 @@
 //
 // Message bytes: version(1) | keyId(u32) | iteration(u32) | AES-CBC ciphertext
 // | HMAC(32) | Ed25519 signature(64) over lp(groupId) || everything before it.
-import { concat, fromBase64, lp, randomBytes, randomId, Reader, toBase64, u32, utf8 } from "./bytes";
+import { concat, equal, fromBase64, lp, randomBytes, randomId, Reader, toBase64, u32, utf8 } from "./bytes";
 import { E2eeError } from "./errors";
-import { aeadDecrypt, aeadEncrypt, kdfChain, sign, signingKeyPair, SIGNATURE_BYTES, verify, type KeyPair } from "./primitives";
+import { aeadDecrypt, aeadEncrypt, kdfChain, sign, signingKeyPair, SIGNATURE_BYTES, verifiedNatively, verify, type KeyPair } from "./primitives";
 import { MAX_SKIP } from "./ratchet";
 
 const VERSION = 1;
@@ -20,6 +20,8 @@ const INFO = "RelayChat-SenderKey-v1";
 const MAX_SKIPPED_PER_KEY = 2000;
 /** Older keys of one sender kept, for group messages that arrive after a rotation. */
 const MAX_KEYS_PER_SENDER = 3;
+/** Messages checked ahead (checkAhead) and not decrypted yet, at most (a bound on their memory). */
+const MAX_CHECKED_AHEAD = 200;
 
 /** What a member device needs to read a sender's group messages. Travels only inside pairwise ciphertext. */
 export interface SenderKeyDistribution {
@@ -58,6 +60,8 @@ export class SenderKeys {
   private own = new Map<string, OwnKey>();
   /** Per (group, sender device address): newest key first. */
   private peers = new Map<string, PeerKey[]>();
+  /** (group, sender, ciphertext) -> the signing key its signature was checked under (checkAhead). */
+  private readonly checked = new Map<string, Uint8Array>();
 
   /**
    * Before sending to a group: which member devices need this device's sender
@@ -134,23 +138,53 @@ export class SenderKeys {
     this.peers.delete(peerSlot(group, sender));
   }
 
-  /** Decrypts a group message from `sender`; state changes only if it authenticated. */
-  decrypt(group: string, sender: string, ciphertext: string): Uint8Array {
+  /** A group message's parts, and the sender key it names (no_sender_key when this device has none). */
+  private parse(group: string, sender: string, ciphertext: string) {
     const bytes = fromBase64(ciphertext, "senderKeyCiphertext");
     if (bytes.length < 9 + SIGNATURE_BYTES) throw new E2eeError("malformed", "group message is truncated");
     const r = new Reader(bytes);
     if (r.u8() !== VERSION) throw new E2eeError("malformed", "unknown group message version");
     const keyId = r.u32();
     const iteration = r.u32();
-    const body = bytes.subarray(0, bytes.length - SIGNATURE_BYTES);
-    const header = bytes.subarray(0, 9);
-    const sealed = bytes.subarray(9, bytes.length - SIGNATURE_BYTES);
-    const signature = bytes.subarray(bytes.length - SIGNATURE_BYTES);
     const key = this.peers.get(peerSlot(group, sender))?.find((k) => k.keyId === keyId);
     if (!key) throw new E2eeError("no_sender_key", `no sender key ${keyId} from ${sender} in ${group} (not received yet, or not meant for this device)`);
-    if (!verify(key.signingKey, concat(lp(utf8(group)), body), signature)) {
+    const signed = concat(lp(utf8(group)), bytes.subarray(0, bytes.length - SIGNATURE_BYTES));
+    return { key, bytes, iteration, signed, signature: bytes.subarray(bytes.length - SIGNATURE_BYTES) };
+  }
+
+  /**
+   * Checks a group message's signature ahead of `decrypt`, asynchronously, with
+   * WebCrypto where the runtime has Ed25519; `decrypt` then skips its own check
+   * for exactly this ciphertext under exactly this signing key. Never throws, and
+   * changes nothing else: an unknown key, a bad message, or a runtime without
+   * Ed25519 leaves the check to `decrypt`. True when the signature was checked
+   * and found good here.
+   */
+  async checkAhead(group: string, sender: string, ciphertext: string): Promise<boolean> {
+    let parsed: ReturnType<SenderKeys["parse"]>;
+    try {
+      parsed = this.parse(group, sender, ciphertext);
+    } catch {
+      return false;
+    }
+    const { key, signed, signature } = parsed;
+    if (!(await verifiedNatively(key.signingKey, signed, signature))) return false;
+    if (this.checked.size >= MAX_CHECKED_AHEAD) this.checked.delete(this.checked.keys().next().value!);
+    this.checked.set(`${peerSlot(group, sender)}\n${ciphertext}`, key.signingKey);
+    return true;
+  }
+
+  /** Decrypts a group message from `sender`; state changes only if it authenticated. */
+  decrypt(group: string, sender: string, ciphertext: string): Uint8Array {
+    const { key, bytes, iteration, signed, signature } = this.parse(group, sender, ciphertext);
+    const memo = `${peerSlot(group, sender)}\n${ciphertext}`;
+    const ahead = this.checked.get(memo);
+    this.checked.delete(memo);
+    if (!(ahead !== undefined && equal(ahead, key.signingKey)) && !verify(key.signingKey, signed, signature)) {
       throw new E2eeError("tampered", "group message signature does not verify");
     }
+    const header = bytes.subarray(0, 9);
+    const sealed = bytes.subarray(9, bytes.length - SIGNATURE_BYTES);
     const ad = concat(lp(utf8(group)), header);
     if (iteration < key.iteration) {
       const at = key.skipped.findIndex((s) => s.iteration === iteration);
