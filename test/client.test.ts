@@ -1250,15 +1250,20 @@ describe("client library with a scripted server (what a real one cannot produce 
     await client.stop();
   });
 
-  it("each attempt's conn is higher than the last, also when the clock goes back", async () => {
+  it("each attempt's conn is higher than the last, also when the clock goes back, and after a reload", async () => {
     const conns: number[] = [];
-    const client = fakeServerClient((url) => {
-      conns.push(Number(new URL(url).searchParams.get("conn")));
-      return new FakeSocket((s) => {
-        s.push({ type: "hello", protocol: 1, user: "alice", device: "web", head: 0, serverTime: Date.now() });
-        s.push({ type: "synced", head: 0 });
-      });
-    });
+    const store = new MemoryStore();
+    const client = fakeServerClient(
+      (url) => {
+        conns.push(Number(new URL(url).searchParams.get("conn")));
+        return new FakeSocket((s) => {
+          s.push({ type: "hello", protocol: 1, user: "alice", device: "web", head: 0, serverTime: Date.now() });
+          s.push({ type: "synced", head: 0 });
+        });
+      },
+      undefined,
+      { store },
+    );
     await client.start();
     await online(client);
     const back = vi.spyOn(Date, "now").mockReturnValue(conns[0]! - 60_000); // the clock was a minute fast
@@ -1273,7 +1278,25 @@ describe("client library with a scripted server (what a real one cannot produce 
     expect(conns.every((c, i) => i === 0 || c > conns[i - 1]!)).toBe(true);
     expect(conns[0]).toBeGreaterThan(1_600_000_000_000); // milliseconds: a later tab's first attempt is higher
 
+    // A reload on the same store, with the clock still behind: its first attempt is higher still.
     await client.stop();
+    const reloaded = fakeServerClient(
+      (url) => {
+        conns.push(Number(new URL(url).searchParams.get("conn")));
+        return new FakeSocket((s) => s.push({ type: "hello", protocol: 1, user: "alice", device: "web", head: 0, serverTime: Date.now() }));
+      },
+      undefined,
+      { store },
+    );
+    const behind = vi.spyOn(Date, "now").mockReturnValue(conns[0]! - 60_000);
+    try {
+      await reloaded.start();
+      await until("the reload's first attempt", () => conns.length === 5);
+    } finally {
+      behind.mockRestore();
+    }
+    expect(conns[4]).toBeGreaterThan(conns[3]!);
+    await reloaded.stop();
   });
 
   it("a connection attempt whose token never comes is given up after the hello timeout, and the next one connects", async () => {

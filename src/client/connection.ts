@@ -109,9 +109,11 @@ export class Connection {
     return this.socket !== null && this.helloSeen;
   }
 
-  start(): void {
+  /** Connects (and keeps reconnecting); `lastConn`: the highest connection number this device sent before (a stored one). */
+  start(lastConn = 0): void {
     if (!this.stopped) return;
     this.stopped = false;
+    this.lastConn = Math.max(this.lastConn, lastConn);
     void this.open();
   }
 

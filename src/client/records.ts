@@ -47,6 +47,8 @@ export interface Meta {
   earlyReceipts?: Record<string, "delivered" | "read">;
   /** Groups' `left` flags were checked against the server's list (GET /v1/groups) once. */
   membershipChecked?: boolean;
+  /** The `conn` of this device's last connection attempt: the next, after a reload too, sends a higher one, whatever the clock did. */
+  lastConn?: number;
 }
 
 export type MessageInput = Omit<MessageFrame, "type" | "seq" | "media"> & {

@@ -78,6 +78,11 @@ export class ChatSync extends Emitter<ClientEvents> {
         u.protocol = u.protocol === "https:" ? "wss:" : "ws:";
         u.searchParams.set("device", this.state.meta.device);
         u.searchParams.set("conn", String(conn));
+        // Kept, so that a reload whose clock went back still sends a higher one (a half-open
+        // socket of this device the server still holds would refuse a lower one as stale).
+        this.state.meta.lastConn = conn;
+        this.state.touchMeta();
+        this.scheduleFlush();
         u.searchParams.set("access_token", await this.api.token());
         return u.toString();
       },
@@ -107,7 +112,7 @@ export class ChatSync extends Emitter<ClientEvents> {
     for (const e of this.state.outgoing) this.persisted.add(e.id);
     this.loaded();
     this.sweep();
-    this.conn.start();
+    this.conn.start(this.state.meta.lastConn);
   }
 
   /** Closes the socket and stops every timer; the store keeps everything. */
