@@ -19,6 +19,14 @@ export function newMsgId(nowMs: number): string {
   return nowMs.toString(36).padStart(9, "0") + counter.toString(36).padStart(3, "0") + rand;
 }
 
+/**
+ * The lowest message id made at `ms` or later: ids begin with their time, fixed
+ * width, so every id made before `ms` sorts below it and every later one at or above.
+ */
+export function msgIdFloor(ms: number): string {
+  return Math.max(0, Math.floor(ms)).toString(36).padStart(9, "0");
+}
+
 /** The shape newGroupId() makes: anything else names no group (and must not wake an object). */
 export const GROUP_ID = /^g_[0-9a-f]{32}$/;
 

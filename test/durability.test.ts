@@ -4,6 +4,7 @@ import { abortAllDurableObjects, evictDurableObject, runDurableObjectAlarm, runI
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { AlarmClock } from "../src/alarm";
+import { msgIdFloor, newMsgId } from "../src/ids";
 import { RETENTION_MS } from "../src/limits";
 import { MEDIA_DUE_QUERIES } from "../src/user/media";
 import { EXPIRY_QUERIES } from "../src/user/retention";
@@ -239,8 +240,8 @@ describe("statements", () => {
   const REPREPARED_ON_PURPOSE = [
     "SELECT msg, frame FROM history WHERE chat = ? AND msg < ? ORDER BY msg DESC LIMIT ?",
     "SELECT msg, frame FROM history WHERE chat = ? ORDER BY msg DESC LIMIT ?",
-    "SELECT msg, frame FROM history WHERE ts >= ? AND msg < ? ORDER BY msg DESC LIMIT ?",
-    "SELECT msg, frame FROM history WHERE ts >= ? ORDER BY msg DESC LIMIT ?",
+    "SELECT msg, frame FROM history WHERE msg >= ? AND msg < ? AND ts >= ? ORDER BY msg DESC LIMIT ?",
+    "SELECT msg, frame FROM history WHERE msg >= ? AND ts >= ? ORDER BY msg DESC LIMIT ?",
   ];
 
   it("no statement on a hot path binds its LIMIT or OFFSET (SQLite would re-prepare it on every run)", () => {
@@ -269,8 +270,20 @@ describe("query plans", () => {
     [/FROM log WHERE kind = /, "the group log holds only entries still being handed over"],
     [/^UPDATE log SET body = json_remove/, "the group log holds only entries still being handed over"],
     [/JOIN \(SELECT MIN\(id\) AS id FROM outbox GROUP BY target\)/, "the outbox holds only hand-offs not yet made"],
-    [/\bLIMIT (\d+|\(SELECT \?\)|\?)/, "reads at most a page (history) or one row (is it empty?)"],
+    [/\bLIMIT (\d+|\(SELECT \?\))/, "reads a bounded batch or one row (is it empty?)"],
   ];
+
+  it("a group's history page is a range of message ids from the member's join on, the same rows as `ts >= joined`", () => {
+    // The read is bounded by msgIdFloor(joined) (it walked the whole history when a member
+    // who joined late had a short page); that is only right if ids sort by the time they carry
+    // (9 base-36 digits of milliseconds: until the year 5188).
+    for (const ms of [0, 1, 35, 36, 1_700_000_000_000, 1_795_000_000_123, 36 ** 9 - 2]) {
+      const floor = msgIdFloor(ms);
+      expect(newMsgId(ms) >= floor).toBe(true);
+      expect(newMsgId(ms + 1) >= floor).toBe(true);
+      if (ms > 0) expect(newMsgId(ms - 1) < floor).toBe(true);
+    }
+  });
 
   it("each deadline query the user object asks per message reads an index", async () => {
     const plans = await runInDurableObject(stub(uid("plans")), (_o, state) =>

@@ -6,6 +6,7 @@
 // `permanent` / `expiresAt` here, whatever the sender's object assumed. Edits
 // and deletions go out as group events through the log, so every member's
 // object applies them in order with the messages.
+import { msgIdFloor } from "../ids";
 import { HISTORY_PAGE_DEFAULT } from "../limits";
 import type { ChatSettings, ChatSettingsBody, Retention as RetentionKind } from "../protocol";
 import { recordAmendment, type Amendment, type HistoryPage } from "../user/retention";
@@ -80,15 +81,20 @@ export class GroupRetention {
     this.roster.requireMember(caller);
     const joined = this.sql.exec<{ joined_at: number }>("SELECT joined_at FROM members WHERE user = ?", caller).one().joined_at;
     const n = limit ?? HISTORY_PAGE_DEFAULT;
+    // A message's ts is the time its id was made (src/user/chat.ts send), so `msg >= floor`
+    // keeps the same rows as `ts >= joined` and makes the read a range of the key: a member
+    // who joined late no longer walks the group's whole history when its page is short.
+    const from = msgIdFloor(joined);
     const rows = (
       before
         ? this.sql.exec<{ msg: string; frame: string }>(
-            "SELECT msg, frame FROM history WHERE ts >= ? AND msg < ? ORDER BY msg DESC LIMIT ?",
-            joined,
+            "SELECT msg, frame FROM history WHERE msg >= ? AND msg < ? AND ts >= ? ORDER BY msg DESC LIMIT ?",
+            from,
             before,
+            joined,
             n,
           )
-        : this.sql.exec<{ msg: string; frame: string }>("SELECT msg, frame FROM history WHERE ts >= ? ORDER BY msg DESC LIMIT ?", joined, n)
+        : this.sql.exec<{ msg: string; frame: string }>("SELECT msg, frame FROM history WHERE msg >= ? AND ts >= ? ORDER BY msg DESC LIMIT ?", from, joined, n)
     ).toArray();
     const last = rows[rows.length - 1];
     return { frames: rows.map((r) => r.frame), nextBefore: rows.length === n && last ? last.msg : null };
