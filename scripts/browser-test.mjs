@@ -148,11 +148,16 @@ async function main() {
     const bobCtx = await browser.newContext({ viewport, locale: "en-GB" });
     // Alice's socket passes through a route that records what her page sends.
     const aliceSent = [];
+    // Set by a check: the next send Alice's page writes is answered with this error, as if the server had.
+    let refuseNextSend = null;
     await aliceCtx.routeWebSocket(/\/v1\/connect/, (ws) => {
       const server = ws.connectToServer();
       ws.onMessage((m) => {
         aliceSent.push(String(m));
-        server.send(m);
+        const refusal = refuseNextSend && String(m).startsWith('{"type":"send"') ? refuseNextSend : null;
+        if (!refusal) return server.send(m);
+        refuseNextSend = null;
+        ws.send(JSON.stringify({ type: "error", ...refusal, ref: JSON.parse(String(m)).id }));
       });
     });
     aliceCtx.setDefaultTimeout(10_000);
@@ -218,6 +223,28 @@ async function main() {
       await b.fill("#composer-input", "Sure, see you there!");
       await b.press("#composer-input", "Enter");
       await a.locator(".row.theirs", { hasText: "see you there" }).waitFor();
+    });
+
+    await check("a send the server answers `internal` goes again without a word; one refused for good says Not sent once, with a ! tick", async () => {
+      // Every toast the page shows, recorded (they leave after 4 s).
+      await a.evaluate(() => {
+        window.__toasts = [];
+        new MutationObserver((changes) => {
+          for (const c of changes) for (const n of c.addedNodes) if (n.classList?.contains("toast")) window.__toasts.push(n.textContent);
+        }).observe(document.body, { childList: true });
+      });
+      refuseNextSend = { code: "internal", message: "the recipient's device list did not answer in time; try again" };
+      await a.fill("#composer-input", "retried quietly");
+      await a.press("#composer-input", "Enter");
+      await b.locator(".row.theirs", { hasText: "retried quietly" }).waitFor();
+      if (refuseNextSend) throw new Error("the send never went through the route");
+      refuseNextSend = { code: "bad_frame", message: "refused by this check" };
+      await a.fill("#composer-input", "refused for good");
+      await a.press("#composer-input", "Enter");
+      await bubble(a, "refused for good").locator(".tick.failed").waitFor();
+      await a.waitForTimeout(300);
+      const toasts = await a.evaluate(() => window.__toasts);
+      if (toasts.length !== 1 || toasts[0] !== "Not sent: refused by this check") throw new Error(`toasts: ${JSON.stringify(toasts)}`);
     });
 
     await check("what Alice's page put on the wire is ciphertext: every send carries e2ee and no text", async () => {
