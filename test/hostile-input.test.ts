@@ -96,11 +96,12 @@ function frames(self: string, peers: string[]) {
         upTo: nearId,
         media: fc.oneof(fc.jsonValue({ maxDepth: 2 }), fc.record({ id: nearId, type: anyString, size: seq })),
         replyTo: nearId,
+        after: nearId,
       },
       { requiredKeys: [] },
     ),
     fc.tuple(valid, fc.string({ maxLength: 10 }), fc.jsonValue({ maxDepth: 2 })).map(([f, k, v]) => ({ ...f, [k]: v })),
-    fc.tuple(valid, fc.constantFrom("id", "to", "text", "seq", "chat", "on", "users", "msg", "upTo"), wrongType).map(([f, k, v]) => ({ ...f, [k]: v })),
+    fc.tuple(valid, fc.constantFrom("id", "to", "text", "seq", "chat", "on", "users", "msg", "upTo", "after"), wrongType).map(([f, k, v]) => ({ ...f, [k]: v })),
     fc.tuple(valid, fc.constantFrom("type", "id", "to", "text", "seq", "chat", "on", "users", "msg", "upTo")).map(([f, k]) => {
       const copy: Record<string, unknown> = { ...f };
       delete copy[k];
