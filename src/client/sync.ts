@@ -274,10 +274,17 @@ export class ChatSync extends Emitter<ClientEvents> {
       const key = chatKey(e.frame.to);
       const after = lastIn.get(key);
       lastIn.set(key, e.id);
-      if (this.sentOn.get(e.id) === gen) continue;
-      if ((this.internalRetries.get(e.id)?.at ?? 0) > Date.now()) break; // still in its pause
+      // A send retried after an `internal` goes alone, until it is answered: what is behind
+      // it would only be refused (out_of_order) should it fail again.
+      const retried = this.internalRetries.get(e.id);
+      if (this.sentOn.get(e.id) === gen) {
+        if (retried) break;
+        continue;
+      }
+      if ((retried?.at ?? 0) > Date.now()) break; // still in its pause
       if (!this.conn.send(onWire(e, after))) break;
       this.sentOn.set(e.id, gen);
+      if (retried) break;
     }
     for (const conv of this.state.conversations.values()) this.sendRead(conv);
   }
