@@ -51,6 +51,8 @@ export function withDeadline<T>(p: Promise<T>, ms: number): Promise<T> {
   });
   return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }
+/** Test-only faults an object can be told to inject (stored in its meta table). */
+type Fault = "fail_handoffs" | "fail_key_lookups";
 export const CLOSE = { replaced: 4000, tokenExpired: 4001, policy: 4008, tooManyDevices: 4009, internal: 1011 } as const;
 
 export class UserObject extends DurableObject<Env> {
@@ -64,8 +66,8 @@ export class UserObject extends DurableObject<Env> {
   private readonly clock: AlarmClock;
   /** meta.housekeeping_at, cached: scheduleAlarm() runs several times per message. */
   private housekeepingAt: number | null = null;
-  /** meta.fail_handoffs (test-only fault injection), cached once read. */
-  private failHandoffs: number | null = null;
+  /** Test-only fault injection (failNextHandoffs, failNextKeyLookups): what is left, cached from meta. */
+  private readonly faultsLeft = new Map<Fault, number>();
   private userId: string | null;
   private readonly privacy: PrivacyStore;
   private readonly presence: PresenceService;
@@ -102,7 +104,11 @@ export class UserObject extends DurableObject<Env> {
       sendTo: (device, json) => this.sendTo(device, json),
       readReceipts: () => this.privacy.get().readReceipts,
       // Bounded: the device's later frames wait for this one (webSocketMessage).
-      keyDevices: async (user) => (user === this.self() ? this.keys.current() : withDeadline(this.env.USERS.getByName(user).currentKeyDevices(), KEY_LOOKUP_TIMEOUT_MS)),
+      keyDevices: async (user) => {
+        if (user === this.self()) return this.keys.current();
+        this.injectFault("fail_key_lookups");
+        return withDeadline(this.env.USERS.getByName(user).currentKeyDevices(), KEY_LOOKUP_TIMEOUT_MS);
+      },
     });
     this.privacy = new PrivacyStore(this.sql);
     this.presence = new PresenceService({
@@ -354,7 +360,7 @@ export class UserObject extends DurableObject<Env> {
   /** Items from another object's outbox, in order. Idempotent per item. */
   async handoff(to: string, from: string, items: OutboxItem[]): Promise<HandoffResult[]> {
     this.learn(to);
-    this.injectFault();
+    this.injectFault("fail_handoffs");
     const results = this.chat.accept(from, items, Date.now());
     // Rows the hand-off queued have had their wake(); its other changes are deadlines.
     this.scheduleAlarm("unchanged");
@@ -366,19 +372,33 @@ export class UserObject extends DurableObject<Env> {
    * unreachable. Stored, so it survives eviction; refused unless DEV_AUTH is on.
    */
   async failNextHandoffs(n: number): Promise<void> {
-    if (this.env.DEV_AUTH !== "true") throw new Error("fault injection is for tests only");
-    this.setMeta("fail_handoffs", String(n));
-    this.failHandoffs = n;
+    this.setFault("fail_handoffs", n);
   }
 
-  private injectFault(): void {
+  /**
+   * Test-only: this object's next `n` lookups of a peer's device list (an
+   * encrypted one-to-one send's check) fail as if the peer's object were
+   * unreachable, so the send is answered `internal`. Refused unless DEV_AUTH is on.
+   */
+  async failNextKeyLookups(n: number): Promise<void> {
+    this.setFault("fail_key_lookups", n);
+  }
+
+  private setFault(kind: Fault, n: number): void {
+    if (this.env.DEV_AUTH !== "true") throw new Error("fault injection is for tests only");
+    this.setMeta(kind, String(n));
+    this.faultsLeft.set(kind, n);
+  }
+
+  private injectFault(kind: Fault): void {
     if (this.env.DEV_AUTH !== "true") return;
     // Cached: dev servers (and the benchmarks) would otherwise read it on every hand-off.
-    const left = (this.failHandoffs ??= Number(this.meta("fail_handoffs") ?? "0"));
+    let left = this.faultsLeft.get(kind);
+    if (left === undefined) this.faultsLeft.set(kind, (left = Number(this.meta(kind) ?? "0")));
     if (left > 0) {
-      this.failHandoffs = left - 1;
-      this.setMeta("fail_handoffs", String(left - 1));
-      throw new Error("injected hand-off failure");
+      this.faultsLeft.set(kind, left - 1);
+      this.setMeta(kind, String(left - 1));
+      throw new Error(`injected fault: ${kind}`);
     }
   }
 
