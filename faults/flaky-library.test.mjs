@@ -6,8 +6,9 @@
 // half the time by the library dropping it as a lost network would. Only the
 // sockets go through the proxies; HTTP (keys, device lists) goes straight.
 // After the storm: every message is in every device of its recipient and every
-// other device of its sender exactly once, decrypted to what was sent; every
-// sender's device shows it delivered. `npm run test:faults`.
+// other device of its sender exactly once, decrypted to what was sent, each
+// sending device's messages in a chat in the order it sent them; every sender's
+// device shows it delivered. `npm run test:faults`.
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { startDevServer } from "../scripts/dev-server.mjs";
@@ -82,6 +83,7 @@ test("50 client-library devices (e2ee) whose sockets drop every 0.2-2 s: every m
     const dups = [];
     const extra = [];
     const wrong = [];
+    const disorder = [];
     for (const d of devices) {
       const who = `${users[d.user]}/${d.name}`;
       for (const m of owed(d)) {
@@ -98,6 +100,18 @@ test("50 client-library devices (e2ee) whose sockets drop every 0.2-2 s: every m
         if (held && held.text !== m.text) wrong.push(`${who}: ${key} reads ${JSON.stringify(held.text)} (encrypted: ${held.encrypted})`);
       }
       for (const [k, n] of d.arrivals) if (n > 1) dups.push(`${who} got ${k} ${n} times`);
+      // Each sending device's messages in a chat show in the order it sent them (arrivals keep
+      // the order of first arrival; ids count up in sending order).
+      const owedHere = new Map(owed(d).map((m) => [keyFor(m, d), m]));
+      const lastOf = new Map();
+      for (const k of d.arrivals.keys()) {
+        const m = owedHere.get(k);
+        if (!m) continue;
+        const lane = `${users[m.from]}/${m.device.name} in ${k.split("|")[0]}`;
+        const n = Number(m.id.slice(1));
+        if ((lastOf.get(lane) ?? -1) > n) disorder.push(`${who}: ${lane}: ${m.id} after m${lastOf.get(lane)}`);
+        lastOf.set(lane, Math.max(n, lastOf.get(lane) ?? -1));
+      }
       const expected = new Set(owed(d).map((m) => keyFor(m, d)));
       for (const k of d.arrivals.keys()) if (!expected.has(k)) extra.push(`${who} got ${k}, which nobody sent it`);
     }
@@ -105,6 +119,7 @@ test("50 client-library devices (e2ee) whose sockets drop every 0.2-2 s: every m
     assert.deepEqual(dups, [], "no message was shown twice");
     assert.deepEqual(extra, [], "nothing arrived that nobody sent");
     assert.deepEqual(wrong, [], "every message reads as it was sent");
+    assert.deepEqual(disorder, [], `each device's messages in a chat arrive in the order it sent them; error events: ${errors.slice(0, 10).join("; ") || "none"}`);
     const undelivered = sent
       .filter((m) => !m.device.delivered.has(keyFor(m, m.device)))
       .map((m) => {
