@@ -1,9 +1,10 @@
 // The primitives the Signal specifications name, composed from the audited
-// @noble libraries and nothing else: X25519 (DH), Ed25519 (signatures),
-// HKDF/HMAC with SHA-256 (KDFs), and the Double Ratchet specification's
-// recommended ENCRYPT: HKDF(mk) -> AES-256-CBC/PKCS#7 + HMAC-SHA-256 over
-// associated data || ciphertext. Everything here is synchronous, but for
-// verifiedNatively, a shortcut to `verify` where WebCrypto has Ed25519.
+// @noble libraries: X25519 (DH), Ed25519 (signatures), HKDF/HMAC with SHA-256
+// (KDFs), and the Double Ratchet specification's recommended ENCRYPT:
+// HKDF(mk) -> AES-256-CBC/PKCS#7 + HMAC-SHA-256 over associated data ||
+// ciphertext. Everything here is synchronous, but for verifiedNatively: the
+// runtime's WebCrypto Ed25519, where it has one, as a shortcut to `verify`
+// (it can only ever save noble's check, never decide against it).
 import { cbc } from "@noble/ciphers/aes.js";
 import { ed25519, x25519 } from "@noble/curves/ed25519.js";
 import { hkdf } from "@noble/hashes/hkdf.js";
