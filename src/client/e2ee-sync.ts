@@ -124,8 +124,12 @@ export class E2eeSync extends ChatSync {
 
   protected override prepare(f: ServerFrame): Promise<unknown> | null {
     // A replay the model already holds is dropped unopened: nothing to check.
-    if (f.type !== "message" || !f.e2ee || !this.secure || f.seq <= this.state.meta.lastSeq) return null;
-    return this.secure.checkAhead({ from: f.from, chat: f.chat, e2ee: f.e2ee as DeliveredE2ee });
+    if (!this.secure || (f.type !== "message" && f.type !== "event") || f.seq <= this.state.meta.lastSeq) return null;
+    if (f.type === "message") return f.e2ee ? this.secure.checkAhead({ from: f.from, chat: f.chat, e2ee: f.e2ee as DeliveredE2ee }) : null;
+    // An encrypted edit of a group message is signed like one (openEvent opens it).
+    const ev = f.event as { kind: string; by?: unknown; e2ee?: unknown };
+    if (ev.kind !== "edited" || !ev.e2ee || typeof ev.by !== "string") return null;
+    return this.secure.checkAhead({ from: ev.by, chat: f.chat, e2ee: ev.e2ee as DeliveredE2ee });
   }
 
   protected override sendRefused(f: ErrorFrame, entry: OutgoingEntry): boolean {
