@@ -399,7 +399,7 @@ describe("client library: delivery", () => {
       }
     };
     const errors: string[] = [];
-    A.client.on("error", (e) => errors.push(e.code));
+    A.client.on("error", (e) => errors.push(`${e.code} ${e.send ?? "-"}`));
     for (const id of ["s1", "s2", "s3"]) A.client.send({ user: bob }, { text: `text ${id}` }, id);
     await until("all three sent", () => A.client.pendingSends().length === 0, 8_000);
     await until("all three at bob", () => texts(B.client, { user: alice }).length === 3);
@@ -411,7 +411,7 @@ describe("client library: delivery", () => {
     expect(writes.slice(3)).toEqual(["s1<", "s2<", "s3<s2"]);
     const refused = framesOf(A.tap.frames, "error").map((f) => `${f.code as string} ${f.ref as string}`);
     expect(refused).toEqual(["out_of_order s2", "out_of_order s3"]);
-    expect(errors).toEqual(["internal"]); // out_of_order is the library's own business
+    expect(errors).toEqual(["internal retried"]); // out_of_order is the library's own business
     expect(A.client.messages({ user: bob }).filter((m) => m.status === "failed" || m.status === "pending")).toEqual([]);
     await A.client.stop();
     await B.client.stop();
@@ -1054,10 +1054,18 @@ describe("client library: the rest of the server API", () => {
     const B = await started(bob, { e2ee: false });
     const g = await B.client.createGroup("Bob's", [alice]);
     await B.client.api.removeMember(g.id, alice);
+    const seen: string[] = [];
+    A.client.on("error", (e) => seen.push(`error ${e.code} ${e.send ?? "-"}`));
+    A.client.on("messageUpdated", (e) => {
+      if (e.message.status === "failed") seen.push(`failed, was ${e.previousStatus ?? "-"}`);
+    });
     const m = A.client.send({ group: g.id }, { text: "let me in" });
     await until("failed", () => A.client.message(m.key)?.status === "failed");
     expect(framesOf(A.tap.frames, "sent").some((f) => f.id === m.id)).toBe(true);
     expect(A.client.message(m.key)?.error?.code).toBe("not_member");
+    // The error event says the client turned the message failed, and the update says from what
+    // (an app shows "not sent" once, from the update: web/app.ts).
+    expect(seen).toEqual(["error not_member failed", "failed, was sent"]);
     await A.client.stop();
     await B.client.stop();
   });

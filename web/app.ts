@@ -118,24 +118,18 @@ export class App {
     showConnection({ state: c.connectionState });
     c.on("synced", () => this.renderList());
     c.on("gap", (g) => toast(`Some messages expired before this device got them (${g.to - g.from + 1}).`, "error"));
-    // A send's failure is said once, when the message turns failed (its "!" tick says it too).
-    const failedShown = new Set<string>();
+    // A send's failure is said when the message turns failed (its "!" tick says it too).
     c.on("messageUpdated", (e) => {
-      if (e.message.status !== "failed" || failedShown.has(e.message.id)) return;
-      failedShown.add(e.message.id);
-      toast(`Not sent: ${e.message.error?.message ?? "refused"}`, "error");
+      if (e.message.status === "failed" && e.previousStatus !== undefined && e.previousStatus !== "failed") {
+        toast(`Not sent: ${e.message.error?.message ?? "refused"}`, "error");
+      }
     });
     c.on("error", (e) => {
       // Retried by the client (sealing and key upload wait for the network), or nothing the user can act on.
       const quiet = ["bad_server_frame", "seal_failed", "keys_failed", "devices_changed"];
-      if (/not supported/.test(e.message) || quiet.includes(e.code)) return;
-      if (!e.ref) return toast(e.message, "error");
-      const ref = e.ref;
-      // A queued send's error is the library's: retried (internal, rate_limited), or the message
-      // turns failed right after this event (above). Anything else with a ref (an edit) is said here.
-      setTimeout(() => {
-        if (!failedShown.has(ref) && !c.pendingSends().includes(ref)) toast(`Not sent: ${e.message}`, "error");
-      }, 0);
+      // About a queued send: the client sends it again, or it turned failed (said above).
+      if (e.send || /not supported/.test(e.message) || quiet.includes(e.code)) return;
+      toast(e.ref ? `Not sent: ${e.message}` : e.message, "error");
     });
     c.on("identityChanged", (e) => {
       if (this.client.conversations().some((conv) => conv.key === `user:${e.user}`)) toast(`${this.name(e.user)}'s security code changed.`);

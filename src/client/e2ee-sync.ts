@@ -180,8 +180,8 @@ export class E2eeSync extends ChatSync {
           this.retrySealLater();
           return;
         }
-        const m = this.state.markFailed(e.id, { code: err instanceof ApiError ? err.code : "e2ee_failed", message: err instanceof Error ? err.message : String(err) });
-        if (m) this.emit("messageUpdated", { message: m });
+        const failed = this.state.markFailed(e.id, { code: err instanceof ApiError ? err.code : "e2ee_failed", message: err instanceof Error ? err.message : String(err) });
+        if (failed) this.emit("messageUpdated", { message: failed.message, ...(failed.previous ? { previousStatus: failed.previous } : {}) });
       }
       const conv = this.state.conversations.get(chatKey(e.frame.to));
       if (conv) this.emit("conversation", conv);

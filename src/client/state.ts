@@ -176,17 +176,18 @@ export class ChatState {
     return { message: m, previous };
   }
 
-  /** The server refused a send for good (or a group refused the post). */
-  markFailed(id: string, error: { code: string; message: string }): ChatMessage | null {
+  /** The server refused a send for good (or a group refused the post). Returns the message if this device sent it. */
+  markFailed(id: string, error: { code: string; message: string }): { message: ChatMessage; previous: MessageStatus | undefined } | null {
     const entry = this.outgoingById(id);
     if (entry) this.removeOutgoing(id);
     const key = entry ? messageKey(chatKey(entry.frame.to), this.self, id) : null;
     const m = key ? this.byKey.get(key) : [...this.byKey.values()].find((x) => x.mine && x.id === id && x.status !== "read" && x.status !== "delivered");
     if (!m) return null;
+    const previous = m.status;
     m.status = "failed";
     m.error = error;
     this.dirty.add(`msg:${m.key}`);
-    return m;
+    return { message: m, previous };
   }
 
   removeOutgoing(id: string): void {

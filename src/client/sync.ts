@@ -489,11 +489,14 @@ export class ChatSync extends Emitter<ClientEvents> {
       return;
     }
     this.eph.noteError(f.code, f.message);
-    this.emit("error", { code: f.code, message: f.message, ...(f.ref ? { ref: f.ref } : {}) });
     const entry = f.ref ? this.state.outgoingById(f.ref) : undefined;
-    if (f.code === "rate_limited") return this.rateLimited(f.ref, entry);
-    if (!f.ref) return;
-    if (entry && this.sendRefused(f, entry)) return;
+    const report = (send?: "retried" | "failed") => this.emit("error", { code: f.code, message: f.message, ...(f.ref ? { ref: f.ref } : {}), ...(send ? { send } : {}) });
+    if (f.code === "rate_limited") {
+      report(entry ? "retried" : undefined);
+      return this.rateLimited(f.ref, entry);
+    }
+    if (!f.ref) return report();
+    if (entry && this.sendRefused(f, entry)) return report("retried");
     const retried = this.internalRetries.get(f.ref)?.count ?? 0;
     if (entry && f.code === "internal" && retried < MAX_SEND_RETRIES) {
       // Sent again after a pause that grows with the internal errors it drew (later sends wait behind it).
@@ -501,14 +504,14 @@ export class ChatSync extends Emitter<ClientEvents> {
       this.internalRetries.set(f.ref, { count: retried + 1, at: Date.now() + pause });
       this.sentOn.delete(f.ref);
       setTimeout(() => this.pump(), pause + 5);
-      return;
+      return report("retried");
     }
-    if (entry || FINAL_SEND_ERRORS.has(f.code)) {
-      this.internalRetries.delete(f.ref);
-      const m = this.state.markFailed(f.ref, { code: f.code, message: f.message });
-      if (m) this.emit("messageUpdated", { message: m });
-      this.scheduleFlush();
-    }
+    if (!entry && !FINAL_SEND_ERRORS.has(f.code)) return report();
+    this.internalRetries.delete(f.ref);
+    const failed = this.state.markFailed(f.ref, { code: f.code, message: f.message });
+    report(failed ? "failed" : undefined);
+    if (failed) this.emit("messageUpdated", { message: failed.message, ...(failed.previous ? { previousStatus: failed.previous } : {}) });
+    this.scheduleFlush();
   }
 
   /** The server did not process a frame (rate limits): never a failure, it goes again after a pause (pacer.ts). */

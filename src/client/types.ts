@@ -123,8 +123,13 @@ export interface ClientEvents {
   typing: { chat: Chat; chatKey: string; user: string; on: boolean };
   /** Inbox entries purged before this device got them (retention); they cannot be recovered. */
   gap: { from: number; to: number };
-  /** An error frame from the server, or a failure the client handled. */
-  error: { code: string; message: string; ref?: string };
+  /**
+   * An error frame from the server, or a failure the client handled. `send`: what
+   * the client did with the queued send the error names: "retried" (it goes again
+   * by itself) or "failed" (the message turned failed; a `messageUpdated` with
+   * `previousStatus` follows). An app says "not sent" there, not here.
+   */
+  error: { code: string; message: string; ref?: string; send?: "retried" | "failed" };
   /** A contact's devices or identity keys changed: their safety number is different now. */
   identityChanged: { user: string };
 }
