@@ -144,6 +144,28 @@ function framesOf(list: string[], type: string): Array<Record<string, unknown>> 
   return list.filter((f) => f.startsWith("{")).map((f) => JSON.parse(f) as Record<string, unknown>).filter((f) => f.type === type);
 }
 
+/**
+ * Counts, while `fn` runs, the signatures every client checked ahead natively and found good
+ * (SenderKeys.checkAhead, shared by all clients of this test); `slowMs` delays each answer,
+ * as a phone's or Node's thread pool would (workerd answers WebCrypto at once).
+ */
+async function countingNativeChecks(fn: () => Promise<void>, slowMs = 0): Promise<number> {
+  const { checkAhead } = SenderKeys.prototype;
+  let checked = 0;
+  SenderKeys.prototype.checkAhead = async function (this: SenderKeys, ...args: Parameters<SenderKeys["checkAhead"]>) {
+    const ok = await checkAhead.apply(this, args);
+    if (ok) checked++;
+    if (slowMs > 0) await sleep(slowMs);
+    return ok;
+  };
+  try {
+    await fn();
+  } finally {
+    SenderKeys.prototype.checkAhead = checkAhead;
+  }
+  return checked;
+}
+
 const texts = (c: ChatClient, chat: Chat) => c.messages(chat).filter((m) => !m.system).map((m) => m.text);
 
 describe("client library: delivery", () => {
@@ -756,31 +778,21 @@ describe("client library: end-to-end encryption", () => {
     const sent = ["g1", "d1", "g2", "d2", "g3", "d3"];
     for (const t of sent) A.client.send(t.startsWith("g") ? group : { user: bob }, { text: t });
     await until("all sent", () => A.client.pendingSends().length === 0);
-    const { checkAhead } = SenderKeys.prototype;
-    let checked = 0;
-    SenderKeys.prototype.checkAhead = async function (this: SenderKeys, ...args: Parameters<SenderKeys["checkAhead"]>) {
-      const ok = await checkAhead.apply(this, args);
-      if (ok) checked++;
-      await sleep(30); // workerd answers WebCrypto at once; a phone's or Node's thread pool takes its time
-      return ok;
-    };
-    try {
-      const B2 = await makeClient(bob, { store });
-      const seqs: number[] = [];
-      B2.client.on("message", ({ message, source }) => {
-        if (source === "live" && !message.system) seqs.push(B2.client.lastSeq);
-      });
+    const B2 = await makeClient(bob, { store });
+    const seqs: number[] = [];
+    B2.client.on("message", ({ message, source }) => {
+      if (source === "live" && !message.system) seqs.push(B2.client.lastSeq);
+    });
+    const checked = await countingNativeChecks(async () => {
       await B2.client.start();
       await until("all at bob", () => texts(B2.client, group).length === 4 && texts(B2.client, { user: alice }).length === 3);
-      expect(texts(B2.client, group)).toEqual(["g0", "g1", "g2", "g3"]);
-      expect(texts(B2.client, { user: alice })).toEqual(["d1", "d2", "d3"]);
-      expect(seqs).toHaveLength(6);
-      expect(seqs).toEqual([...seqs].sort((x, y) => x - y));
-      expect(checked).toBe(3); // each group message's signature was checked natively, ahead
-      await B2.client.stop();
-    } finally {
-      SenderKeys.prototype.checkAhead = checkAhead;
-    }
+    }, 30);
+    expect(texts(B2.client, group)).toEqual(["g0", "g1", "g2", "g3"]);
+    expect(texts(B2.client, { user: alice })).toEqual(["d1", "d2", "d3"]);
+    expect(seqs).toHaveLength(6);
+    expect(seqs).toEqual([...seqs].sort((x, y) => x - y));
+    expect(checked).toBe(3); // each group message's signature was checked natively, ahead
+    await B2.client.stop();
     await A.client.stop();
   });
 
@@ -862,20 +874,11 @@ describe("client library: end-to-end encryption", () => {
     const msg = A.client.message(m.key)!.msg!;
     const at = (c: ChatClient) => c.messages(group).find((x) => x.msg === msg);
     // The edit's signature is checked ahead natively at Bob's and the tablet, like a message's.
-    const { checkAhead } = SenderKeys.prototype;
-    let checked = 0;
-    SenderKeys.prototype.checkAhead = async function (this: SenderKeys, ...args: Parameters<SenderKeys["checkAhead"]>) {
-      const ok = await checkAhead.apply(this, args);
-      if (ok) checked++;
-      return ok;
-    };
-    try {
+    const checked = await countingNativeChecks(async () => {
       expect(await A.client.edit(msg, "dinner at 8")).toBe(true);
       await until("bob sees the edit", () => at(B.client)?.text === "dinner at 8" && at(B.client)?.edited === true);
       await until("tablet sees the edit", () => at(A2.client)?.text === "dinner at 8");
-    } finally {
-      SenderKeys.prototype.checkAhead = checkAhead;
-    }
+    });
     expect(checked).toBe(2);
     await until("the editor got the group's event", () => at(A.client)?.edited === true);
     const edit = framesOf(A.tap.sent, "edit")[0]!;
