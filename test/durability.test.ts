@@ -192,6 +192,27 @@ describe("durability", () => {
     expect(JSON.stringify(leftovers)).not.toContain("secret-text-123");
   });
 
+  it("a sender with no other device spends no inbox entry on its own copy; with one, the copy is kept for it", async () => {
+    const alice = uid("alice");
+    const bob = uid("bob");
+    const a = await connect(alice, "phone");
+    const b = await connect(bob);
+    const head = () =>
+      runInDurableObject(stub(alice), (_o, state) => Number(state.storage.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = 'head'").toArray()[0]?.value ?? 0));
+    const before = await head();
+    a.send({ type: "send", id: "solo", to: { user: bob }, text: "one device" });
+    await a.next("sent");
+    expect((await b.next("message")).text).toBe("one device");
+    expect(await head()).toBe(before);
+    const laptop = await connect(alice, "laptop");
+    a.send({ type: "send", id: "duo", to: { user: bob }, text: "two devices" });
+    await a.next("sent");
+    const own = await laptop.next("message");
+    expect(own).toMatchObject({ id: "duo", from: alice, chat: { user: bob }, text: "two devices" });
+    expect(await head()).toBe(own.seq);
+    expect(await b.next("message")).toMatchObject({ text: "two devices" });
+  });
+
   it("entries nobody acknowledged for 30 days are purged and the device is told with gap", async () => {
     const alice = uid("alice");
     const bob = uid("bob");

@@ -171,17 +171,18 @@ export class ChatService {
       const until = "user" in frame.to ? (envelope.expiresAt ?? null) : null;
       const mediaIds = media !== undefined ? [media.id, ...attachments] : attachments;
       for (const id of mediaIds) referenceMedia(sql, id, msg, key, now, until);
+      // The sender's other devices see the message as an entry of their own inbox. With no
+      // other device to hold it for, none is made: the purge would delete it at once.
+      const copy = "user" in frame.to && inbox.heldForOthers(device, now);
       // Temporary: the media lives while any copy does (src/user/media-holds.ts).
       const counted = mediaIds.length > 0 && !("user" in frame.to && envelope.permanent);
-      if (counted) expectHolders(sql, msg, "user" in frame.to ? [`user:${self}`, key] : [key]);
+      if (counted) expectHolders(sql, msg, copy ? [`user:${self}`, key] : [key]);
       if ("user" in frame.to) {
-        // The sender's other devices see the message as an entry of their own inbox.
         const own = messageFrame(ownE2ee === undefined ? envelope : { ...envelope, e2ee: ownE2ee }, frame.to);
-        if (counted) holdMedia(sql, msg, `user:${self}`);
-        const appended = inbox.append("message", key, own, { msg, origin: device, ts: now, expiresAt: envelope.expiresAt });
-        ownCopy = appended.json;
-        // With no other device to hold it for, the copy goes at once (temporary chats keep nothing).
-        inbox.purgeAcknowledged(appended.seq, now);
+        if (copy) {
+          if (counted) holdMedia(sql, msg, `user:${self}`);
+          ownCopy = inbox.append("message", key, own, { msg, origin: device, ts: now, expiresAt: envelope.expiresAt }).json;
+        }
         this.d.retention.keep(key, msg, own, now, envelope);
         outbox.enqueue(key, "deliver", envelope, now);
       } else {

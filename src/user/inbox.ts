@@ -118,6 +118,14 @@ export class Inbox {
     return row.acked;
   }
 
+  /**
+   * Whether an entry `origin` appends now would be kept: only while another
+   * device seen in the last 30 days has yet to ack it (purgeAcknowledged).
+   */
+  heldForOthers(origin: string, now: number): boolean {
+    return this.sql.exec("SELECT 1 FROM devices WHERE device <> ? AND last_seen >= ? LIMIT 1", origin, now - DEVICE_STALE_MS).toArray().length > 0;
+  }
+
   /** Deletes entries up to `upTo` that every device seen in the last 30 days holds. */
   purgeAcknowledged(upTo: number, now: number): void {
     const deleted = this.sql.exec(
