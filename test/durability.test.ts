@@ -11,6 +11,8 @@ import { EXPIRY_QUERIES } from "../src/user/retention";
 import { Outbox, type HandoffResult } from "../src/outbox";
 import { GroupLog } from "../src/group/log";
 import { GROUP_OPS, type GroupMessageItem } from "../src/group/handoff";
+import { Stubs } from "../src/objects/stubs";
+import type { UserObject } from "../src/objects/UserObject";
 import { connect, open, sleep, token, uid, type TestSocket } from "./helpers";
 
 const stub = (user: string) => env.USERS.getByName(user);
@@ -348,6 +350,45 @@ describe("query plans", () => {
       .filter((p) => !ALLOWED.some(([re]) => re.test(p.q)))
       .map((p) => `${p.file}: ${p.q.slice(0, 120)} :: ${p.steps.join(" | ")}`);
     expect(offenders).toEqual([]);
+  });
+});
+
+describe("stubs", () => {
+  // A namespace whose stubs count their calls and throw while `failing` is set.
+  function fakeNamespace() {
+    const made: string[] = [];
+    let failing = false;
+    const ns = {
+      getByName(name: string) {
+        made.push(name);
+        return {
+          ping: async () => {
+            if (failing) throw new Error(`${name} unreachable`);
+            return name;
+          },
+        };
+      },
+    };
+    return { made, ns: ns as unknown as DurableObjectNamespace<UserObject>, fail: (on: boolean) => (failing = on) };
+  }
+  const ping = (s: unknown) => (s as { ping(): Promise<string> }).ping();
+
+  it("reuses a stub, builds a fresh one after a call on it threw, and keeps at most 256", async () => {
+    const { made, ns, fail } = fakeNamespace();
+    const stubs = new Stubs(ns);
+    expect(await stubs.call("a", ping)).toBe("a");
+    expect(await stubs.call("a", ping)).toBe("a");
+    expect(made).toEqual(["a"]);
+    fail(true);
+    await expect(stubs.call("a", ping)).rejects.toThrow("a unreachable");
+    fail(false);
+    expect(await stubs.call("a", ping)).toBe("a");
+    expect(made).toEqual(["a", "a"]);
+    for (let i = 0; i < 256; i++) await stubs.call(`u${i}`, ping);
+    await stubs.call("a", ping); // the oldest of 257 went
+    expect(made.filter((n) => n === "a")).toHaveLength(3);
+    await stubs.call("u255", ping);
+    expect(made.filter((n) => n === "u255")).toHaveLength(1);
   });
 });
 

@@ -29,6 +29,7 @@ import { Outbox, type HandoffResult, type OutboxItem } from "../outbox";
 import type { ChatSettings, ChatSettingsBody, GroupView } from "../protocol";
 import { migrate } from "../sqlite";
 import { TaskPool } from "../user/taskpool";
+import { Stubs } from "./stubs";
 
 interface QueuedHandoff {
   user: string;
@@ -50,6 +51,7 @@ export class GroupObject extends DurableObject<Env> {
   /** Typing relays: a few at a time, at most one round for the whole roster queued. */
   private readonly typingRelays = new TaskPool("group typing", 6, MAX_GROUP_MEMBERS);
   private readonly clock: AlarmClock;
+  private readonly userStubs = new Stubs(this.env.USERS);
   /** Members' hand-offs waiting for the next group commit (see handoff()). */
   private readonly handoffQueue: QueuedHandoff[] = [];
   private committingHandoffs = false;
@@ -354,10 +356,10 @@ export class GroupObject extends DurableObject<Env> {
     if (failure && failure.count > 0) {
       failure.count--;
       if (failure.when === "before") throw new Error(`injected failure before hand-off to ${target}`);
-      await this.env.USERS.getByName(user).handoff(user, `group:${group}`, resolved);
+      await this.userStubs.call(user, (stub) => stub.handoff(user, `group:${group}`, resolved));
       throw new Error(`injected failure after hand-off to ${target}`);
     }
-    return this.env.USERS.getByName(user).handoff(user, `group:${group}`, resolved);
+    return this.userStubs.call(user, (stub) => stub.handoff(user, `group:${group}`, resolved));
   }
 
   /** One write transaction; what it queued in the outbox is drained once it committed. */

@@ -37,6 +37,7 @@ import { PresenceService, type PresenceView } from "../user/presence";
 import { PrivacyStore } from "../user/privacy";
 import { RateLimiter } from "../user/ratelimit";
 import { openSession } from "../user/session";
+import { Stubs } from "./stubs";
 
 /** The tables with deadlines the alarm serves: expiring media (and references), disappearing messages. */
 const DEADLINE_QUERIES = [...MEDIA_DUE_QUERIES, ...EXPIRY_QUERIES];
@@ -77,6 +78,8 @@ export class UserObject extends DurableObject<Env> {
   private framesInFlight = 0;
   /** Per device, the frame still being handled (one that awaits), which later frames wait for. */
   private readonly deviceQueues = new Map<string, Promise<void>>();
+  private readonly userStubs = new Stubs(this.env.USERS);
+  private readonly groupStubs = new Stubs(this.env.GROUPS);
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -562,8 +565,8 @@ export class UserObject extends DurableObject<Env> {
     const kind = target.slice(0, sep);
     const id = target.slice(sep + 1);
     const from = `user:${this.self()}`;
-    if (kind === "user") return this.env.USERS.getByName(id).handoff(id, from, items);
-    if (kind === "group") return this.env.GROUPS.getByName(id).handoff(id, from, items);
+    if (kind === "user") return this.userStubs.call(id, (stub) => stub.handoff(id, from, items));
+    if (kind === "group") return this.groupStubs.call(id, (stub) => stub.handoff(id, from, items));
     throw new Error(`unknown outbox target ${target}`);
   }
 
