@@ -3,13 +3,15 @@
 // to a group, counted with strace on the workerd process that runs the
 // objects. Locally every SQLite commit of an object ends in a sync, so this
 // counts commits; unlike timings it does not depend on how busy the machine is.
+// Also the pages those commits wrote to the objects' write-ahead logs: each
+// table or index a transaction touches costs at least one.
 //
 //   node bench/syncs.mjs [messages] [group size]      (needs strace)
 import { join } from "node:path";
 import { startDevServer } from "../scripts/dev-server.mjs";
 import { Client, tokenFor } from "./lib/client.mjs";
 import { workerdOf } from "./lib/procs.mjs";
-import { requireStrace, traceSyncs } from "./lib/strace.mjs";
+import { requireStrace, traceWrites } from "./lib/strace.mjs";
 
 const N = Number(process.argv[2] ?? 50);
 const GROUP = Number(process.argv[3] ?? 50);
@@ -33,18 +35,18 @@ async function device(user) {
  * which local workerd updates with its own commit whenever an alarm moves.
  */
 async function syncsDuring(pid, fn) {
-  const trace = traceSyncs(pid);
+  const trace = traceWrites(pid);
   await sleep(500); // attached
   await fn();
   await sleep(1500); // commits that follow the last frame (deletes, alarms)
   const by = {};
-  const paths = await trace.stop();
-  for (const path of paths) {
+  const { syncs, pages } = await trace.stop();
+  for (const path of syncs) {
     const cls = /-(\w+Object)\//.exec(path)?.[1] ?? "other";
     const key = path.includes("metadata.sqlite") ? `${cls} alarms` : cls;
     by[key] = (by[key] ?? 0) + 1;
   }
-  return { total: paths.length, by };
+  return { total: syncs.length, by, pages: pages.length };
 }
 
 /** "UserObject 2.1, GroupObject alarms 0.1, ..." per unit. */
@@ -68,7 +70,7 @@ try {
     }
   });
   console.log(`one-to-one: ${(oneToOne.total / N).toFixed(1)} syncs per message (${oneToOne.total} for ${N}, send -> delivered, receiver acks)`);
-  console.log(`  per message: ${breakdown(oneToOne.by, N)}`);
+  console.log(`  per message: ${breakdown(oneToOne.by, N)}; ${(oneToOne.pages / N).toFixed(1)} WAL pages written`);
 
   const members = Array.from({ length: GROUP }, (_, i) => `g${i}-${run}`);
   const devices = [];
@@ -89,7 +91,7 @@ try {
     await sleep(1500); // receipts back to the group
   });
   console.log(`group of ${GROUP}: ${(posts.total / POSTS).toFixed(0)} syncs per post, ${(posts.total / POSTS / (GROUP - 1)).toFixed(2)} per member (${posts.total} for ${POSTS} posts, members ack)`);
-  console.log(`  per member: ${breakdown(posts.by, POSTS * (GROUP - 1))}`);
+  console.log(`  per member: ${breakdown(posts.by, POSTS * (GROUP - 1))}; ${(posts.pages / POSTS / (GROUP - 1)).toFixed(1)} WAL pages written`);
 } finally {
   server.stop();
 }
