@@ -227,9 +227,9 @@ describe("durability", () => {
       await a.next("sent");
     }
     await sleep(200);
-    // Age everything by more than the retention period and let housekeeping run.
+    // Age the first two by more than the retention period and let housekeeping run.
     await runInDurableObject(stub(bob), (_o, state) => {
-      state.storage.sql.exec("UPDATE inbox SET ts = ts - ?", RETENTION_MS + 1000);
+      state.storage.sql.exec("UPDATE inbox SET ts = ts - ? WHERE seq <= 2", RETENTION_MS + 1000);
       state.storage.sql.exec("UPDATE meta SET value = '0' WHERE key = 'housekeeping_at'");
     });
     expect(await runDurableObjectAlarm(stub(bob))).toBe(true);
@@ -238,7 +238,8 @@ describe("durability", () => {
     await sleep(200);
     const b = await open(bob, "phone");
     await b.next("hello");
-    expect(await b.next("gap")).toMatchObject({ from: 1, to: 3, reason: "expired" });
+    expect(await b.next("gap")).toMatchObject({ from: 1, to: 2, reason: "expired" });
+    expect((await b.next("message")).text).toBe("old 2");
     expect((await b.next("message")).text).toBe("new");
     await b.next("synced");
   });
@@ -293,6 +294,7 @@ describe("query plans", () => {
     [/FROM log WHERE kind = /, "the group log holds only entries still being handed over"],
     [/^UPDATE log SET body = json_remove/, "the group log holds only entries still being handed over"],
     [/JOIN \(SELECT MIN\(id\) AS id FROM outbox GROUP BY target\)/, "the outbox holds only hand-offs not yet made"],
+    [/^SELECT seq FROM inbox WHERE ts >= \? ORDER BY seq LIMIT 1$/, "daily housekeeping: passes only the expired entries it then deletes"],
     [/\bLIMIT (\d+|\(SELECT \?\))/, "reads a bounded batch or one row (is it empty?)"],
   ];
 

@@ -157,4 +157,8 @@ export const USER_MIGRATIONS: readonly string[] = [
   // (every temporary media message) and on delete for everyone: without this index
   // each of those read the whole table, which grows with every media message kept.
   `CREATE INDEX media_refs_msg ON media_refs(msg);`,
+  // 15: the inbox's ts index served only the daily purge of entries over 30 days old,
+  // which now reads them by seq (appended in time order), and it cost a page in every
+  // commit that appends or purges: four per one-to-one message.
+  `DROP INDEX inbox_ts;`,
 ];
