@@ -203,15 +203,16 @@ export class ChatService {
     this.d.transaction(() => {
       const prev = inbox.ack(device, seq, now);
       if (prev === null) return;
+      // RETURNING gives rows in no set order, and `delivered` as it was before the ack (0).
       const rows = sql
-        .exec<{ msg: string; chat: string; read: number; delivered: number }>(
-          "SELECT msg, chat, read, delivered FROM received WHERE seq > ? AND seq <= ? AND delivered = 0 ORDER BY seq",
+        .exec<{ msg: string; chat: string; read: number; delivered: number; seq: number }>(
+          "UPDATE received SET delivered = 1 WHERE seq > ? AND seq <= ? AND delivered = 0 RETURNING msg, chat, read, 0 AS delivered, seq",
           prev,
           seq,
         )
-        .toArray();
+        .toArray()
+        .sort((a, b) => a.seq - b.seq);
       if (rows.length > 0) {
-        sql.exec("UPDATE received SET delivered = 1 WHERE seq > ? AND seq <= ? AND delivered = 0", prev, seq);
         // Read already (a group message that arrived after a read covering it): `read` now.
         const read = rows.filter((r) => r.read === 1);
         if (read.length > 0) this.queueReceipts(read, "read", now);
@@ -299,8 +300,20 @@ export class ChatService {
 
   private deliver(from: string, e: Envelope, now: number, pushes: string[]): HandoffResult {
     const { sql, inbox } = this.d;
-    const seen = sql.exec("SELECT 1 FROM received WHERE msg = ?", e.msg).toArray().length > 0;
-    if (seen) return { ok: true }; // a retried hand-off: stored once
+    // The row the message's inbox entry (next) will have; a retried hand-off finds it stored once.
+    const seq = inbox.head + 1;
+    const stored = sql
+      .exec(
+        "INSERT INTO received (msg, chat, sender, seq, ts, expires_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(msg) DO NOTHING RETURNING 1",
+        e.msg,
+        from,
+        e.from,
+        seq,
+        now,
+        e.expiresAt ?? null,
+      )
+      .toArray().length;
+    if (stored === 0) return { ok: true };
     const chat = { user: e.from };
     const mediaIds = mediaIdsOf(e);
     for (const media of mediaIds) grantMedia(sql, media, now);
@@ -308,16 +321,8 @@ export class ChatService {
     if (mediaIds.length > 0 && !e.permanent) holdMedia(sql, e.msg, from);
     const frame = messageFrame(e, chat);
     const appended = inbox.append("message", from, frame, { msg: e.msg, ts: now, expiresAt: e.expiresAt });
+    if (appended.seq !== seq) throw new Error(`inbox entry ${appended.seq} is not the received row's ${seq}`);
     this.d.retention.keep(from, e.msg, frame, now, e);
-    sql.exec(
-      "INSERT INTO received (msg, chat, sender, seq, ts, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
-      e.msg,
-      from,
-      e.from,
-      appended.seq,
-      now,
-      e.expiresAt ?? null,
-    );
     pushes.push(appended.json);
     return { ok: true };
   }
@@ -456,13 +461,12 @@ export function applyReceipt(
   const column = status === "read" ? "read_at" : "delivered_at";
   const fresh: string[] = [];
   for (const msg of msgs) {
-    const row = sql
-      .exec<{ delivered_at: number | null; read_at: number | null }>("SELECT delivered_at, read_at FROM outgoing WHERE msg = ? AND chat = ?", msg, key)
-      .toArray()[0];
-    if (!row || row[column] !== null) continue;
-    if (status === "read") sql.exec("UPDATE outgoing SET read_at = ?, delivered_at = COALESCE(delivered_at, ?) WHERE msg = ?", ts, ts, msg);
-    else sql.exec("UPDATE outgoing SET delivered_at = ? WHERE msg = ?", ts, msg);
-    fresh.push(msg);
+    // Only a message of this chat whose status is new here changes, and is reported.
+    const changed =
+      column === "read_at"
+        ? sql.exec("UPDATE outgoing SET read_at = ?, delivered_at = COALESCE(delivered_at, ?) WHERE msg = ? AND chat = ? AND read_at IS NULL RETURNING 1", ts, ts, msg, key)
+        : sql.exec("UPDATE outgoing SET delivered_at = ? WHERE msg = ? AND chat = ? AND delivered_at IS NULL RETURNING 1", ts, msg, key);
+    if (changed.toArray().length > 0) fresh.push(msg);
   }
   if (fresh.length === 0) return null;
   return { msgs: fresh, status };
