@@ -30,6 +30,30 @@ CREATE TABLE outbox (
 CREATE INDEX outbox_target ON outbox(target, id);
 `;
 
+/**
+ * A migration for both object classes: the outbox without AUTOINCREMENT, which
+ * wrote sqlite_sequence (one more page) in every commit that queued a row.
+ * A reused id is harmless: only settle() deletes rows, and only ids at or
+ * below a row already handed over, so every row still in flight is in the
+ * table and every new id is above it.
+ */
+export const OUTBOX_PLAIN_IDS = `
+CREATE TABLE outbox_new (
+  id INTEGER PRIMARY KEY,
+  target TEXT NOT NULL,
+  op TEXT NOT NULL,
+  payload TEXT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_at INTEGER NOT NULL,
+  created_at INTEGER NOT NULL
+);
+INSERT INTO outbox_new (id, target, op, payload, attempts, next_at, created_at)
+  SELECT id, target, op, payload, attempts, next_at, created_at FROM outbox;
+DROP TABLE outbox;
+ALTER TABLE outbox_new RENAME TO outbox;
+CREATE INDEX outbox_target ON outbox(target, id);
+`;
+
 export interface OutboxItem {
   op: string;
   payload: unknown;

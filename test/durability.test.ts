@@ -12,6 +12,8 @@ import { Outbox, type HandoffResult } from "../src/outbox";
 import { GroupLog } from "../src/group/log";
 import { GROUP_OPS, type GroupMessageItem } from "../src/group/handoff";
 import { Stubs } from "../src/objects/stubs";
+import { migrate } from "../src/sqlite";
+import { USER_MIGRATIONS } from "../src/user/schema";
 import type { UserObject } from "../src/objects/UserObject";
 import { connect, open, sleep, token, uid, type TestSocket } from "./helpers";
 
@@ -352,6 +354,42 @@ describe("query plans", () => {
       .filter((p) => !ALLOWED.some(([re]) => re.test(p.q)))
       .map((p) => `${p.file}: ${p.q.slice(0, 120)} :: ${p.steps.join(" | ")}`);
     expect(offenders).toEqual([]);
+  });
+});
+
+describe("migrations", () => {
+  it("16 keeps every outbox, sent_ids and outgoing row; new outbox ids follow the highest row left", async () => {
+    const rows = await runInDurableObject(stub(uid("migrate")), (_o, state) => {
+      const sql = state.storage.sql;
+      // Back to an empty database, then the schema as it was before 16, with rows in it.
+      const tables = sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_cf_%'").toArray();
+      for (const t of tables) sql.exec(`DROP TABLE "${t.name}"`);
+      migrate(sql, USER_MIGRATIONS.slice(0, 15));
+      sql.exec("INSERT INTO outbox (target, op, payload, next_at, created_at) VALUES ('user:b', 'deliver', '{}', 1, 1), ('user:c', 'deliver', '{}', 2, 2)");
+      sql.exec("DELETE FROM outbox WHERE target = 'user:c'"); // the highest id is gone
+      sql.exec("INSERT INTO sent_ids (id, msg, ts, digest) VALUES ('c1', 'm1', 5, 'd')");
+      sql.exec("INSERT INTO outgoing (msg, chat, ts, delivered_at, expires_at, amended_n, deleted, encrypted) VALUES ('m1', 'user:b', 5, 6, 9, 2, 1, 1)");
+      migrate(sql, USER_MIGRATIONS);
+      sql.exec("INSERT INTO outbox (target, op, payload, next_at, created_at) VALUES ('user:d', 'deliver', '{}', 3, 3)");
+      const schema = (name: string) => sql.exec<{ sql: string }>("SELECT sql FROM sqlite_master WHERE name = ?", name).one().sql;
+      return {
+        outbox: sql.exec("SELECT id, target FROM outbox ORDER BY id").toArray(),
+        sent: sql.exec("SELECT * FROM sent_ids").toArray(),
+        outgoing: sql.exec("SELECT * FROM outgoing").toArray(),
+        schemas: [schema("outbox"), schema("sent_ids"), schema("outgoing")],
+        indexes: sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name IN ('outbox', 'sent_ids', 'outgoing') ORDER BY name").toArray().map((r) => r.name),
+      };
+    });
+    expect(rows.outbox).toEqual([
+      { id: 1, target: "user:b" },
+      { id: 2, target: "user:d" },
+    ]);
+    expect(rows.sent).toEqual([{ id: "c1", msg: "m1", ts: 5, digest: "d" }]);
+    expect(rows.outgoing).toEqual([{ msg: "m1", chat: "user:b", ts: 5, delivered_at: 6, read_at: null, expires_at: 9, amended_n: 2, deleted: 1, encrypted: 1 }]);
+    expect(rows.schemas[0]).not.toContain("AUTOINCREMENT");
+    expect(rows.schemas[1]).toContain("WITHOUT ROWID");
+    expect(rows.schemas[2]).toContain("WITHOUT ROWID");
+    expect(rows.indexes).toEqual(["outbox_target"]);
   });
 });
 

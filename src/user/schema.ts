@@ -1,6 +1,6 @@
 // The UserObject's SQLite schema: an append-only list of migrations. Never edit
 // an entry once it has shipped; add a new one.
-import { OUTBOX_SCHEMA } from "../outbox";
+import { OUTBOX_PLAIN_IDS, OUTBOX_SCHEMA } from "../outbox";
 import { MEDIA_SCHEMA } from "./media";
 import { MEDIA_HOLDS_SCHEMA } from "./media-holds";
 import { PRESENCE_SCHEMA } from "./presence";
@@ -161,4 +161,27 @@ export const USER_MIGRATIONS: readonly string[] = [
   // which now reads them by seq (appended in time order), and it cost a page in every
   // commit that appends or purges: four per one-to-one message.
   `DROP INDEX inbox_ts;`,
+  // 16: the outbox without AUTOINCREMENT (src/outbox.ts), and the two tables every send
+  // writes keyed by their text primary key alone (WITHOUT ROWID): each had a rowid table
+  // and an index on the key, two pages per insert where one does.
+  `${OUTBOX_PLAIN_IDS}
+   CREATE TABLE sent_ids_new (id TEXT PRIMARY KEY, msg TEXT NOT NULL, ts INTEGER NOT NULL, digest TEXT NOT NULL) WITHOUT ROWID;
+   INSERT INTO sent_ids_new (id, msg, ts, digest) SELECT id, msg, ts, digest FROM sent_ids;
+   DROP TABLE sent_ids;
+   ALTER TABLE sent_ids_new RENAME TO sent_ids;
+   CREATE TABLE outgoing_new (
+     msg TEXT PRIMARY KEY,
+     chat TEXT NOT NULL,
+     ts INTEGER NOT NULL,
+     delivered_at INTEGER,
+     read_at INTEGER,
+     expires_at INTEGER,
+     amended_n INTEGER NOT NULL DEFAULT 0,
+     deleted INTEGER NOT NULL DEFAULT 0,
+     encrypted INTEGER
+   ) WITHOUT ROWID;
+   INSERT INTO outgoing_new (msg, chat, ts, delivered_at, read_at, expires_at, amended_n, deleted, encrypted)
+     SELECT msg, chat, ts, delivered_at, read_at, expires_at, amended_n, deleted, encrypted FROM outgoing;
+   DROP TABLE outgoing;
+   ALTER TABLE outgoing_new RENAME TO outgoing;`,
 ];
