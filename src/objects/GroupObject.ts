@@ -160,7 +160,7 @@ export class GroupObject extends DurableObject<Env> {
     const group = this.groupId();
     for (const member of this.roster.users()) {
       if (member === from) continue;
-      this.typingRelays.submit(() => this.env.USERS.getByName(member).typingRelay(member, from, { group }, on));
+      this.typingRelays.submit(() => this.userStubs.call(member, (stub) => stub.typingRelay(member, from, { group }, on)));
     }
   }
 

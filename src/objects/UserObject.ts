@@ -110,7 +110,7 @@ export class UserObject extends DurableObject<Env> {
       keyDevices: async (user) => {
         if (user === this.self()) return this.keys.current();
         this.injectFault("fail_key_lookups");
-        return withDeadline(this.env.USERS.getByName(user).currentKeyDevices(), KEY_LOOKUP_TIMEOUT_MS);
+        return withDeadline(this.userStubs.call(user, (stub) => stub.currentKeyDevices()), KEY_LOOKUP_TIMEOUT_MS);
       },
     });
     this.privacy = new PrivacyStore(this.sql);
