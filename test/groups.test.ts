@@ -96,6 +96,22 @@ describe("groups", () => {
     expect(list.groups).toContainEqual({ id: group.id, name: "Hikers", role: "member" });
   });
 
+  it("a lone sender's own post coming back from the group spends no inbox entry in its object", async () => {
+    const [alice, bob] = [uid("alice"), uid("bob")];
+    const a = await connect(alice);
+    const b = await connect(bob);
+    const group = await createGroup(await token(alice), "Solo", [bob]);
+    await waitDrained(group.id);
+    const head = () =>
+      runInDurableObject(env.USERS.getByName(alice), (_o, state) => Number(state.storage.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = 'head'").one().value));
+    const before = await head();
+    a.send({ type: "send", id: "solo", to: { group: group.id }, text: "just me here" });
+    await a.next("sent");
+    expect((await groupMessages(b, group.id, 1))[0]!.text).toBe("just me here");
+    await waitDrained(group.id);
+    expect(await head()).toBe(before);
+  });
+
   it("a non-member's post is refused with not_member and reaches nobody", async () => {
     const [alice, bob, mallory] = [uid("alice"), uid("bob"), uid("mallory")];
     const group = await createGroup(await token(alice), "Private", [bob]);

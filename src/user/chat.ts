@@ -171,21 +171,18 @@ export class ChatService {
       const until = "user" in frame.to ? (envelope.expiresAt ?? null) : null;
       const mediaIds = media !== undefined ? [media.id, ...attachments] : attachments;
       for (const id of mediaIds) referenceMedia(sql, id, msg, key, now, until);
-      // The sender's other devices see the message as an entry of their own inbox. With no
-      // other device to hold it for, none is made: the purge would delete it at once.
-      const copy = "user" in frame.to && inbox.heldForOthers(device, now);
       // Temporary: the media lives while any copy does (src/user/media-holds.ts).
       const counted = mediaIds.length > 0 && !("user" in frame.to && envelope.permanent);
-      if (counted) expectHolders(sql, msg, copy ? [`user:${self}`, key] : [key]);
       if ("user" in frame.to) {
+        // The sender's other devices see the message as an entry of their own inbox (if it has any).
         const own = messageFrame(ownE2ee === undefined ? envelope : { ...envelope, e2ee: ownE2ee }, frame.to);
-        if (copy) {
-          if (counted) holdMedia(sql, msg, `user:${self}`);
-          ownCopy = inbox.append("message", key, own, { msg, origin: device, ts: now, expiresAt: envelope.expiresAt }).json;
-        }
+        ownCopy = inbox.appendOwn(key, own, { msg, origin: device, ts: now, expiresAt: envelope.expiresAt })?.json ?? null;
+        if (counted) expectHolders(sql, msg, ownCopy !== null ? [`user:${self}`, key] : [key]);
+        if (counted && ownCopy !== null) holdMedia(sql, msg, `user:${self}`);
         this.d.retention.keep(key, msg, own, now, envelope);
         outbox.enqueue(key, "deliver", envelope, now);
       } else {
+        if (counted) expectHolders(sql, msg, [key]);
         // The group decides membership and fans out, the sender's other devices included.
         outbox.enqueue(key, "post", { ...envelope, device }, now);
       }
@@ -458,12 +455,11 @@ export function applyReceipt(
 ): { msgs: string[]; status: "delivered" | "read" } | null {
   const { sql } = d;
   const status = reported === "read" && !d.readReceipts() ? "delivered" : reported;
-  const column = status === "read" ? "read_at" : "delivered_at";
   const fresh: string[] = [];
   for (const msg of msgs) {
     // Only a message of this chat whose status is new here changes, and is reported.
     const changed =
-      column === "read_at"
+      status === "read"
         ? sql.exec("UPDATE outgoing SET read_at = ?, delivered_at = COALESCE(delivered_at, ?) WHERE msg = ? AND chat = ? AND read_at IS NULL RETURNING 1", ts, ts, msg, key)
         : sql.exec("UPDATE outgoing SET delivered_at = ? WHERE msg = ? AND chat = ? AND delivered_at IS NULL RETURNING 1", ts, msg, key);
     if (changed.toArray().length > 0) fresh.push(msg);

@@ -51,17 +51,22 @@ function groupMessage(d: ChatDeps, from: string, p: GroupMessageItem, now: numbe
   const opts = { msg: envelope.msg, ts: now, expiresAt: envelope.expiresAt };
   const mediaIds = mediaIdsOf(envelope);
   // The group learns when this copy is gone (temporary chats: src/user/media-holds.ts).
-  if (mediaIds.length > 0 && !envelope.permanent) holdMedia(d.sql, envelope.msg, from);
+  const held = mediaIds.length > 0 && !envelope.permanent;
   if (envelope.from === d.self()) {
-    // The sender's own message: for its OTHER devices only, and no receipts from them.
-    const appended = d.inbox.append("message", from, frame, { ...opts, origin: device });
     // The group decided the message's lifetime: remember it for later edits.
     d.sql.exec("UPDATE outgoing SET expires_at = ? WHERE msg = ?", envelope.expiresAt ?? null, envelope.msg);
-    // With no other device to hold it for, the copy goes at once (as a one-to-one send's).
-    d.inbox.purgeAcknowledged(appended.seq, now);
-    push(appended.json, device);
+    // The sender's own message: for its OTHER devices only (if it has any), and no receipts from them.
+    const appended = d.inbox.appendOwn(from, frame, { ...opts, origin: device });
+    if (appended) {
+      if (held) holdMedia(d.sql, envelope.msg, from);
+      push(appended.json, device);
+    } else if (held) {
+      // No copy here: the group hears at once that this member holds none.
+      d.outbox.enqueue(from, MEDIA_RELEASE, { msgs: [envelope.msg] } satisfies MediaReleasePayload, now);
+    }
     return { ok: true };
   }
+  if (held) holdMedia(d.sql, envelope.msg, from);
   for (const media of mediaIds) grantMedia(d.sql, media, now);
   const appended = d.inbox.append("message", from, frame, opts);
   // The `received` row makes ack/read queue delivered/read receipts to the group (chat key group:<id>).

@@ -126,6 +126,15 @@ export class Inbox {
     return this.sql.exec("SELECT 1 FROM devices WHERE device <> ? AND last_seen >= ? LIMIT 1", origin, now - DEVICE_STALE_MS).toArray().length > 0;
   }
 
+  /**
+   * A device's own message, for the user's other devices: appended only when one
+   * of them would keep it (heldForOthers), or null. Appending it for no one meant
+   * an insert the same transaction's purge deleted again.
+   */
+  appendOwn(chat: string, frame: Record<string, unknown>, opts: { msg: string; origin: string; ts: number; expiresAt?: number }): Appended | null {
+    return this.heldForOthers(opts.origin, opts.ts) ? this.append("message", chat, frame, opts) : null;
+  }
+
   /** Deletes entries up to `upTo` that every device seen in the last 30 days holds. */
   purgeAcknowledged(upTo: number, now: number): void {
     const deleted = this.sql.exec(
@@ -149,11 +158,11 @@ export class Inbox {
     // from the oldest on (by seq, no index on ts) up to the first one still kept.
     // A ts index would cost every append and purge one more page in each commit.
     const kept = this.sql.exec<{ seq: number }>("SELECT seq FROM inbox WHERE ts >= ? ORDER BY seq LIMIT 1", cutoff).toArray()[0]?.seq;
-    const range = { lo, hi: (kept ?? this.headSeq + 1) - 1 };
-    if (range.hi < range.lo) return;
-    this.sql.exec("DELETE FROM inbox WHERE seq <= ?", range.hi);
+    const hi = (kept ?? this.headSeq + 1) - 1;
+    if (hi < lo) return;
+    this.sql.exec("DELETE FROM inbox WHERE seq <= ?", hi);
     this.removed();
-    this.sql.exec("INSERT INTO gaps (from_seq, to_seq) VALUES (?, ?)", range.lo, range.hi);
+    this.sql.exec("INSERT INTO gaps (from_seq, to_seq) VALUES (?, ?)", lo, hi);
     this.sql.exec("DELETE FROM devices WHERE last_seen < ?", now - 2 * RETENTION_MS);
     const minAcked = this.sql.exec<{ m: number | null }>("SELECT MIN(acked) AS m FROM devices").one().m;
     if (minAcked !== null) this.sql.exec("DELETE FROM gaps WHERE to_seq <= ?", minAcked);
