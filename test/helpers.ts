@@ -1,6 +1,6 @@
 // Test helpers: tokens, HTTP calls and a socket client that parses every frame
 // with the protocol schema (so drift between server and schema fails loudly).
-import { runInDurableObject } from "cloudflare:test";
+import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { exports } from "cloudflare:workers";
 import { expect } from "vitest";
 import { ServerFrame } from "../src/protocol";
@@ -157,13 +157,39 @@ export function outboxRows(stub: DurableObjectStub): Promise<number> {
   return runInDurableObject(stub, (_o, state) => state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM outbox").one().n);
 }
 
-/** Waits until every one of these objects' outboxes is empty; throws after timeoutMs. */
+/** How long waitOutboxesEmpty lets rows go by themselves before it runs their owners' alarms. */
+const ALARM_AFTER_MS = 300;
+
+/**
+ * Waits until every one of these objects' outboxes is empty; throws after timeoutMs.
+ * A row handed over is deleted with its owner's next write or by the backstop
+ * alarm (OUTBOX_BACKSTOP_MS, 5 s), and a failed one waits for its retry alarm:
+ * rows still there after ALARM_AFTER_MS have their owner's alarm run now
+ * (runDurableObjectAlarm), instead of the test sleeping until it fires. That
+ * needs the alarm to be set: an owner holding rows with none set would keep
+ * them for good, and the error says so.
+ */
 export async function waitOutboxesEmpty(stubs: DurableObjectStub[], timeoutMs = 8000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
+  const start = Date.now();
+  let alarmsAt = start + ALARM_AFTER_MS;
+  const unset = new Set<number>();
   for (;;) {
-    const rows = (await Promise.all(stubs.map(outboxRows))).reduce((a, b) => a + b, 0);
+    const counts = await Promise.all(stubs.map(outboxRows));
+    const rows = counts.reduce((a, b) => a + b, 0);
     if (rows === 0) return;
-    if (Date.now() > deadline) throw new Error(`${rows} outbox rows still waiting after ${timeoutMs} ms`);
+    if (Date.now() > start + timeoutMs) {
+      const none = unset.size > 0 ? ` (no alarm set on ${unset.size} of the objects holding them)` : "";
+      throw new Error(`${rows} outbox rows still waiting after ${timeoutMs} ms${none}`);
+    }
+    if (Date.now() >= alarmsAt) {
+      // Not too often: a retry that is not due yet is rescheduled by each run.
+      alarmsAt = Date.now() + 250;
+      unset.clear();
+      for (const [i, n] of counts.entries()) {
+        // false: no alarm scheduled (or it is running right now, and reschedules itself).
+        if (n > 0 && !(await runDurableObjectAlarm(stubs[i]!))) unset.add(i);
+      }
+    }
     await sleep(50);
   }
 }
