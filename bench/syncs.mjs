@@ -4,21 +4,33 @@
 // objects. Locally every SQLite commit of an object ends in a sync, so this
 // counts commits; unlike timings it does not depend on how busy the machine is.
 // Also the pages those commits wrote to the objects' write-ahead logs: each
-// table or index a transaction touches costs at least one.
+// table or index a transaction touches costs at least one; and the SQL
+// statements the objects ran (bench/trace-worker.ts counts them), the most
+// frequent listed.
 //
-//   node bench/syncs.mjs [messages] [group size]      (needs strace)
+//   node bench/syncs.mjs [messages] [group size] [--sequence]     (needs strace)
+//
+// --sequence prints every statement of one one-to-one message in order, with
+// the frame or RPC each belongs to and its transaction's bounds.
 import { join } from "node:path";
 import { startDevServer } from "../scripts/dev-server.mjs";
 import { Client, tokenFor } from "./lib/client.mjs";
 import { workerdOf } from "./lib/procs.mjs";
 import { requireStrace, traceWrites } from "./lib/strace.mjs";
 
-const N = Number(process.argv[2] ?? 50);
-const GROUP = Number(process.argv[3] ?? 50);
+const flags = process.argv.slice(2).filter((a) => a.startsWith("--"));
+const [nArg, groupArg] = process.argv.slice(2).filter((a) => !a.startsWith("--"));
+const N = Number(nArg ?? 50);
+const GROUP = Number(groupArg ?? 50);
+const SEQUENCE = flags.includes("--sequence");
 const POSTS = 5;
 requireStrace();
 const root = new URL("..", import.meta.url).pathname;
-const server = await startDevServer({ config: join(root, "bench", "wrangler.toml"), observability: false });
+const server = await startDevServer({
+  config: join(root, "bench", "wrangler.toml"),
+  script: join(root, "bench", "trace-worker.ts"),
+  observability: false,
+});
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const run = Date.now().toString(36);
 
@@ -37,8 +49,10 @@ async function device(user) {
 async function syncsDuring(pid, fn) {
   const trace = traceWrites(pid);
   await sleep(500); // attached
+  await traceControl("start");
   await fn();
   await sleep(1500); // commits that follow the last frame (deletes, alarms)
+  const { statements, sequence } = await traceControl("stop");
   const by = {};
   const { syncs, pages } = await trace.stop();
   for (const path of syncs) {
@@ -46,7 +60,31 @@ async function syncsDuring(pid, fn) {
     const key = path.includes("metadata.sqlite") ? `${cls} alarms` : cls;
     by[key] = (by[key] ?? 0) + 1;
   }
-  return { total: syncs.length, by, pages: pages.length };
+  return { total: syncs.length, by, pages: pages.length, statements, sequence };
+}
+
+/** Starts or stops bench/trace-worker.ts's record of statements. */
+async function traceControl(what) {
+  const res = await fetch(`${server.url}/bench/trace/${what}`, { method: "POST" });
+  if (!res.ok) throw new Error(`trace ${what}: ${res.status}`);
+  return res.json();
+}
+
+/** Statements per unit, by class, and the most frequent ones. */
+function statementReport(statements, per, top = 12) {
+  const lines = [];
+  const all = [];
+  for (const [cls, byText] of Object.entries(statements)) {
+    const n = Object.values(byText).reduce((a, b) => a + b, 0);
+    lines.push(`${cls} ${(n / per).toFixed(1)}`);
+    for (const [text, k] of Object.entries(byText)) all.push([k, cls, text]);
+  }
+  const total = all.reduce((a, [k]) => a + k, 0);
+  const out = [`  ${(total / per).toFixed(1)} SQL statements (${lines.join(", ")}); the most frequent, per unit:`];
+  for (const [k, cls, text] of all.sort((a, b) => b[0] - a[0]).slice(0, top)) {
+    out.push(`    ${(k / per).toFixed(2).padStart(6)}  ${cls}: ${text.length > 110 ? `${text.slice(0, 107)}...` : text}`);
+  }
+  return out.join("\n");
 }
 
 /** "UserObject 2.1, GroupObject alarms 0.1, ..." per unit. */
@@ -71,6 +109,16 @@ try {
   });
   console.log(`one-to-one: ${(oneToOne.total / N).toFixed(1)} syncs per message (${oneToOne.total} for ${N}, send -> delivered, receiver acks)`);
   console.log(`  per message: ${breakdown(oneToOne.by, N)}; ${(oneToOne.pages / N).toFixed(1)} WAL pages written`);
+  console.log(statementReport(oneToOne.statements, N));
+  if (SEQUENCE) {
+    // The last message: warm, like the bench's samples.
+    const one = await syncsDuring(runtime, async () => {
+      alice.send({ user: bob.user }, "seq", "one message");
+      await alice.until(() => alice.delivered.has(alice.sent.get("seq")?.msg), 10_000, "delivered seq");
+    });
+    console.log("one message, in order (class:object event):");
+    for (const line of one.sequence) console.log(`  ${line}`);
+  }
 
   const members = Array.from({ length: GROUP }, (_, i) => `g${i}-${run}`);
   const devices = [];
@@ -92,6 +140,7 @@ try {
   });
   console.log(`group of ${GROUP}: ${(posts.total / POSTS).toFixed(0)} syncs per post, ${(posts.total / POSTS / (GROUP - 1)).toFixed(2)} per member (${posts.total} for ${POSTS} posts, members ack)`);
   console.log(`  per member: ${breakdown(posts.by, POSTS * (GROUP - 1))}; ${(posts.pages / POSTS / (GROUP - 1)).toFixed(1)} WAL pages written`);
+  console.log(statementReport(posts.statements, POSTS * (GROUP - 1)));
 } finally {
   server.stop();
 }

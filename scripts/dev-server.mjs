@@ -53,6 +53,7 @@ function childEnv(o = {}) {
  *   persistTo?: string,       // default: a fresh temporary directory, deleted by stop()
  *   keepState?: boolean,      // do not delete the state directory on stop() (crash tests restart on it)
  *   config?: string,          // wrangler config (default wrangler.toml)
+ *   script?: string,          // the Worker's entry instead of the config's `main` (bench/trace-worker.ts)
  *   vars?: Record<string, string>,
  *   inspectorPort?: number,
  *   stdio?: "inherit" | "pipe",
@@ -79,6 +80,7 @@ export async function startDevServer(o = {}) {
   const vars = Object.entries({ ...DEV_VARS, ...(o.vars ?? {}) }).flatMap(([k, v]) => ["--var", `${k}:${v}`]);
   const args = ["dev", "-c", config, "--ip", "127.0.0.1", "--port", String(port), "--persist-to", state, "--show-interactive-dev-session=false"];
   if (o.inspectorPort) args.push("--inspector-port", String(o.inspectorPort));
+  if (o.script) args.splice(1, 0, o.script);
   const child = spawn(`${bin}/wrangler`, [...args, ...vars], {
     cwd: root,
     env,
