@@ -78,11 +78,29 @@ export interface HistoryPage {
 }
 
 const DEFAULT: Omit<ChatSettings, "chat"> = { retention: "temporary", disappearAfterSeconds: null, changedAt: null, changedBy: null };
+/** Chats whose settings are kept in memory at most; past it the cache starts over. */
+const SETTINGS_CACHED = 256;
 
 export class Retention {
+  /**
+   * Settings as read, per chat: every send reads its chat's, and they seldom
+   * change. apply() is the one writer and drops the chat's entry (dropping is
+   * right also when its transaction then rolls back); a new object starts empty.
+   */
+  private readonly cached = new Map<string, Readonly<ChatSettings>>();
+
   constructor(private readonly d: RetentionDeps) {}
 
   settings(chat: string): ChatSettings {
+    const known = this.cached.get(chat);
+    if (known) return { ...known };
+    const read = this.read(chat);
+    if (this.cached.size >= SETTINGS_CACHED) this.cached.clear();
+    this.cached.set(chat, Object.freeze({ ...read }));
+    return read;
+  }
+
+  private read(chat: string): ChatSettings {
     const row = this.d.sql
       .exec<{ retention: string; disappear_s: number | null; changed_at: number; changed_by: string }>(
         "SELECT retention, disappear_s, changed_at, changed_by FROM chat_settings WHERE chat = ?",
@@ -131,6 +149,7 @@ export class Retention {
       const newer = change.changedAt > current.changedAt || (change.changedAt === current.changedAt && change.changedBy > (current.changedBy ?? ""));
       if (!newer) return false;
     }
+    this.cached.delete(chat);
     this.d.sql.exec(
       `INSERT INTO chat_settings (chat, retention, disappear_s, changed_at, changed_by) VALUES (?, ?, ?, ?, ?)
        ON CONFLICT(chat) DO UPDATE SET retention = excluded.retention, disappear_s = excluded.disappear_s,
