@@ -132,32 +132,32 @@ export class ChatService {
     const fields = [frame.to, frame.text ?? null, frame.media ?? null, frame.replyTo ?? null];
     // e2ee joins the digest only when present, so digests of plaintext sends stay as they were.
     const content = digest(JSON.stringify(frame.e2ee ? [...fields, frame.e2ee] : fields));
-    const existing = sql.exec<{ msg: string; ts: number; digest: string }>("SELECT msg, ts, digest FROM sent_ids WHERE id = ?", frame.id).toArray()[0];
-    if (existing) {
-      if (existing.digest !== content) throw new AppError("id_conflict", `id ${frame.id} was already used for another message`);
-      safeSend(ws, JSON.stringify({ type: "sent", id: frame.id, msg: existing.msg, ts: existing.ts }));
-      return;
-    }
-    // Only this user's own complete uploads travel (a synchronous check: no await before the write).
-    const media = frame.media === undefined ? undefined : checkSendable(sql, frame.media);
-    const attachments = frame.e2ee?.attachments ?? [];
-    checkAttachments(sql, attachments);
     const msg = newMsgId(now);
-    const envelope: Envelope = { msg, id: frame.id, from: self, ts: now };
-    if (frame.text !== undefined) envelope.text = frame.text;
-    if (media !== undefined) envelope.media = media;
-    if (frame.replyTo !== undefined) envelope.replyTo = frame.replyTo;
-    // One-to-one: each inbox keeps only its own user's devices' ciphertexts. Groups: one blob, unchanged.
-    let ownE2ee: unknown;
-    if (frame.e2ee && "user" in frame.to) {
-      envelope.e2ee = recipientsOf(frame.e2ee, frame.to.user);
-      ownE2ee = recipientsOf(frame.e2ee, self);
-    } else if (frame.e2ee) envelope.e2ee = frame.e2ee;
     const key = chatKey(frame.to);
-    Object.assign(envelope, this.d.retention.forNewMessage(key, now));
     let ownCopy: string | null = null;
-    this.d.transaction(() => {
-      sql.exec("INSERT INTO sent_ids (id, msg, ts, digest) VALUES (?, ?, ?, ?)", frame.id, msg, now, content);
+    // The dedup on the client id is the transaction's first statement: a stored id
+    // ends it with nothing written (and is answered below), a new one is taken
+    // unless a later check throws and rolls it back. No read comes before it.
+    const fresh = this.d.transaction(() => {
+      const taken = sql
+        .exec("INSERT INTO sent_ids (id, msg, ts, digest) VALUES (?, ?, ?, ?) ON CONFLICT(id) DO NOTHING RETURNING 1", frame.id, msg, now, content)
+        .toArray().length;
+      if (taken === 0) return false;
+      // Only this user's own complete uploads travel.
+      const media = frame.media === undefined ? undefined : checkSendable(sql, frame.media);
+      const attachments = frame.e2ee?.attachments ?? [];
+      checkAttachments(sql, attachments);
+      const envelope: Envelope = { msg, id: frame.id, from: self, ts: now };
+      if (frame.text !== undefined) envelope.text = frame.text;
+      if (media !== undefined) envelope.media = media;
+      if (frame.replyTo !== undefined) envelope.replyTo = frame.replyTo;
+      // One-to-one: each inbox keeps only its own user's devices' ciphertexts. Groups: one blob, unchanged.
+      let ownE2ee: unknown;
+      if (frame.e2ee && "user" in frame.to) {
+        envelope.e2ee = recipientsOf(frame.e2ee, frame.to.user);
+        ownE2ee = recipientsOf(frame.e2ee, self);
+      } else if (frame.e2ee) envelope.e2ee = frame.e2ee;
+      Object.assign(envelope, this.d.retention.forNewMessage(key, now));
       sql.exec(
         "INSERT INTO outgoing (msg, chat, ts, expires_at, encrypted) VALUES (?, ?, ?, ?, ?)",
         msg,
@@ -186,7 +186,15 @@ export class ChatService {
         // The group decides membership and fans out, the sender's other devices included.
         outbox.enqueue(key, "post", { ...envelope, device }, now);
       }
+      return true;
     });
+    if (!fresh) {
+      // A resend of a stored id is answered as before, whatever it waits for.
+      const existing = sql.exec<{ msg: string; ts: number; digest: string }>("SELECT msg, ts, digest FROM sent_ids WHERE id = ?", frame.id).one();
+      if (existing.digest !== content) throw new AppError("id_conflict", `id ${frame.id} was already used for another message`);
+      safeSend(ws, JSON.stringify({ type: "sent", id: frame.id, msg: existing.msg, ts: existing.ts }));
+      return;
+    }
     // The output gate holds these frames until the transaction above is durable.
     safeSend(ws, JSON.stringify({ type: "sent", id: frame.id, msg, ts: now }));
     if (ownCopy !== null) this.d.push(ownCopy, device);
