@@ -224,6 +224,35 @@ describe("disappearing messages", () => {
     await b2.next("synced");
     expect(b2.all("message")).toHaveLength(0);
   });
+
+  it("a disappearing message handed to an offline recipient moves its alarm to the expiry; a plain one leaves it", async () => {
+    // The hand-off's alarm look skips the deadline query for plain messages and
+    // receipts (mayAddDeadlines): this is the case it must not skip.
+    const alice = uid("alice");
+    const bob = uid("bob");
+    const tokA = await token(alice);
+    const a = await connect(alice, "phone", tokA);
+    const alarmOf = (user: string) => runInDurableObject(stub(user), (_o, state) => state.storage.getAlarm());
+    const holds = async (user: string, text: string) => {
+      for (let i = 0; i < 100 && !(await everything(user)).includes(text); i++) await sleep(20);
+      expect(await everything(user)).toContain(text);
+    };
+    await send(a, bob, "p1", "plain before");
+    await holds(bob, "plain before");
+    // Bob never connected: his alarm is the daily housekeeping, a day away.
+    const before = await alarmOf(bob);
+    expect(before).toBeGreaterThan(Date.now() + 3_600_000);
+    await send(a, bob, "p2", "plain again");
+    await holds(bob, "plain again");
+    expect(await alarmOf(bob)).toBe(before);
+
+    await settings(tokA, `user:${bob}`, { disappearAfterSeconds: 60 });
+    const sent = await send(a, bob, "d1", "gone in a minute");
+    await holds(bob, "gone in a minute");
+    const at = await alarmOf(bob);
+    expect(at).not.toBeNull();
+    expect(at!).toBeLessThanOrEqual(sent.ts + 60_000);
+  });
 });
 
 describe("edit and delete for everyone", () => {

@@ -21,7 +21,7 @@ import { CONNECT_HEADERS } from "../routes/connect";
 import { signFrame } from "../media/url";
 import { earliest, migrate } from "../sqlite";
 import type { Env } from "../env";
-import { ChatService } from "../user/chat";
+import { ChatService, mayAddDeadlines } from "../user/chat";
 import { decodeFrame, parseFrame } from "../user/frames";
 import { listGroups } from "../user/groups";
 import { projectFor } from "../user/e2ee";
@@ -366,7 +366,7 @@ export class UserObject extends DurableObject<Env> {
     this.injectFault("fail_handoffs");
     const results = this.chat.accept(from, items, Date.now());
     // Rows the hand-off queued have had their wake(); its other changes are deadlines.
-    this.scheduleAlarm("unchanged");
+    this.scheduleAlarm("unchanged", mayAddDeadlines(from, items));
     return results;
   }
 
@@ -497,8 +497,10 @@ export class UserObject extends DurableObject<Env> {
    * query) or "unchanged" (nothing was queued, so nothing of the outbox can want
    * an earlier alarm than the one already asked for). A retry time is always
    * followed by a "look" (wake, alarm), and so is every alarm that fires.
+   * `deadlines` false: the caller stored no deadline (mayAddDeadlines), so the
+   * alarm set covers every stored one, and their query is skipped while one is set.
    */
-  private scheduleAlarm(outbox: "look" | "fresh" | "unchanged" = "look"): void {
+  private scheduleAlarm(outbox: "look" | "fresh" | "unchanged" = "look", deadlines = true): void {
     const candidates: number[] = [];
     const now = Date.now();
     // Runs several times per message: a candidate with a known lower bound at or
@@ -513,8 +515,10 @@ export class UserObject extends DurableObject<Env> {
       if (outboxAt !== null) candidates.push(outboxAt);
     }
     // Media to expire and disappearing messages: one statement for all four tables.
-    const due = earliest(this.sql, DEADLINE_QUERIES);
-    if (due !== null) candidates.push(due);
+    if (deadlines || set === null) {
+      const due = earliest(this.sql, DEADLINE_QUERIES);
+      if (due !== null) candidates.push(due);
+    }
     for (const ws of this.ctx.getWebSockets()) {
       const a = attachmentOf(ws);
       if (a) candidates.push(a.expiresAt);

@@ -476,6 +476,21 @@ export function applyReceipt(
   return { msgs: fresh, status };
 }
 
+/**
+ * Whether accepting these hand-offs can have stored a deadline (a disappearing
+ * message, media to expire): one-to-one receipts and deliveries of messages
+ * with neither cannot. The owner then skips the deadline query of its alarm look.
+ */
+export function mayAddDeadlines(from: string, items: readonly OutboxItem[]): boolean {
+  if (!from.startsWith("user:")) return true;
+  return items.some((item) => {
+    if (item.op === "receipt") return false;
+    if (item.op !== "deliver") return true;
+    const e = item.payload as Envelope;
+    return e.expiresAt !== undefined || mediaIdsOf(e).length > 0;
+  });
+}
+
 function settingsEvent(key: string, c: SettingsChange): Record<string, unknown> {
   const event = { kind: "retention_changed", retention: c.retention, disappearAfterSeconds: c.disappearAfterSeconds, by: c.changedBy };
   return { type: "event", chat: chatFromKey(key), event, ts: c.changedAt };
