@@ -277,6 +277,9 @@ describe("media", () => {
     const thumb = btoa(String.fromCharCode(...fileOf([], MAX_THUMB_BYTES)));
     b.send({ type: "send", id: "b5", to: { user: carol }, media: { ...mine, thumb } });
     expect((await b.next("sent")).id).toBe("b5");
+    // A refused send took nothing: its id is free for the send the client makes of it next.
+    b.send({ type: "send", id: "b3", to: { user: carol }, media: mine });
+    expect((await b.next("sent", (f) => f.id === "b3")).id).toBe("b3");
     expect((await call(`/v1/media/${mine.id}/url`, { token: tc })).status).toBe(200);
     a.close();
     b.close();
