@@ -436,6 +436,32 @@ describe("group retention", () => {
     return s.next("sent", (f) => f.id === id);
   }
 
+  it("a disappearing group message reaching an offline member moves the member's alarm to the expiry; a plain one leaves it", async () => {
+    // As one-to-one (mayAddDeadlines): the member's alarm look skips the deadline query for plain posts only.
+    const [alice, bob] = [uid("alice"), uid("bob")];
+    const ta = await token(alice);
+    const g = await group(ta, [bob]);
+    const a = await connect(alice, "phone", ta);
+    const alarmOf = () => runInDurableObject(stub(bob), (_o, state) => state.storage.getAlarm());
+    const holds = async (text: string) => {
+      for (let i = 0; i < 100 && !(await everything(bob)).includes(text); i++) await sleep(20);
+      expect(await everything(bob)).toContain(text);
+    };
+    await post(a, g, "p1", "plain before");
+    await holds("plain before");
+    const before = await alarmOf();
+    expect(before).toBeGreaterThan(Date.now() + 3_600_000); // the daily housekeeping
+    await post(a, g, "p2", "plain again");
+    await holds("plain again");
+    expect(await alarmOf()).toBe(before);
+    await settings(ta, `group:${g}`, { disappearAfterSeconds: 60 });
+    const sent = await post(a, g, "d1", "gone in a minute");
+    await holds("gone in a minute");
+    const at = await alarmOf();
+    expect(at).not.toBeNull();
+    expect(at!).toBeLessThanOrEqual(sent.ts + 60_000);
+  });
+
   it("admins set a group permanent; members read history from when they joined; others are refused", async () => {
     const [alice, bob, carol, dave] = [uid("alice"), uid("bob"), uid("carol"), uid("dave")];
     const [ta, tb, tc, td] = await Promise.all([alice, bob, carol, dave].map((u) => token(u)));

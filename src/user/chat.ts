@@ -10,6 +10,7 @@ import type { HandoffResult, Outbox, OutboxItem } from "../outbox";
 import { chatFromKey, chatKey, e2eeShapeProblem, type Chat, type ChatSettings, type ChatSettingsBody, type ClientFrame, type SendFrame } from "../protocol";
 import { checkRecipients, recipientsOf } from "./e2ee";
 import type { E2eeSend } from "../protocol";
+import { GROUP_OPS, type GroupMessageItem } from "../group/handoff";
 import { acceptGroupItem } from "./groups";
 import type { Inbox } from "./inbox";
 import { recordAmendment, type Amendment, type Retention, type RetentionFields, type SettingsChange } from "./retention";
@@ -478,17 +479,23 @@ export function applyReceipt(
 
 /**
  * Whether accepting these hand-offs can have stored a deadline (a disappearing
- * message, media to expire): one-to-one receipts and deliveries of messages
- * with neither cannot. The owner then skips the deadline query of its alarm look.
+ * message, media to expire). Receipts and deliveries of messages with neither
+ * cannot, one-to-one or from a group; anything else may. The owner then skips
+ * the deadline query of its alarm look.
  */
 export function mayAddDeadlines(from: string, items: readonly OutboxItem[]): boolean {
-  if (!from.startsWith("user:")) return true;
+  const kind = from.startsWith("user:") ? "user" : from.startsWith("group:") ? "group" : null;
   return items.some((item) => {
-    if (item.op === "receipt") return false;
-    if (item.op !== "deliver") return true;
-    const e = item.payload as Envelope;
-    return e.expiresAt !== undefined || mediaIdsOf(e).length > 0;
+    if (kind === "user" && item.op === "receipt") return false;
+    if (kind === "user" && item.op === "deliver") return carriesDeadline(item.payload as Envelope);
+    if (kind === "group" && item.op === GROUP_OPS.receipt) return false;
+    if (kind === "group" && item.op === GROUP_OPS.message) return carriesDeadline((item.payload as GroupMessageItem).message);
+    return true;
   });
+}
+
+function carriesDeadline(e: Envelope): boolean {
+  return e.expiresAt !== undefined || mediaIdsOf(e).length > 0;
 }
 
 function settingsEvent(key: string, c: SettingsChange): Record<string, unknown> {
