@@ -391,6 +391,33 @@ describe("migrations", () => {
     expect(rows.schemas[2]).toContain("WITHOUT ROWID");
     expect(rows.indexes).toEqual(["outbox_target"]);
   });
+
+  it("17 keeps every received row and both its indexes", async () => {
+    const rows = await runInDurableObject(stub(uid("migrate")), (_o, state) => {
+      const sql = state.storage.sql;
+      const tables = sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_cf_%'").toArray();
+      for (const t of tables) sql.exec(`DROP TABLE "${t.name}"`);
+      migrate(sql, USER_MIGRATIONS.slice(0, 16));
+      sql.exec(
+        `INSERT INTO received (msg, chat, sender, seq, ts, delivered, read, expires_at, amended_n, deleted)
+         VALUES ('m1', 'user:a', 'a', 3, 10, 1, 0, NULL, 0, 0), ('m2', 'group:g', 'b', 4, 11, 1, 1, 99, 2, 1)`,
+      );
+      migrate(sql, USER_MIGRATIONS);
+      return {
+        received: sql.exec("SELECT * FROM received ORDER BY msg").toArray(),
+        schema: sql.exec<{ sql: string }>("SELECT sql FROM sqlite_master WHERE name = 'received'").one().sql,
+        indexes: sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'received' AND sql IS NOT NULL ORDER BY name").toArray().map((r) => r.name),
+        bySeq: sql.exec("EXPLAIN QUERY PLAN SELECT msg FROM received WHERE seq > 3").toArray().map((r) => String(r.detail)),
+      };
+    });
+    expect(rows.received).toEqual([
+      { msg: "m1", chat: "user:a", sender: "a", seq: 3, ts: 10, delivered: 1, read: 0, expires_at: null, amended_n: 0, deleted: 0 },
+      { msg: "m2", chat: "group:g", sender: "b", seq: 4, ts: 11, delivered: 1, read: 1, expires_at: 99, amended_n: 2, deleted: 1 },
+    ]);
+    expect(rows.schema).toContain("WITHOUT ROWID");
+    expect(rows.indexes).toEqual(["received_chat", "received_seq"]);
+    expect(rows.bySeq.join(" ")).toContain("received_seq");
+  });
 });
 
 describe("stubs", () => {

@@ -184,4 +184,24 @@ export const USER_MIGRATIONS: readonly string[] = [
      SELECT msg, chat, ts, delivered_at, read_at, expires_at, amended_n, deleted, encrypted FROM outgoing;
    DROP TABLE outgoing;
    ALTER TABLE outgoing_new RENAME TO outgoing;`,
+  // 17: `received` the same way: every delivery inserts a row, which wrote the rowid
+  // table and the index on msg, one page more than the table keyed by msg alone.
+  `CREATE TABLE received_new (
+     msg TEXT PRIMARY KEY,
+     chat TEXT NOT NULL,
+     sender TEXT NOT NULL,
+     seq INTEGER NOT NULL,
+     ts INTEGER NOT NULL,
+     delivered INTEGER NOT NULL DEFAULT 0,
+     read INTEGER NOT NULL DEFAULT 0,
+     expires_at INTEGER,
+     amended_n INTEGER NOT NULL DEFAULT 0,
+     deleted INTEGER NOT NULL DEFAULT 0
+   ) WITHOUT ROWID;
+   INSERT INTO received_new (msg, chat, sender, seq, ts, delivered, read, expires_at, amended_n, deleted)
+     SELECT msg, chat, sender, seq, ts, delivered, read, expires_at, amended_n, deleted FROM received;
+   DROP TABLE received;
+   ALTER TABLE received_new RENAME TO received;
+   CREATE INDEX received_chat ON received(chat, msg);
+   CREATE INDEX received_seq ON received(seq);`,
 ];
