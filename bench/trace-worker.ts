@@ -12,6 +12,7 @@
 import bench from "./worker";
 import { GroupObject as Group, UserObject as User } from "../src/index";
 import type { Env } from "../src/env";
+import type { HandoffResult } from "../src/outbox";
 
 export * from "./worker";
 
@@ -54,44 +55,45 @@ function instrument(cls: string, ctx: DurableObjectState): void {
 // The overrides mark where an event starts in the sequence (a frame, an RPC).
 // Methods, not instance properties: RPC calls only what the class defines.
 type Items = Parameters<User["handoff"]>[2];
-
-export class UserObject extends User {
-  private readonly who: string;
-  constructor(ctx: DurableObjectState, env: Env) {
-    instrument("user", ctx);
-    super(ctx, env);
-    this.who = ctx.id.toString().slice(0, 6);
-  }
-  override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
-    note("user", this.who, ">> frame");
-    return super.webSocketMessage(ws, message);
-  }
-  override async handoff(to: string, from: string, items: Items): ReturnType<User["handoff"]> {
-    note("user", this.who, `>> handoff from ${from.slice(0, 5)}: ${items.map((i) => i.op).join(",")}`);
-    return super.handoff(to, from, items);
-  }
-  override async alarm(): Promise<void> {
-    note("user", this.who, ">> alarm");
-    return super.alarm();
-  }
+interface Traceable {
+  webSocketMessage?(ws: WebSocket, message: string | ArrayBuffer): void | Promise<void>;
+  handoff(to: string, from: string, items: Items): Promise<HandoffResult[]>;
+  alarm(): Promise<void>;
 }
 
-export class GroupObject extends Group {
-  private readonly who: string;
-  constructor(ctx: DurableObjectState, env: Env) {
-    instrument("group", ctx);
-    super(ctx, env);
-    this.who = ctx.id.toString().slice(0, 6);
-  }
-  override async handoff(to: string, from: string, items: Items): ReturnType<Group["handoff"]> {
-    note("group", this.who, `>> handoff from ${from.slice(0, 5)}: ${items.map((i) => i.op).join(",")}`);
-    return super.handoff(to, from, items);
-  }
-  override async alarm(): Promise<void> {
-    note("group", this.who, ">> alarm");
-    return super.alarm();
-  }
+/**
+ * The production class `Base` with its storage wrapped and its events marked.
+ * (A mixin's constructor takes `...args: any[]`: TypeScript's rule for mixins.)
+ */
+function traced<B extends new (...args: any[]) => Traceable>(Base: B, cls: string) {
+  return class extends Base {
+    private readonly who: string;
+    constructor(...args: any[]) {
+      const ctx = args[0] as DurableObjectState;
+      instrument(cls, ctx);
+      super(...args);
+      this.who = ctx.id.toString().slice(0, 6);
+    }
+    private mark(what: string): void {
+      note(cls, this.who, `>> ${what}`);
+    }
+    override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
+      this.mark("frame");
+      return super.webSocketMessage?.(ws, message);
+    }
+    override async handoff(to: string, from: string, items: Items) {
+      this.mark(`handoff from ${from.split(":")[0]}: ${items.map((i) => i.op).join(",")}`);
+      return super.handoff(to, from, items);
+    }
+    override async alarm(): Promise<void> {
+      this.mark("alarm");
+      return super.alarm();
+    }
+  };
 }
+
+export const UserObject = traced(User, "user");
+export const GroupObject = traced(Group, "group");
 
 export default {
   fetch(request: Request, env: Env, ctx: ExecutionContext): Response | Promise<Response> {
