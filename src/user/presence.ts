@@ -70,9 +70,10 @@ export interface PresenceDeps {
   hasOpenSocket(closing?: WebSocket): boolean;
   sendTo(device: string, json: string): void;
   push(json: string): void;
-  peer(user: string): PresencePeer;
-  /** A group's object, which relays typing to its members. */
-  group(id: string): { typing(from: string, on: boolean): Promise<void> };
+  /** Calls another user's object (through the owner's kept stubs). */
+  peer<R>(user: string, call: (peer: PresencePeer) => Promise<R>): Promise<R>;
+  /** Calls a group's object, which relays typing to its members. */
+  group(id: string, call: (group: { typing(from: string, on: boolean): Promise<void> }) => Promise<void>): Promise<void>;
   /** The subset of users that exist in the directory. */
   knownUsers(users: string[]): Promise<Set<string>>;
   privacy(): PrivacySettings;
@@ -204,7 +205,7 @@ export class PresenceService {
     const self = this.d.self();
     for (const w of watchers) {
       const queued = this.relays.submit(async () => {
-        const answer = await this.d.peer(w.watcher).presencePush(w.watcher, self, view);
+        const answer = await this.d.peer(w.watcher, (p) => p.presencePush(w.watcher, self, view));
         // No device there watches any more: forget it (unless it renewed meanwhile).
         if (!answer.watching) this.d.sql.exec("DELETE FROM presence_watchers WHERE watcher = ? AND expires_at = ?", w.watcher, w.expires_at);
       });
@@ -248,7 +249,7 @@ export class PresenceService {
         continue;
       }
       this.relays.submit(async () => {
-        const view = await this.d.peer(u).presenceSubscribe(u, self, expiresAt);
+        const view = await this.d.peer(u, (p) => p.presenceSubscribe(u, self, expiresAt));
         if (this.isStale(u, view)) return;
         this.deliver([device], u, view);
       });
@@ -295,13 +296,13 @@ export class PresenceService {
     if ("group" in chat) {
       if (this.busy() || !GROUP_ID.test(chat.group)) return;
       const group = chat.group;
-      this.typingRelays.submit(() => this.d.group(group).typing(self, on));
+      this.typingRelays.submit(() => this.d.group(group, (g) => g.typing(self, on)));
       return;
     }
     if (chat.user === self) throw new AppError("bad_frame", "chat: cannot type to yourself");
     if (this.busy()) return;
     const peer = chat.user;
-    this.typingRelays.submit(() => this.d.peer(peer).typingRelay(peer, self, { user: self }, on));
+    this.typingRelays.submit(() => this.d.peer(peer, (p) => p.typingRelay(peer, self, { user: self }, on)));
   }
 
   /** RPC: someone types to this user; `chat` is already from this user's view. */
