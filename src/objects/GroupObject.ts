@@ -352,14 +352,15 @@ export class GroupObject extends DurableObject<Env> {
     const user = target.slice("user:".length);
     const group = this.groupId();
     const resolved = this.log.resolve(group, items);
+    const handOver = () => this.userStubs.call(user, (stub) => stub.handoff(user, `group:${group}`, resolved));
     const failure = this.failures.get(target);
     if (failure && failure.count > 0) {
       failure.count--;
       if (failure.when === "before") throw new Error(`injected failure before hand-off to ${target}`);
-      await this.userStubs.call(user, (stub) => stub.handoff(user, `group:${group}`, resolved));
+      await handOver();
       throw new Error(`injected failure after hand-off to ${target}`);
     }
-    return this.userStubs.call(user, (stub) => stub.handoff(user, `group:${group}`, resolved));
+    return handOver();
   }
 
   /** One write transaction; what it queued in the outbox is drained once it committed. */
