@@ -357,14 +357,19 @@ describe("query plans", () => {
   });
 });
 
+/** Empties a user object's database and applies the first `version` migrations: the schema as it shipped then. */
+function schemaAt(sql: SqlStorage, version: number): void {
+  const tables = sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_cf_%'").toArray();
+  for (const t of tables) sql.exec(`DROP TABLE "${t.name}"`);
+  migrate(sql, USER_MIGRATIONS.slice(0, version));
+}
+
 describe("migrations", () => {
   it("16 keeps every outbox, sent_ids and outgoing row; new outbox ids follow the highest row left", async () => {
     const rows = await runInDurableObject(stub(uid("migrate")), (_o, state) => {
       const sql = state.storage.sql;
-      // Back to an empty database, then the schema as it was before 16, with rows in it.
-      const tables = sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_cf_%'").toArray();
-      for (const t of tables) sql.exec(`DROP TABLE "${t.name}"`);
-      migrate(sql, USER_MIGRATIONS.slice(0, 15));
+      // The schema as it was before 16, with rows in it.
+      schemaAt(sql, 15);
       sql.exec("INSERT INTO outbox (target, op, payload, next_at, created_at) VALUES ('user:b', 'deliver', '{}', 1, 1), ('user:c', 'deliver', '{}', 2, 2)");
       sql.exec("DELETE FROM outbox WHERE target = 'user:c'"); // the highest id is gone
       sql.exec("INSERT INTO sent_ids (id, msg, ts, digest) VALUES ('c1', 'm1', 5, 'd')");
@@ -395,9 +400,7 @@ describe("migrations", () => {
   it("17 keeps every received row and both its indexes", async () => {
     const rows = await runInDurableObject(stub(uid("migrate")), (_o, state) => {
       const sql = state.storage.sql;
-      const tables = sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_cf_%'").toArray();
-      for (const t of tables) sql.exec(`DROP TABLE "${t.name}"`);
-      migrate(sql, USER_MIGRATIONS.slice(0, 16));
+      schemaAt(sql, 16);
       sql.exec(
         `INSERT INTO received (msg, chat, sender, seq, ts, delivered, read, expires_at, amended_n, deleted)
          VALUES ('m1', 'user:a', 'a', 3, 10, 1, 0, NULL, 0, 0), ('m2', 'group:g', 'b', 4, 11, 1, 1, 99, 2, 1)`,
