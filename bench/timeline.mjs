@@ -15,7 +15,9 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startDevServer } from "../scripts/dev-server.mjs";
-import { Client, floorSocket, sleep } from "./lib/client.mjs";
+import { sleep } from "./lib/client.mjs";
+import { summarize } from "./lib/stats.mjs";
+import { connectPair, floorPair, realPing } from "./scenarios/latency.mjs";
 import { workerdOf } from "./lib/procs.mjs";
 
 const N = Number(process.argv.slice(2).find((a) => !a.startsWith("--")) ?? 60);
@@ -86,17 +88,12 @@ function segments(burst) {
   return [w1, s1, w2, s2, push].map((i) => burst[i].t - t0);
 }
 
-function median(xs) {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
-
 function report(name, rows) {
   const labels = ["frame in -> sender writes", "-> sender sync", "-> recipient writes", "-> recipient sync", "-> push"];
   console.log(`${name} (${rows.length} messages, medians, µs):`);
   let prev = 0;
   labels.forEach((l, i) => {
-    const m = median(rows.map((r) => r[i]));
+    const m = summarize(rows.map((r) => r[i])).p50;
     console.log(`  ${l.padEnd(28)} ${String(Math.round(m - prev)).padStart(6)}   (at ${Math.round(m)})`);
     prev = m;
   });
@@ -104,34 +101,20 @@ function report(name, rows) {
 
 try {
   const { runtime } = workerdOf(server);
-  const alice = new Client({ base: server.url, user: `tl-alice-${run}` });
-  const bob = new Client({ base: server.url, user: `tl-bob-${run}` });
-  await alice.connect();
-  await bob.connect();
-  for (let i = 0; i < 10; i++) {
-    alice.send({ user: bob.user }, `w${i}`, `warm ${i}`);
-    await alice.until(() => alice.delivered.has(alice.sent.get(`w${i}`)?.msg), 10_000, `warm ${i}`);
-    await sleep(40);
-  }
-  const real = await traced(runtime, async () => {
-    for (let i = 0; i < N; i++) {
-      alice.send({ user: bob.user }, `m${i}`, `message ${i}`);
-      await bob.until(() => bob.seenIds.has(`${alice.user}|m${i}`), 10_000, `message ${i}`);
-      await alice.until(() => alice.delivered.has(alice.sent.get(`m${i}`)?.msg), 10_000, `delivered ${i}`);
+  // Scenario 1's pair and durable-floor pair (bench/scenarios/latency.mjs).
+  const ctx = { base: server.url, user: (name) => `${name}-${run}` };
+  const { alice, bob } = await connectPair(ctx, "tl");
+  const floorPing = await floorPair(ctx, ctx.user("tl-floor"), { durable: true });
+  /** n round trips, 60 ms apart (a quiet of 30 ms ends one in the trace). */
+  const paced = async (n, ping) => {
+    for (let i = 0; i < n; i++) {
+      if ((await ping(i)) === null) throw new Error(`round trip ${i} timed out`);
       await sleep(60);
     }
-  });
-  let arrived = null;
-  const a = await floorSocket(server.url, `tl-${run}`, "a", { durable: true, onMessage: () => {} });
-  const b = await floorSocket(server.url, `tl-${run}`, "b", { durable: true, onMessage: () => arrived?.() });
-  const floor = await traced(runtime, async () => {
-    for (let i = 0; i < N; i++) {
-      const got = new Promise((r) => (arrived = r));
-      a.send(JSON.stringify({ to: "b", id: i, text: `message ${i}` }));
-      await got;
-      await sleep(60);
-    }
-  });
+  };
+  await paced(10, (i) => realPing(alice, bob, `w${i}`));
+  const real = await traced(runtime, () => paced(N, (i) => realPing(alice, bob, `m${i}`)));
+  const floor = await traced(runtime, () => paced(N, (i) => floorPing.ping(i)));
   for (const [name, calls] of [["one-to-one", real], ["durable floor", floor]]) {
     // Messages are 60 ms apart: a quiet of 30 ms ends one.
     const each = bursts(calls, 30_000);
@@ -142,8 +125,7 @@ try {
       for (const c of one) if (!(c.call === "pwrite64" && c.bytes !== 4096)) console.log(`    +${String(Math.round(c.t - one[0].t)).padStart(6)} µs  ${c.call} ${c.bytes || ""}`);
     }
   }
-  a.close();
-  b.close();
+  floorPing.close();
   alice.close();
   bob.close();
 } finally {
