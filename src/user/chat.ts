@@ -10,8 +10,7 @@ import type { HandoffResult, Outbox, OutboxItem } from "../outbox";
 import { chatFromKey, chatKey, e2eeShapeProblem, type Chat, type ChatSettings, type ChatSettingsBody, type ClientFrame, type SendFrame } from "../protocol";
 import { checkRecipients, recipientsOf } from "./e2ee";
 import type { E2eeSend } from "../protocol";
-import { GROUP_OPS, type GroupMessageItem } from "../group/handoff";
-import { acceptGroupItem } from "./groups";
+import { acceptGroupItem, groupItemMayAddDeadline } from "./groups";
 import type { Inbox } from "./inbox";
 import { recordAmendment, type Amendment, type Retention, type RetentionFields, type SettingsChange } from "./retention";
 import { checkAttachments, checkSendable, grantMedia, mediaIdsOf, referenceMedia, releaseRefs } from "./media";
@@ -484,17 +483,13 @@ export function applyReceipt(
  * the deadline query of its alarm look.
  */
 export function mayAddDeadlines(from: string, items: readonly OutboxItem[]): boolean {
-  const kind = from.startsWith("user:") ? "user" : from.startsWith("group:") ? "group" : null;
-  return items.some((item) => {
-    if (kind === "user" && item.op === "receipt") return false;
-    if (kind === "user" && item.op === "deliver") return carriesDeadline(item.payload as Envelope);
-    if (kind === "group" && item.op === GROUP_OPS.receipt) return false;
-    if (kind === "group" && item.op === GROUP_OPS.message) return carriesDeadline((item.payload as GroupMessageItem).message);
-    return true;
-  });
+  if (from.startsWith("group:")) return items.some(groupItemMayAddDeadline);
+  if (!from.startsWith("user:")) return true;
+  return items.some((item) => item.op !== "receipt" && (item.op !== "deliver" || carriesDeadline(item.payload as Envelope)));
 }
 
-function carriesDeadline(e: Envelope): boolean {
+/** Whether a message stores a deadline where it is kept: it disappears, or holds media. */
+export function carriesDeadline(e: Envelope): boolean {
   return e.expiresAt !== undefined || mediaIdsOf(e).length > 0;
 }
 

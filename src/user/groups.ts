@@ -10,7 +10,7 @@ import type { GroupEventItem, GroupMessageItem, GroupReceiptItem } from "../grou
 import { GROUP_OPS } from "../group/handoff";
 import type { HandoffResult, OutboxItem } from "../outbox";
 import type { GroupEvent } from "../protocol";
-import { applyReceipt, messageFrame, type ChatDeps } from "./chat";
+import { applyReceipt, carriesDeadline, messageFrame, type ChatDeps } from "./chat";
 import { grantMedia, mediaIdsOf } from "./media";
 import { MEDIA_RELEASE, holdMedia, type MediaReleasePayload } from "./media-holds";
 import type { Amendment } from "./retention";
@@ -29,6 +29,13 @@ export function acceptGroupItem(d: ChatDeps, from: string, item: OutboxItem, now
     default:
       return { ok: false, code: "bad_frame", message: `unknown hand-off ${item.op} from ${from}` };
   }
+}
+
+/** Whether accepting a group's item can store a deadline (mayAddDeadlines in chat.ts): its receipts and plain messages cannot. */
+export function groupItemMayAddDeadline(item: OutboxItem): boolean {
+  if (item.op === GROUP_OPS.receipt) return false;
+  if (item.op === GROUP_OPS.message) return carriesDeadline((item.payload as GroupMessageItem).message);
+  return true;
 }
 
 /** The groups the user is a member of, as its object learned from their events. */
