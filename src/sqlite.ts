@@ -1,7 +1,8 @@
 // Helpers for a Durable Object's SQLite storage. Schema migrations: each object
 // class keeps its migrations as an append-only list at the top of its schema
 // module; the constructor applies the ones not yet applied. Never edit a
-// shipped entry. earliest(): several deadline queries in one statement.
+// shipped entry; a fresh database gets the schema they lead to in one step.
+// earliest(): several deadline queries in one statement.
 
 /**
  * The smallest value of several one-row queries (`SELECT MIN(x) AS t ...`),
@@ -10,6 +11,29 @@
  */
 export function earliest(sql: SqlStorage, queries: readonly string[]): number | null {
   return sql.exec<{ t: number | null }>(`SELECT MIN(t) AS t FROM (${queries.join(" UNION ALL ")})`).one().t;
+}
+
+/**
+ * The schema a fresh database ends up with, per migration list, read back from
+ * the first database this isolate migrated from nothing. Running the list costs
+ * a new object about 5 ms of the thread here: every ALTER TABLE and RENAME makes
+ * SQLite parse the whole schema again. Replaying the result is a few CREATEs.
+ * It is read from sqlite_master, the text SQLite itself rebuilds the schema
+ * from, so it cannot drift from the list it came from.
+ */
+const freshSchemas = new WeakMap<readonly string[], string>();
+
+/** The CREATE statements of `sql`'s own tables and indexes (not SQLite's, workerd's or _schema), tables first. */
+export function schemaOf(sql: SqlStorage): string {
+  return sql
+    .exec<{ sql: string }>(
+      `SELECT sql FROM sqlite_master
+       WHERE sql IS NOT NULL AND substr(name, 1, 7) <> 'sqlite_' AND substr(name, 1, 4) <> '_cf_' AND name <> '_schema'
+       ORDER BY type <> 'table', rowid`,
+    )
+    .toArray()
+    .map((r) => `${r.sql};`)
+    .join("\n");
 }
 
 export function migrate(sql: SqlStorage, migrations: readonly string[]): void {
@@ -22,7 +46,12 @@ export function migrate(sql: SqlStorage, migrations: readonly string[]): void {
   const row = sql.exec<{ version: number }>("SELECT version FROM _schema").toArray()[0];
   const current = row?.version ?? 0;
   if (current >= migrations.length) return;
-  for (let v = current; v < migrations.length; v++) sql.exec(migrations[v]!);
+  const fresh = current === 0 ? freshSchemas.get(migrations) : undefined;
+  if (fresh !== undefined) sql.exec(fresh);
+  else {
+    for (let v = current; v < migrations.length; v++) sql.exec(migrations[v]!);
+    if (current === 0) freshSchemas.set(migrations, schemaOf(sql));
+  }
   if (row) sql.exec("UPDATE _schema SET version = ?", migrations.length);
   else sql.exec("INSERT INTO _schema (version) VALUES (?)", migrations.length);
 }

@@ -12,8 +12,9 @@ import { Outbox, type HandoffResult } from "../src/outbox";
 import { GroupLog } from "../src/group/log";
 import { GROUP_OPS, type GroupMessageItem } from "../src/group/handoff";
 import { Stubs } from "../src/objects/stubs";
-import { migrate } from "../src/sqlite";
+import { migrate, schemaOf } from "../src/sqlite";
 import { USER_MIGRATIONS } from "../src/user/schema";
+import { GROUP_MIGRATIONS } from "../src/group/schema";
 import type { UserObject } from "../src/objects/UserObject";
 import { connect, open, sleep, token, uid, type TestSocket } from "./helpers";
 
@@ -358,13 +359,49 @@ describe("query plans", () => {
 });
 
 /** Empties a user object's database and applies the first `version` migrations: the schema as it shipped then. */
-function schemaAt(sql: SqlStorage, version: number): void {
-  const tables = sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_cf_%'").toArray();
+/** Empties the database (all but SQLite's and workerd's own tables). */
+function emptied(sql: SqlStorage): SqlStorage {
+  const tables = sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND substr(name, 1, 7) <> 'sqlite_' AND substr(name, 1, 4) <> '_cf_'").toArray();
   for (const t of tables) sql.exec(`DROP TABLE "${t.name}"`);
-  migrate(sql, USER_MIGRATIONS.slice(0, version));
+  return sql;
 }
 
+/** Empties the database and runs the first `version` migrations, one by one (a new list: never the fresh schema). */
+function schemaAt(sql: SqlStorage, version: number, migrations: readonly string[] = USER_MIGRATIONS): void {
+  migrate(emptied(sql), migrations.slice(0, version));
+}
+
+/** Everything SQLite keeps of the schema, but the sequence table AUTOINCREMENT once left behind. */
+const masterRows = (sql: SqlStorage) =>
+  sql.exec("SELECT type, name, tbl_name, sql FROM sqlite_master WHERE name <> 'sqlite_sequence' ORDER BY type, name").toArray();
+
 describe("migrations", () => {
+  for (const [kind, migrations] of [["user", USER_MIGRATIONS], ["group", GROUP_MIGRATIONS]] as const) {
+    it(`a fresh ${kind} database gets, in one step, exactly the schema that running every migration leads to`, async () => {
+      const ns = kind === "user" ? env.USERS : env.GROUPS;
+      const out = await runInDurableObject(ns.getByName(uid("fresh")), (_o, state) => {
+        const sql = state.storage.sql;
+        schemaAt(sql, migrations.length, migrations);
+        const stepByStep = { master: masterRows(sql), version: sql.exec("SELECT version FROM _schema").one().version };
+        // This object's constructor migrated the list itself: the fresh schema is known,
+        // and goes in as one statement, not one per migration.
+        const execs: string[] = [];
+        const counted = { exec: (q: string, ...args: unknown[]) => (execs.push(q), sql.exec(q, ...args)) } as unknown as SqlStorage;
+        migrate(emptied(sql) && counted, migrations);
+        const oneStep = { master: masterRows(sql), version: sql.exec("SELECT version FROM _schema").one().version };
+        // Whatever follows a fresh schema still applies on top of it.
+        migrate(sql, [...migrations, "CREATE TABLE later (x INTEGER)"]);
+        return { stepByStep, oneStep, execs: execs.length, replay: schemaOf(sql), after: sql.exec("SELECT version FROM _schema").one().version };
+      });
+      expect(out.stepByStep.master.length).toBeGreaterThan(5);
+      expect(out.oneStep).toEqual(out.stepByStep);
+      expect(out.execs).toBe(5); // look for _schema, create it, read its version, the schema, the version
+      expect(out.stepByStep.version).toBe(migrations.length);
+      expect(out.replay).toContain("CREATE TABLE later");
+      expect(out.after).toBe(migrations.length + 1);
+    });
+  }
+
   it("16 keeps every outbox, sent_ids and outgoing row; new outbox ids follow the highest row left", async () => {
     const rows = await runInDurableObject(stub(uid("migrate")), (_o, state) => {
       const sql = state.storage.sql;
