@@ -253,6 +253,33 @@ describe("disappearing messages", () => {
     expect(at).not.toBeNull();
     expect(at!).toBeLessThanOrEqual(sent.ts + 60_000);
   });
+
+  it("a disappearing message its sender keeps moves the sender's alarm to the expiry", async () => {
+    // The send's alarm look skips the deadline query when the message stored no
+    // expiry (ChatDeps.transaction): this one does, in the sender's history.
+    const alice = uid("alice");
+    const bob = uid("bob");
+    const tokA = await token(alice);
+    const a = await connect(alice, "phone", tokA);
+    await send(a, bob, "p1", "plain");
+    await settings(tokA, `user:${bob}`, { retention: "permanent", disappearAfterSeconds: 3 });
+    // Locally the alarm reads null for a moment while it moves.
+    const alarm = async () => {
+      for (let i = 0; i < 50; i++) {
+        const at = await runInDurableObject(stub(alice), (_o, state) => state.storage.getAlarm());
+        if (at !== null) return at;
+        await sleep(20);
+      }
+      return null;
+    };
+    // Once presence's alarm (going online) has run: the settings' hand-off to bob
+    // left the outbox backstop, 5 s away.
+    for (let i = 0; i < 50 && ((await alarm()) ?? 0) < Date.now() + 4_000; i++) await sleep(20);
+    const sent = await send(a, bob, "d1", "gone in three seconds");
+    const at = await alarm();
+    expect(at).not.toBeNull();
+    expect(at!).toBeLessThanOrEqual(sent.ts + 3_000);
+  });
 });
 
 describe("edit and delete for everyone", () => {

@@ -98,7 +98,7 @@ export class UserObject extends DurableObject<Env> {
     this.retention = new Retention({ sql: this.sql, inbox: this.inbox, outbox: this.outbox, self: () => this.self() });
     this.chat = new ChatService({
       sql: this.sql,
-      transaction: (fn) => this.transaction(fn),
+      transaction: (fn, storesDeadlines) => this.transaction(fn, storesDeadlines),
       inbox: this.inbox,
       outbox: this.outbox,
       retention: this.retention,
@@ -485,9 +485,9 @@ export class UserObject extends DurableObject<Env> {
     this.scheduleAlarm();
   }
 
-  /** One write transaction; what it queued in the outbox is drained once it committed. */
-  private transaction<T>(fn: () => T): T {
-    return this.outbox.transaction(this.ctx.storage, fn, () => this.wake());
+  /** One write transaction; what it queued in the outbox is drained once it committed (ChatDeps.transaction). */
+  private transaction<T>(fn: () => T, storesDeadlines?: () => boolean): T {
+    return this.outbox.transaction(this.ctx.storage, fn, () => this.wake(storesDeadlines?.() ?? true));
   }
 
   /**
@@ -546,9 +546,9 @@ export class UserObject extends DurableObject<Env> {
     if (sweepHolds(this.sql, this.outbox, this.userId ?? "", Date.now())) this.scheduleAlarm();
   }
 
-  /** Something was queued: set the backstop alarm, then drain now. */
-  private wake(): void {
-    this.scheduleAlarm("fresh");
+  /** Something was queued: set the backstop alarm, then drain now. `deadlines`: see scheduleAlarm. */
+  private wake(deadlines = true): void {
+    this.scheduleAlarm("fresh", deadlines);
     this.outbox
       .drain()
       // A drain where everything went through changed nothing the backstop set

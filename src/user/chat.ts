@@ -19,8 +19,13 @@ import { errorFrame, safeSend } from "./sockets";
 
 export interface ChatDeps {
   sql: SqlStorage;
-  /** ctx.storage.transactionSync: all of fn is durable, or none of it. */
-  transaction<T>(fn: () => T): T;
+  /**
+   * ctx.storage.transactionSync: all of fn is durable, or none of it.
+   * `storesDeadlines`, asked once fn committed: false when fn stored no expiry
+   * (disappearing message, media), so the alarm look after the rows it queued
+   * skips the deadline query (as a hand-off does, mayAddDeadlines).
+   */
+  transaction<T>(fn: () => T, storesDeadlines?: () => boolean): T;
   inbox: Inbox;
   outbox: Outbox;
   retention: Retention;
@@ -135,6 +140,7 @@ export class ChatService {
     const msg = newMsgId(now);
     const key = chatKey(frame.to);
     let ownCopy: string | null = null;
+    let deadlines = false;
     // The dedup on the client id is the transaction's first statement: a stored id
     // ends it with nothing written (and is answered below), a new one is taken
     // unless a later check throws and rolls it back. No read comes before it.
@@ -171,6 +177,7 @@ export class ChatService {
       const until = "user" in frame.to ? (envelope.expiresAt ?? null) : null;
       const mediaIds = media !== undefined ? [media.id, ...attachments] : attachments;
       for (const id of mediaIds) referenceMedia(sql, id, msg, key, now, until);
+      deadlines = envelope.expiresAt !== undefined || mediaIds.length > 0;
       // Temporary: the media lives while any copy does (src/user/media-holds.ts).
       const counted = mediaIds.length > 0 && !("user" in frame.to && envelope.permanent);
       if ("user" in frame.to) {
@@ -187,7 +194,7 @@ export class ChatService {
         outbox.enqueue(key, "post", { ...envelope, device }, now);
       }
       return true;
-    });
+    }, () => deadlines);
     if (!fresh) {
       // A resend of a stored id is answered as before, whatever it waits for.
       const existing = sql.exec<{ msg: string; ts: number; digest: string }>("SELECT msg, ts, digest FROM sent_ids WHERE id = ?", frame.id).one();
@@ -224,7 +231,8 @@ export class ChatService {
         if (read.length < rows.length) this.queueReceipts(rows.filter((r) => r.read === 0), "delivered", now);
       }
       inbox.purgeAcknowledged(seq, now);
-    });
+      // No deadline: media whose last copy the purge removed is rescheduled there (mediaCopiesRemoved).
+    }, () => false);
   }
 
   private read(chat: Chat, upTo: string, device: string, now: number): void {
@@ -252,7 +260,7 @@ export class ChatService {
       // The user's other devices learn the chat was read (unread counts stay in sync).
       const event = { type: "event", chat, event: { kind: "read", upTo }, ts: now };
       sync = inbox.append("event", key, event, { origin: device, ts: now }).json;
-    });
+    }, () => false);
     if (sync !== null) this.d.push(sync, device);
   }
 
