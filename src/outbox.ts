@@ -131,6 +131,25 @@ export class Outbox {
   }
 
   /**
+   * enqueue() for many targets with one payload, one statement for all: a
+   * group's fan-out queues a row for each of up to 200 members. Rows are
+   * numbered in the order of `targets`.
+   */
+  enqueueAll(targets: readonly string[], op: string, payload: unknown, now = Date.now()): void {
+    if (this.depth === 0) throw new Error("outbox rows queued outside a transaction");
+    if (targets.length === 0) return;
+    this.queued = true;
+    this.sql.exec(
+      "INSERT INTO outbox (target, op, payload, next_at, created_at) SELECT value, ?, ?, ?, ? FROM json_each(?) ORDER BY key",
+      op,
+      JSON.stringify(payload),
+      now,
+      now,
+      JSON.stringify(targets),
+    );
+  }
+
+  /**
    * Writes the deletes of rows already handed over. Call inside the owner's
    * write transactions (they commit together), or alone to commit them now.
    */

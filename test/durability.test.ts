@@ -500,6 +500,53 @@ describe("stubs", () => {
 });
 
 describe("outbox drain", () => {
+  it("enqueueAll queues a row for each target in the order given, behind rows already queued to them", async () => {
+    const out = await runInDurableObject(stub(uid("outbox")), async (_o, state) => {
+      const handed: Array<[string, unknown[]]> = [];
+      const handoff = async (target: string, items: unknown[]): Promise<HandoffResult[]> => {
+        handed.push([target, items]);
+        return items.map(() => ({ ok: true }));
+      };
+      const outbox = new Outbox(state.storage.sql, handoff, () => {});
+      let outside = "";
+      try {
+        outbox.enqueueAll(["user:x"], "fan", {});
+      } catch (err) {
+        outside = String(err);
+      }
+      outbox.transaction(
+        state.storage,
+        () => {
+          outbox.enqueue("user:b", "first", { n: 0 });
+          outbox.enqueueAll(["user:c", "user:b", "user:a"], "fan", { gseq: 7 });
+          outbox.enqueueAll([], "none", {});
+        },
+        () => {},
+      );
+      const rows = state.storage.sql.exec<{ id: number; target: string; op: string; payload: string }>("SELECT id, target, op, payload FROM outbox ORDER BY id").toArray();
+      await outbox.drain();
+      outbox.settle();
+      return { outside, rows, handed, left: state.storage.sql.exec("SELECT 1 FROM outbox").toArray().length };
+    });
+    expect(out.outside).toContain("outside a transaction");
+    expect(out.rows.map((r) => [r.target, r.op, r.payload])).toEqual([
+      ["user:b", "first", '{"n":0}'],
+      ["user:c", "fan", '{"gseq":7}'],
+      ["user:b", "fan", '{"gseq":7}'],
+      ["user:a", "fan", '{"gseq":7}'],
+    ]);
+    expect(out.rows.map((r) => r.id)).toEqual([...out.rows.map((r) => r.id)].sort((a, b) => a - b));
+    expect(out.handed).toHaveLength(3);
+    expect(out.handed).toContainEqual([
+      "user:b",
+      [
+        { op: "first", payload: { n: 0 } },
+        { op: "fan", payload: { gseq: 7 } },
+      ],
+    ]);
+    expect(out.left).toBe(0);
+  });
+
   // The user object looks at its alarm again after a drain only when the drain
   // says so: a failure set a retry time, or a refusal may have released media.
   it("reports whether every hand-off went through: true when all did, false after a failure or a refusal", async () => {

@@ -57,7 +57,7 @@ export class GroupLog {
     this.sql.exec("INSERT INTO log (seq, kind, body, ts) VALUES (?, ?, ?, ?)", seq, body.kind, JSON.stringify(body), now);
     this.setMeta("head", String(seq));
     const op = body.kind === "message" ? GROUP_OPS.message : GROUP_OPS.event;
-    for (const user of recipients) this.outbox.enqueue(`user:${user}`, op, { gseq: seq }, now);
+    this.outbox.enqueueAll(recipients.map((user) => `user:${user}`), op, { gseq: seq }, now);
     return seq;
   }
 

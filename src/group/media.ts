@@ -38,7 +38,7 @@ export class GroupMedia {
     if (mediaIdsOf(message).length === 0) return;
     this.sql.exec("INSERT OR IGNORE INTO media_msgs (msg, sender, expires_at) VALUES (?, ?, ?)", message.msg, message.from, message.expiresAt ?? null);
     const holders = message.permanent ? [HISTORY_HOLDER] : members.map((m) => `user:${m}`);
-    for (const h of holders) this.sql.exec("INSERT OR IGNORE INTO media_holders (msg, holder) VALUES (?, ?)", message.msg, h);
+    this.sql.exec("INSERT OR IGNORE INTO media_holders (msg, holder) SELECT ?, value FROM json_each(?)", message.msg, JSON.stringify(holders));
   }
 
   /**
