@@ -6,6 +6,8 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { MAX_GROUP_MEMBERS } from "../src/limits";
 import { GroupEvent, GroupList, GroupView, MemberReceipt } from "../src/protocol";
+import { GroupReceipts } from "../src/group/receipts";
+import { Outbox } from "../src/outbox";
 import { call, connect, outboxRows, sleep, token, uid, waitOutboxesEmpty, type TestSocket } from "./helpers";
 
 async function createGroup(tok: string, name: string, members: string[]): Promise<GroupView> {
@@ -299,6 +301,37 @@ describe("groups", () => {
 
     const notSender = await call(`/v1/groups/${group.id}/messages/${msg}/receipts`, { token: await token(bob) });
     expect(await errorCode(notSender)).toBe("forbidden");
+  });
+
+  it("a receipt changes only a counted member's status, once: what changed nothing settles nothing", async () => {
+    const changed = await runInDurableObject(env.GROUPS.getByName(uid("g")), (_o, state) => {
+      const sql = state.storage.sql;
+      const receipts = new GroupReceipts(sql, new Outbox(sql, async () => [], () => {}), () => "g");
+      receipts.posted("m1", 1, "alice", 1, ["bob", "carol"]);
+      return [
+        receipts.record("dave", ["m1"], "delivered", 2), // never counted (or left: leaving deletes the rows)
+        receipts.record("bob", ["m1"], "delivered", 2),
+        receipts.record("bob", ["m1"], "delivered", 3), // a retried hand-off
+        receipts.record("bob", ["m1"], "read", 4),
+        receipts.record("bob", ["m1"], "read", 5),
+        receipts.record("carol", ["m1", "unknown"], "read", 6), // read implies delivered
+        receipts.record("carol", ["m1"], "delivered", 7),
+        sql.exec("SELECT user, delivered_at, read_at FROM msg_status ORDER BY user").toArray(),
+      ];
+    });
+    expect(changed).toEqual([
+      false,
+      true,
+      false,
+      true,
+      false,
+      true,
+      false,
+      [
+        { user: "bob", delivered_at: 2, read_at: 4 },
+        { user: "carol", delivered_at: 6, read_at: 6 },
+      ],
+    ]);
   });
 
   it("a message that reaches a member after that member read past its id counts as read, and its sender still gets read", async () => {

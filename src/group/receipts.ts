@@ -51,27 +51,29 @@ export class GroupReceipts {
 
   /**
    * A member's delivered/read hand-off. Messages it does not count for are
-   * ignored. Call settle() for the messages, once per transaction, before it ends.
+   * ignored: only the rows of members counted at post time exist, and leaving
+   * deletes them. Whether any status changed; call settle() for the messages of
+   * those that did, once per transaction, before it ends.
    */
-  record(user: string, msgs: readonly string[], status: "delivered" | "read", ts: number): void {
+  record(user: string, msgs: readonly string[], status: "delivered" | "read", ts: number): boolean {
     const list = JSON.stringify(msgs);
-    if (status === "read") {
-      this.sql.exec(
-        `UPDATE msg_status SET read_at = COALESCE(read_at, ?), delivered_at = COALESCE(delivered_at, ?)
-         WHERE user = ? AND msg IN (SELECT value FROM json_each(?))`,
-        ts,
-        ts,
-        user,
-        list,
-      );
-    } else {
-      this.sql.exec(
-        "UPDATE msg_status SET delivered_at = COALESCE(delivered_at, ?) WHERE user = ? AND msg IN (SELECT value FROM json_each(?))",
-        ts,
-        user,
-        list,
-      );
-    }
+    const changed =
+      status === "read"
+        ? this.sql.exec(
+            `UPDATE msg_status SET read_at = ?, delivered_at = COALESCE(delivered_at, ?)
+             WHERE user = ? AND read_at IS NULL AND msg IN (SELECT value FROM json_each(?))`,
+            ts,
+            ts,
+            user,
+            list,
+          )
+        : this.sql.exec(
+            "UPDATE msg_status SET delivered_at = ? WHERE user = ? AND delivered_at IS NULL AND msg IN (SELECT value FROM json_each(?))",
+            ts,
+            user,
+            list,
+          );
+    return changed.rowsWritten > 0;
   }
 
   /** Queues the receipts that records of these messages completed. */

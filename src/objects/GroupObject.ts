@@ -253,11 +253,9 @@ export class GroupObject extends DurableObject<Env> {
       }
       if (item.op === "receipt") {
         const r = item.payload as ReceiptPayload;
-        // Only the calling member's own status: `by` in the payload is not trusted.
-        if (this.roster.roleOf(user) !== null) {
-          this.receipts.record(user, r.msgs, r.status, r.ts);
-          for (const msg of r.msgs) touched.add(msg);
-        }
+        // Only the calling member's own status (`by` in the payload is not trusted);
+        // a former member's counts no longer (record()).
+        if (this.receipts.record(user, r.msgs, r.status, r.ts)) for (const msg of r.msgs) touched.add(msg);
         return { ok: true };
       }
       return fail("bad_frame", `unknown hand-off ${item.op}`);
