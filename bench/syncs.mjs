@@ -8,8 +8,9 @@
 // statements the objects ran (bench/trace-worker.ts counts them), the most
 // frequent listed.
 //
-//   node bench/syncs.mjs [messages] [group size] [--sequence]     (needs strace)
+//   node bench/syncs.mjs [messages] [group size] [--sequence] [--top N]     (needs strace)
 //
+// --top N lists the N most frequent statements (default 12).
 // --sequence prints every statement of one one-to-one message in order, with
 // the frame or RPC each belongs to and its transaction's bounds.
 import { join } from "node:path";
@@ -18,8 +19,12 @@ import { Client, tokenFor } from "./lib/client.mjs";
 import { workerdOf } from "./lib/procs.mjs";
 import { requireStrace, traceWrites } from "./lib/strace.mjs";
 
-const flags = process.argv.slice(2).filter((a) => a.startsWith("--"));
-const [nArg, groupArg] = process.argv.slice(2).filter((a) => !a.startsWith("--"));
+const argv = process.argv.slice(2);
+const topAt = argv.indexOf("--top");
+const TOP = topAt >= 0 ? Number(argv.splice(topAt, 2)[1]) : 12;
+if (!(TOP > 0)) throw new Error("--top takes a positive number");
+const flags = argv.filter((a) => a.startsWith("--"));
+const [nArg, groupArg] = argv.filter((a) => !a.startsWith("--"));
 const N = Number(nArg ?? 50);
 const GROUP = Number(groupArg ?? 50);
 const SEQUENCE = flags.includes("--sequence");
@@ -71,7 +76,7 @@ async function traceControl(what) {
 }
 
 /** Statements per unit, by class, and the most frequent ones. */
-function statementReport(statements, per, top = 12) {
+function statementReport(statements, per, top = TOP) {
   const lines = [];
   const all = [];
   for (const [cls, byText] of Object.entries(statements)) {
