@@ -215,10 +215,14 @@ export class ChatService {
     this.d.transaction(() => {
       const prev = inbox.ack(device, seq, now);
       if (prev === null) return;
-      // RETURNING gives rows in no set order, and `delivered` as it was before the ack (0).
+      // The messages among the entries this ack covers (still here: the purge below
+      // runs after). RETURNING gives rows in no set order, and `delivered` as it was
+      // before the ack (0).
       const rows = sql
         .exec<{ msg: string; chat: string; read: number; delivered: number; seq: number }>(
-          "UPDATE received SET delivered = 1 WHERE seq > ? AND seq <= ? AND delivered = 0 RETURNING msg, chat, read, 0 AS delivered, seq",
+          `UPDATE received SET delivered = 1
+           WHERE msg IN (SELECT msg FROM inbox WHERE seq > ? AND seq <= ? AND msg IS NOT NULL) AND delivered = 0
+           RETURNING msg, chat, read, 0 AS delivered, seq`,
           prev,
           seq,
         )

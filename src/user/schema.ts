@@ -204,4 +204,8 @@ export const USER_MIGRATIONS: readonly string[] = [
    ALTER TABLE received_new RENAME TO received;
    CREATE INDEX received_chat ON received(chat, msg);
    CREATE INDEX received_seq ON received(seq);`,
+  // 18: an ack finds the messages it delivers through the inbox entries it covers (keyed
+  // by seq, in the same transaction, before they are purged), not through an index on
+  // received.seq: every delivery wrote a page of that index for one lookup per ack.
+  `DROP INDEX received_seq;`,
 ];
