@@ -9,12 +9,15 @@
 // back off exponentially; the owning object's alarm wakes the drain.
 //
 // A row handed over is not deleted at once: its delete waits in memory and
-// rides along with the owner's next write transaction (settle()), or is written
-// at the end of a drain that handed over many rows, or by the next pass (the
+// rides along with the owner's next write transaction that queues rows
+// (settle()), whose commit writes the outbox's pages anyway, or is written at
+// the end of a drain that handed over many rows, or by the next pass (the
 // backstop alarm set when the row was queued starts one). Every delete is its
 // own disk commit otherwise: two more per one-to-one message, one per member of
-// a group post. Losing the pending deletes (eviction, crash) only means those
-// rows are handed over again, which idempotent callees already absorb.
+// a group post; and riding along with a write that queues nothing (a delivery
+// being accepted) added the outbox and its index to that commit, two WAL pages
+// on the way to the recipient. Losing the pending deletes (eviction, crash)
+// only means those rows are handed over again, which idempotent callees absorb.
 import { OUTBOX_BACKSTOP_MS, OUTBOX_BATCH_SIZE, OUTBOX_RETRY_BASE_MS, OUTBOX_RETRY_MAX_MS } from "./limits";
 
 export const OUTBOX_SCHEMA = `
@@ -89,8 +92,8 @@ export class Outbox {
   ) {}
 
   /**
-   * The owner's one way to write: fn runs as one transaction of `storage`, the
-   * pending deletes commit with it, and when it queued rows `wake` runs after it
+   * The owner's one way to write: fn runs as one transaction of `storage`; when
+   * it queued rows, the pending deletes commit with it and `wake` runs after it
    * has committed (a drain started inside it could hand over a row its rollback
    * then removes).
    */
@@ -100,7 +103,7 @@ export class Outbox {
     try {
       result = storage.transactionSync(() => {
         const r = fn();
-        this.settle();
+        if (this.queued) this.settle();
         return r;
       });
     } catch (err) {

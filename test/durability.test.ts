@@ -523,6 +523,28 @@ describe("stubs", () => {
 });
 
 describe("outbox drain", () => {
+  it("a handed-over row's delete rides along only with a transaction that queues rows, whose commit writes the outbox anyway", async () => {
+    const out = await runInDurableObject(stub(uid("outbox")), async (_o, state) => {
+      const sql = state.storage.sql;
+      const outbox = new Outbox(sql, async (_t, items) => items.map(() => ({ ok: true as const })), () => {});
+      const ids = () => sql.exec<{ id: number }>("SELECT id FROM outbox ORDER BY id").toArray().map((r) => r.id);
+      outbox.transaction(state.storage, () => outbox.enqueue("user:b", "op", { n: 1 }), () => {});
+      const queued = ids();
+      await outbox.drain();
+      const handed = { ids: ids(), unsettled: outbox.unsettled() };
+      // A write that queues nothing (a hand-off being accepted) leaves the delete waiting.
+      outbox.transaction(state.storage, () => sql.exec("INSERT INTO meta (key, value) VALUES ('scratch', '1') ON CONFLICT(key) DO UPDATE SET value = excluded.value"), () => {});
+      const afterPlain = ids();
+      outbox.transaction(state.storage, () => outbox.enqueue("user:b", "op", { n: 2 }), () => {});
+      return { queued, handed, afterPlain, afterQueue: ids(), unsettled: outbox.unsettled() };
+    });
+    expect(out.handed).toEqual({ ids: out.queued, unsettled: 1 });
+    expect(out.afterPlain).toEqual(out.queued);
+    expect(out.afterQueue).toHaveLength(1);
+    expect(out.afterQueue[0]).toBeGreaterThan(out.queued[0]!);
+    expect(out.unsettled).toBe(0);
+  });
+
   it("enqueueAll queues a row for each target in the order given, behind rows already queued to them", async () => {
     const out = await runInDurableObject(stub(uid("outbox")), async (_o, state) => {
       const handed: Array<[string, unknown[]]> = [];
