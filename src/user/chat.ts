@@ -23,7 +23,8 @@ export interface ChatDeps {
    * ctx.storage.transactionSync: all of fn is durable, or none of it.
    * `storesDeadlines`, asked once fn committed: false when fn stored no expiry
    * (disappearing message, media), so the alarm look after the rows it queued
-   * skips the deadline query (as a hand-off does, mayAddDeadlines).
+   * skips the deadline query. A send says so by carriesDeadline, a hand-off by
+   * mayAddDeadlines, an ack or a read never stores one.
    */
   transaction<T>(fn: () => T, storesDeadlines?: () => boolean): T;
   inbox: Inbox;
@@ -177,7 +178,7 @@ export class ChatService {
       const until = "user" in frame.to ? (envelope.expiresAt ?? null) : null;
       const mediaIds = media !== undefined ? [media.id, ...attachments] : attachments;
       for (const id of mediaIds) referenceMedia(sql, id, msg, key, now, until);
-      deadlines = envelope.expiresAt !== undefined || mediaIds.length > 0;
+      deadlines = carriesDeadline(envelope);
       // Temporary: the media lives while any copy does (src/user/media-holds.ts).
       const counted = mediaIds.length > 0 && !("user" in frame.to && envelope.permanent);
       if ("user" in frame.to) {
@@ -309,6 +310,7 @@ export class ChatService {
         if (from.startsWith("user:") && item.op === "amend") return this.amendFromPeer(from, item.payload as Amendment, now, pushes);
         return { ok: false as const, code: "bad_frame", message: `unknown hand-off ${item.op} from ${from}` };
       }),
+      () => mayAddDeadlines(from, items),
     );
     for (const json of pushes) this.d.push(json);
     for (const [json, except] of groupPushes) this.d.push(json, except);
