@@ -135,6 +135,20 @@ async function floorPosts(ctx, name, size, warmup, posts, { durable = false } = 
   return last;
 }
 
+/** `count` floor rooms of `size` posting at the same moment, `rounds` times after one unmeasured: the last-member latencies; closes the rooms. */
+async function floorRoundsAtOnce(ctx, name, count, size, rounds, { durable = false } = {}) {
+  const rooms = [];
+  for (let gi = 0; gi < count; gi++) rooms.push(await floorRoom(ctx, ctx.user(`${name}-g${gi}`), size, { durable }));
+  const last = [];
+  for (let round = 0; round < rounds + 1; round++) {
+    const rs = await Promise.all(rooms.map((r) => floorPost(r, `c${round}`)));
+    if (round > 0) for (const r of rs) if (r.last !== null) last.push(r.last);
+    await sleep(MIN_GAP_MS);
+  }
+  for (const r of rooms) for (const ws of r.sockets) ws.close();
+  return last;
+}
+
 export async function scenarioGroups(ctx) {
   const size = Math.min(200, ctx.count(200, 50));
   const posts = ctx.count(20, 6);
@@ -147,18 +161,13 @@ export async function scenarioGroups(ctx) {
 
   // The floor first: it is measured whether or not the server has groups.
   const fLast = await floorPosts(ctx, "s3-floor", size, warmup, posts);
-  const fRooms = [];
-  for (let gi = 0; gi < groupsAtOnce; gi++) fRooms.push(await floorRoom(ctx, ctx.user(`s3-floor-g${gi}`), concurrentSize));
-  const fConc = [];
-  for (let round = 0; round < rounds + 1; round++) {
-    const rs = await Promise.all(fRooms.map((r) => floorPost(r, `c${round}`)));
-    if (round > 0) for (const r of rs) if (r.last !== null) fConc.push(r.last);
-  }
-  for (const r of fRooms) for (const ws of r.sockets) ws.close();
+  const fConc = await floorRoundsAtOnce(ctx, "s3-floor", groupsAtOnce, concurrentSize, rounds);
   const floorOne = summarize(fLast);
   const floorMany = summarize(fConc);
   await ctx.quiesce();
   const durableOne = summarize(await floorPosts(ctx, "s3-durable-floor", size, warmup, posts, { durable: true }));
+  await ctx.quiesce();
+  const durableMany = summarize(await floorRoundsAtOnce(ctx, "s3-durable-floor", groupsAtOnce, concurrentSize, rounds, { durable: true }));
 
   await ctx.quiesce();
   const g = await realGroup(ctx, "one", size);
@@ -237,8 +246,19 @@ export async function scenarioGroups(ctx) {
         lost: concMissing,
         duplicated: concDup,
       },
+      {
+        measure: `durable floor: ${groupsAtOnce} groups of ${concurrentSize} post at once → last member`,
+        real: durableMany,
+        floor: floorMany,
+        floorLabel: `${groupsAtOnce} broadcasts at once`,
+        lost: null,
+        duplicated: null,
+      },
     ],
-    durable: [{ measure: `post → last of ${size - 1} members`, real: s, durable: durableOne, relay: floorOne }],
+    durable: [
+      { measure: `post → last of ${size - 1} members`, real: s, durable: durableOne, relay: floorOne },
+      { measure: `${groupsAtOnce} groups of ${concurrentSize} post at once → last member`, real: m, durable: durableMany, relay: floorMany },
+    ],
     targets: [
       { name: `${size}-member fan-out p50 ≤ 2× broadcast floor`, limit: 2, measured: ratio(s.p50, floorOne.p50), floorMeasured: ratio(durableOne.p50, floorOne.p50) },
       { name: "group fan-out: lost 0, duplicated 0", limit: 0, measured: missing + duplicated + concMissing + concDup },
