@@ -6,20 +6,28 @@
 // writes and syncs, sockets). Then the same round trip through the durable
 // floor (bench/floor.ts: one row in each object each way, no auth, schema,
 // outbox or receipts of its own) and the relay floor, so the figure can be
-// read as "ours per message against the least v1 allows". Usage:
+// read as "ours per message against the least v1 allows". With --group, the
+// same for posts to a group of `size` (default 200) all connected: one post at a
+// time, the CPU per post with every member's ack and receipt in it, against the
+// durable floor's group (a row in the group and in each member, each member's
+// answer a row in it and in the group) and a bare broadcast. Usage:
 //   node bench/cpu.mjs [N] [rounds] [--state-dir <dir>]   (e.g. /dev/shm: no disk syncs)
+//   node bench/cpu.mjs [N] [rounds] --group [size] [--state-dir <dir>]
 import { mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { startDevServer } from "../scripts/dev-server.mjs";
 import { Client, sleep } from "./lib/client.mjs";
 import { floorPair } from "./scenarios/latency.mjs";
+import { floorPost, floorRoom, post, realGroup } from "./scenarios/groups.mjs";
 import { HZ } from "./lib/stats.mjs";
 import { cpuTicksOf, workerdOf } from "./lib/procs.mjs";
 
 const args = process.argv.slice(2);
 const stateAt = args.indexOf("--state-dir");
 const stateParent = stateAt >= 0 ? args.splice(stateAt, 2)[1] : undefined;
-const N = Number(args[0] ?? 300);
+const groupAt = args.indexOf("--group");
+const groupSize = groupAt < 0 ? 0 : Number(/^\d+$/.test(args[groupAt + 1] ?? "") ? args.splice(groupAt, 2)[1] : (args.splice(groupAt, 1), 200));
+const N = Number(args[0] ?? (groupSize ? 20 : 300));
 const ROUNDS = Number(args[1] ?? 3);
 const root = new URL("..", import.meta.url).pathname;
 const persistTo = stateParent ? mkdtempSync(join(stateParent, "relay-cpu-")) : undefined;
@@ -39,11 +47,32 @@ try {
     const kernelMs = ((t1.kernel - t0.kernel) * 1000) / HZ;
     return { total: (userMs + kernelMs) / N, kernel: kernelMs / N, seconds: (performance.now() - w0) / 1000 };
   };
+  const unit = groupSize ? "post" : "message";
   const report = (label, r, m) =>
-    console.log(`${label} round ${r + 1}: ${m.total.toFixed(2)} ms CPU per message, ${m.kernel.toFixed(2)} of it in the kernel (${N} messages in ${m.seconds.toFixed(1)} s)`);
+    console.log(`${label} round ${r + 1}: ${m.total.toFixed(2)} ms CPU per ${unit}, ${m.kernel.toFixed(2)} of it in the kernel (${N} ${unit}s in ${m.seconds.toFixed(1)} s)`);
   const perMessage = [];
   const floors = { durable: [], relay: [] };
-  for (let r = 0; r < ROUNDS; r++) {
+  for (let r = 0; r < ROUNDS && groupSize; r++) {
+    const ctx = { base: server.url, user: (name) => `cpu-${name}-${r}-${Date.now()}` };
+    const g = await realGroup(ctx, "g", groupSize);
+    if (g.error) throw new Error(g.error);
+    const ours = await measure(async (id) => {
+      if ((await post(g, id)).last === null) throw new Error(`post ${id} did not reach every member`);
+    });
+    perMessage.push(ours.total);
+    report("ours   ", r, ours);
+    for (const c of g.clients) c.close();
+    for (const kind of ["durable", "relay"]) {
+      const room = await floorRoom(ctx, ctx.user(`${kind}-room`), groupSize, { durable: kind === "durable" });
+      const m = await measure(async (id) => {
+        if ((await floorPost(room, id)).last === null) throw new Error(`${kind} floor: post ${id} did not reach every socket`);
+      });
+      floors[kind].push(m.total);
+      report(`${kind.padEnd(7)}`, r, m);
+      for (const ws of room.sockets) ws.close();
+    }
+  }
+  for (let r = 0; r < ROUNDS && !groupSize; r++) {
     const alice = new Client({ base: server.url, user: `cpu-a${r}-${Date.now()}`, device: "phone" });
     const bob = new Client({ base: server.url, user: `cpu-b${r}-${Date.now()}`, device: "phone" });
     await alice.connect();
@@ -68,7 +97,11 @@ try {
     }
   }
   const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-  console.log(`median: ${median(perMessage).toFixed(2)} ms CPU per one-to-one message (send, deliver, ack, receipt, ack)`);
+  console.log(
+    groupSize
+      ? `median: ${median(perMessage).toFixed(2)} ms CPU per post to ${groupSize} members (fan-out, members' acks and receipts)`
+      : `median: ${median(perMessage).toFixed(2)} ms CPU per one-to-one message (send, deliver, ack, receipt, ack)`,
+  );
   console.log(
     `durable floor: ${median(floors.durable).toFixed(2)} ms (ours ${(median(perMessage) / median(floors.durable)).toFixed(2)}×); relay floor: ${median(floors.relay).toFixed(2)} ms`,
   );

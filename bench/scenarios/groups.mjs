@@ -93,7 +93,7 @@ async function drainLate(groups, ids, maxMs) {
 }
 
 /** `size` sockets in one floor room; with `durable`, on the durable floor, every socket a member of the room's group. */
-async function floorRoom(ctx, room, size, { durable = false } = {}) {
+export async function floorRoom(ctx, room, size, { durable = false } = {}) {
   const arrivals = new Map();
   const sockets = new Array(size);
   await pool(size, 32, async (i) => {
@@ -113,7 +113,7 @@ async function floorRoom(ctx, room, size, { durable = false } = {}) {
   return { sockets, arrivals, size };
 }
 
-async function floorPost(r, id) {
+export async function floorPost(r, id) {
   const t0 = performance.now();
   r.sockets[0].send(JSON.stringify({ to: "*", id, text: `post ${id}` }));
   const deadline = t0 + POST_TIMEOUT_MS;
