@@ -136,7 +136,11 @@ export async function floorPost(r, id) {
   return { last: got.length === r.size - 1 ? Math.max(...got) : null, each: got };
 }
 
-/** Waits out what a set-up left running (SETUP_SETTLE_MS), floors and ours alike; --quick only waits for an idle runtime. */
+/**
+ * Waits out what our set-up left running (SETUP_SETTLE_MS); --quick only waits
+ * for an idle runtime. The floors leave nothing running (no presence, no
+ * alarms): they only wait for the runtime to be idle.
+ */
 async function settleSetup(ctx) {
   if (!ctx.quick) await sleep(SETUP_SETTLE_MS);
   await ctx.quiesce();
@@ -145,7 +149,7 @@ async function settleSetup(ctx) {
 /** A floor room's posts, one at a time after the warm-up: the last-member latencies; closes the room. */
 async function floorPosts(ctx, name, size, warmup, posts, { durable = false } = {}) {
   const room = await floorRoom(ctx, ctx.user(name), size, { durable });
-  await settleSetup(ctx);
+  await ctx.quiesce();
   const last = [];
   for (let i = 0; i < warmup + posts; i++) {
     const r = await floorPost(room, i);
@@ -160,7 +164,7 @@ async function floorPosts(ctx, name, size, warmup, posts, { durable = false } = 
 async function floorRoundsAtOnce(ctx, name, count, size, rounds, { durable = false } = {}) {
   const rooms = [];
   for (let gi = 0; gi < count; gi++) rooms.push(await floorRoom(ctx, ctx.user(`${name}-g${gi}`), size, { durable }));
-  await settleSetup(ctx);
+  await ctx.quiesce();
   const last = [];
   for (let round = 0; round < rounds + 1; round++) {
     const rs = await Promise.all(rooms.map((r) => floorPost(r, `c${round}`)));
