@@ -121,8 +121,7 @@ export class Outbox {
 
   /** Call inside transaction(): the row commits with the change that caused it. */
   enqueue(target: string, op: string, payload: unknown, now = Date.now()): void {
-    if (this.depth === 0) throw new Error(`outbox row for ${target} queued outside a transaction`);
-    this.queued = true;
+    this.willQueue(target);
     this.sql.exec(
       "INSERT INTO outbox (target, op, payload, next_at, created_at) VALUES (?, ?, ?, ?, ?)",
       target,
@@ -139,9 +138,8 @@ export class Outbox {
    * numbered in the order of `targets`.
    */
   enqueueAll(targets: readonly string[], op: string, payload: unknown, now = Date.now()): void {
-    if (this.depth === 0) throw new Error("outbox rows queued outside a transaction");
     if (targets.length === 0) return;
-    this.queued = true;
+    this.willQueue(`${targets[0]} and ${targets.length - 1} more`);
     this.sql.exec(
       "INSERT INTO outbox (target, op, payload, next_at, created_at) SELECT value, ?, ?, ?, ? FROM json_each(?) ORDER BY key",
       op,
@@ -150,6 +148,12 @@ export class Outbox {
       now,
       JSON.stringify(targets),
     );
+  }
+
+  /** Both enqueues: rows only inside transaction(), which then settles and wakes. */
+  private willQueue(targets: string): void {
+    if (this.depth === 0) throw new Error(`outbox row for ${targets} queued outside a transaction`);
+    this.queued = true;
   }
 
   /**
