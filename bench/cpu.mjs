@@ -50,50 +50,70 @@ try {
   const unit = groupSize ? "post" : "message";
   const report = (label, r, m) =>
     console.log(`${label} round ${r + 1}: ${m.total.toFixed(2)} ms CPU per ${unit}, ${m.kernel.toFixed(2)} of it in the kernel (${N} ${unit}s in ${m.seconds.toFixed(1)} s)`);
-  const perMessage = [];
-  const floors = { durable: [], relay: [] };
-  for (let r = 0; r < ROUNDS && groupSize; r++) {
-    const ctx = { base: server.url, user: (name) => `cpu-${name}-${r}-${Date.now()}` };
-    const g = await realGroup(ctx, "g", groupSize);
-    if (g.error) throw new Error(g.error);
-    const ours = await measure(async (id) => {
-      if ((await post(g, id)).last === null) throw new Error(`post ${id} did not reach every member`);
-    });
-    perMessage.push(ours.total);
-    report("ours   ", r, ours);
-    for (const c of g.clients) c.close();
-    for (const kind of ["durable", "relay"]) {
+  // Each mode's workloads: set up, one unit at a time (`one`), and close.
+  const groupMode = {
+    async ours(r) {
+      const g = await realGroup(ctxOf(r), "g", groupSize);
+      if (g.error) throw new Error(g.error);
+      return {
+        one: async (id) => {
+          if ((await post(g, id)).last === null) throw new Error(`post ${id} did not reach every member`);
+        },
+        close: () => g.clients.forEach((c) => c.close()),
+      };
+    },
+    async floor(kind, r) {
+      const ctx = ctxOf(r);
       const room = await floorRoom(ctx, ctx.user(`${kind}-room`), groupSize, { durable: kind === "durable" });
-      const m = await measure(async (id) => {
-        if ((await floorPost(room, id)).last === null) throw new Error(`${kind} floor: post ${id} did not reach every socket`);
-      });
-      floors[kind].push(m.total);
-      report(`${kind.padEnd(7)}`, r, m);
-      for (const ws of room.sockets) ws.close();
-    }
-  }
-  for (let r = 0; r < ROUNDS && !groupSize; r++) {
-    const alice = new Client({ base: server.url, user: `cpu-a${r}-${Date.now()}`, device: "phone" });
-    const bob = new Client({ base: server.url, user: `cpu-b${r}-${Date.now()}`, device: "phone" });
-    await alice.connect();
-    await bob.connect();
-    const ours = await measure(async (id) => {
-      alice.send({ user: bob.user }, id, "x");
-      await alice.until(() => alice.sent.has(id) && alice.delivered.has(alice.sent.get(id).msg), 10_000);
-    });
-    perMessage.push(ours.total);
-    report("ours   ", r, ours);
-    alice.close();
-    bob.close();
-    for (const kind of ["durable", "relay"]) {
+      return {
+        one: async (id) => {
+          if ((await floorPost(room, id)).last === null) throw new Error(`${kind} floor: post ${id} did not reach every socket`);
+        },
+        close: () => room.sockets.forEach((ws) => ws.close()),
+      };
+    },
+  };
+  const pairMode = {
+    async ours(r) {
+      const alice = new Client({ base: server.url, user: `cpu-a${r}-${Date.now()}`, device: "phone" });
+      const bob = new Client({ base: server.url, user: `cpu-b${r}-${Date.now()}`, device: "phone" });
+      await alice.connect();
+      await bob.connect();
+      return {
+        one: async (id) => {
+          alice.send({ user: bob.user }, id, "x");
+          await alice.until(() => alice.sent.has(id) && alice.delivered.has(alice.sent.get(id).msg), 10_000);
+        },
+        close: () => (alice.close(), bob.close()),
+      };
+    },
+    async floor(kind, r) {
       const pair = await floorPair({ base: server.url }, `cpu-${kind}-${r}-${Date.now()}`, { durable: kind === "durable" });
       let k = 0;
-      const m = await measure(async () => {
-        if (!(await pair.ping(k++))) throw new Error(`${kind} floor: no answer`);
-      });
-      floors[kind].push(m.total);
-      report(`${kind.padEnd(7)}`, r, m);
-      pair.close();
+      return {
+        one: async () => {
+          if (!(await pair.ping(k++))) throw new Error(`${kind} floor: no answer`);
+        },
+        close: () => pair.close(),
+      };
+    },
+  };
+  const ctxOf = (r) => ({ base: server.url, user: (name) => `cpu-${name}-${r}-${Date.now()}` });
+  const mode = groupSize ? groupMode : pairMode;
+  const perMessage = [];
+  const floors = { durable: [], relay: [] };
+  for (let r = 0; r < ROUNDS; r++) {
+    const ours = await mode.ours(r);
+    const m = await measure(ours.one);
+    ours.close();
+    perMessage.push(m.total);
+    report("ours   ", r, m);
+    for (const kind of ["durable", "relay"]) {
+      const floor = await mode.floor(kind, r);
+      const f = await measure(floor.one);
+      floor.close();
+      floors[kind].push(f.total);
+      report(`${kind.padEnd(7)}`, r, f);
     }
   }
   const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
