@@ -48,9 +48,15 @@ export class FloorObject extends DurableObject<FloorEnv> {
 
 /** The `to` of a floor frame, or null for anything else (the floors drop it). */
 function targetOf(message: string): string | null {
+  return floorFrame(message)?.to ?? null;
+}
+
+/** A floor frame's `to` and, for a message, its `id`; null for anything else. */
+function floorFrame(message: string): { to: string; id?: string | number } | null {
   try {
-    const to = (JSON.parse(message) as { to?: unknown }).to;
-    return typeof to === "string" ? to : null;
+    const { to, id } = JSON.parse(message) as { to?: unknown; id?: unknown };
+    if (typeof to !== "string") return null;
+    return typeof id === "string" || typeof id === "number" ? { to, id } : { to };
   } catch {
     return null;
   }
@@ -73,8 +79,9 @@ export interface DurableFloorEnv {
  * follow a durable write, and every `message` carries the recipient's own inbox
  * `seq`, which is never reused, so it follows a durable write in the
  * recipient's object. This floor does exactly that and nothing else: one
- * SQLite row per object a frame passes through, a hand-off by RPC, a push. No
- * auth, no schema, no receipts, no outbox, no retry. The distance from the
+ * SQLite row per object a frame passes through, a hand-off by RPC, a push, and
+ * the sender's `sent` once its write is durable. No auth, no schema, no
+ * receipts, no outbox, no retry. The distance from the
  * relay floor to this one is the platform's price of durability; the distance
  * from this one to the real server is ours.
  *
@@ -89,6 +96,15 @@ export interface DurableFloorEnv {
  *                               durable accept, the generous reading of v1.
  *   frame {"to":"^", ...}       a member's answer to its group (a receipt):
  *                               stored in the member's object and in the group's
+ *
+ * A frame with an "id" (a message, to a peer or to "*") is answered on the
+ * sender's socket with {"type":"sent","id":<id>} once it is durable: after the
+ * sender's write, which the output gate holds the frame behind, or after the
+ * group's write, which the group's answer to the sender's object follows. v1
+ * demands it, and locally a frame to a client costs the runtime's one thread
+ * some hundreds of microseconds (the socket's pump, the isolate lock), so a
+ * floor without it would leave out a cost every server pays. Answers (frames
+ * with "ack") get none, as an ack gets none.
  *
  * The bench's floor clients answer every message, as a device acks it and its
  * object hands the receipt back, so the floor carries the return trip v1 also
@@ -118,15 +134,21 @@ export class DurableFloorObject extends DurableObject<DurableFloorEnv> {
 
   override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
     if (typeof message !== "string") return;
-    const to = targetOf(message);
-    if (to === null) return;
+    const frame = floorFrame(message);
+    if (frame === null) return;
     const { room, peer } = ws.deserializeAttachment() as { room: string; peer: string };
-    if (to === "*") {
+    const sent = frame.id === undefined ? null : JSON.stringify({ type: "sent", id: frame.id });
+    if (frame.to === "*") {
+      // The group's answer follows its write (and the fan-out it started).
       await this.other(room, "*").broadcast(room, peer, message);
+      if (sent !== null) trySend(ws, sent);
       return;
     }
     this.store(message);
-    await this.other(room, to === "^" ? "*" : to).deliver(message);
+    // The hand-off first, then `sent`, as the real server orders them: both wait for this write.
+    const handed = this.other(room, frame.to === "^" ? "*" : frame.to).deliver(message);
+    if (sent !== null) trySend(ws, sent);
+    await handed;
   }
 
   /** The group object's roster: durable, as a real group's is. */
@@ -135,10 +157,16 @@ export class DurableFloorObject extends DurableObject<DurableFloorEnv> {
     this.roster = null;
   }
 
-  async broadcast(room: string, from: string, message: string): Promise<void> {
+  /**
+   * Stores a post and hands it to every member at once. Answers once the post
+   * is stored (the output gate holds the answer behind that write), not once
+   * every member has it: the sender's `sent` waits for the group's write only.
+   */
+  broadcast(room: string, from: string, message: string): void {
     this.store(message);
     this.roster ??= this.ctx.storage.sql.exec<{ peer: string }>("SELECT peer FROM roster").toArray().map((r) => r.peer);
-    await Promise.all(this.roster.filter((p) => p !== from).map((p) => this.other(room, p).deliver(message)));
+    const all = Promise.all(this.roster.filter((p) => p !== from).map((p) => this.other(room, p).deliver(message)));
+    this.ctx.waitUntil(all.then(() => undefined));
   }
 
   deliver(message: string): void {

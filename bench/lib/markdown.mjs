@@ -60,7 +60,8 @@ export function renderMarkdown(report, name = "latest") {
       "The **durable floor** (`bench/floor.ts`) does only what protocol v1 asks of any server: `sent` follows a durable " +
         "write, and every `message` carries the recipient's own never-reused `seq`, so it follows a durable write in the " +
         "recipient's object. It stores one row in each object a frame passes through (sender and recipient; for a group, " +
-        "the group and each member), hands it on by RPC and pushes it; its receivers answer every message the same way, " +
+        "the group and each member), hands it on by RPC and pushes it, and answers the sender `sent` once its write is durable; " +
+        "its receivers answer every message the same way, " +
         "as an ack turns into a receipt. No auth, schema, outbox or retry. " +
         "**Durable × relay** is what durability alone costs on this machine; **ours × durable** is the distance that is the " +
         "server's own.",

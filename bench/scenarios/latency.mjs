@@ -52,7 +52,9 @@ export async function floorPair(ctx, room, { durable = false } = {}) {
   const a = await floorSocket(ctx.base, room, "a", {
     durable,
     onMessage: (data, at) => {
-      returns.set(JSON.parse(data).ack, at);
+      const f = JSON.parse(data);
+      if (f.type === "sent") return; // the durable floor's `sent`
+      returns.set(f.ack, at);
       wake?.();
     },
   });
