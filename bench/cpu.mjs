@@ -23,7 +23,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { startDevServer } from "../scripts/dev-server.mjs";
-import { Client, sleep } from "./lib/client.mjs";
+import { Client, sleep, sleepRest } from "./lib/client.mjs";
 import { floorPair } from "./scenarios/latency.mjs";
 import { floorPost, floorRoom, post, realGroup } from "./scenarios/groups.mjs";
 import { HZ } from "./lib/stats.mjs";
@@ -48,8 +48,7 @@ try {
   const paced = async (one, id) => {
     const t = performance.now();
     await one(id);
-    const rest = PACE_MS - (performance.now() - t);
-    if (rest > 0) await sleep(rest);
+    await sleepRest(t, PACE_MS);
   };
   /** CPU of the runtime per message over N calls of one(i), after 20 of warm-up. */
   const measure = async (one) => {
@@ -67,6 +66,8 @@ try {
   const unit = groupSize ? "post" : "message";
   const report = (label, r, m) =>
     console.log(`${label} round ${r + 1}: ${m.total.toFixed(2)} ms CPU per ${unit}, ${m.kernel.toFixed(2)} of it in the kernel (${N} ${unit}s in ${m.seconds.toFixed(1)} s, paced to one per ${PACE_MS} ms)`);
+  /** Fresh names for round r's users and rooms. */
+  const ctxOf = (r) => ({ base: server.url, user: (name) => `cpu-${name}-${r}-${Date.now()}` });
   // Each mode's workloads: set up, one unit at a time (`one`), and close.
   const groupMode = {
     async ours(r) {
@@ -92,8 +93,9 @@ try {
   };
   const pairMode = {
     async ours(r) {
-      const alice = new Client({ base: server.url, user: `cpu-a${r}-${Date.now()}`, device: "phone" });
-      const bob = new Client({ base: server.url, user: `cpu-b${r}-${Date.now()}`, device: "phone" });
+      const ctx = ctxOf(r);
+      const alice = new Client({ base: server.url, user: ctx.user("a"), device: "phone" });
+      const bob = new Client({ base: server.url, user: ctx.user("b"), device: "phone" });
       await alice.connect();
       await bob.connect();
       return {
@@ -105,7 +107,8 @@ try {
       };
     },
     async floor(kind, r) {
-      const pair = await floorPair({ base: server.url }, `cpu-${kind}-${r}-${Date.now()}`, { durable: kind === "durable" });
+      const ctx = ctxOf(r);
+      const pair = await floorPair(ctx, ctx.user(`${kind}-pair`), { durable: kind === "durable" });
       let k = 0;
       return {
         one: async () => {
@@ -115,15 +118,14 @@ try {
       };
     },
   };
-  const ctxOf = (r) => ({ base: server.url, user: (name) => `cpu-${name}-${r}-${Date.now()}` });
   const mode = groupSize ? groupMode : pairMode;
-  const perMessage = [];
+  const perUnit = [];
   const floors = { durable: [], relay: [] };
   for (let r = 0; r < ROUNDS; r++) {
     const ours = await mode.ours(r);
     const m = await measure(ours.one);
     ours.close();
-    perMessage.push(m.total);
+    perUnit.push(m.total);
     report("ours   ", r, m);
     for (const kind of ["durable", "relay"]) {
       const floor = await mode.floor(kind, r);
@@ -136,11 +138,11 @@ try {
   const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   console.log(
     groupSize
-      ? `median: ${median(perMessage).toFixed(2)} ms CPU per post to ${groupSize} members (fan-out, members' acks and receipts)`
-      : `median: ${median(perMessage).toFixed(2)} ms CPU per one-to-one message (send, deliver, ack, receipt, ack)`,
+      ? `median: ${median(perUnit).toFixed(2)} ms CPU per post to ${groupSize} members (fan-out, members' acks and receipts)`
+      : `median: ${median(perUnit).toFixed(2)} ms CPU per one-to-one message (send, deliver, ack, receipt, ack)`,
   );
   console.log(
-    `durable floor: ${median(floors.durable).toFixed(2)} ms (ours ${(median(perMessage) / median(floors.durable)).toFixed(2)}×); relay floor: ${median(floors.relay).toFixed(2)} ms`,
+    `durable floor: ${median(floors.durable).toFixed(2)} ms (ours ${(median(perUnit) / median(floors.durable)).toFixed(2)}×); relay floor: ${median(floors.relay).toFixed(2)} ms`,
   );
 } finally {
   server.stop();

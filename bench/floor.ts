@@ -35,7 +35,7 @@ export class FloorObject extends DurableObject<FloorEnv> {
 
   override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
     if (typeof message !== "string") return;
-    const to = targetOf(message);
+    const to = floorFrame(message)?.to ?? null;
     if (to === "*") {
       for (const other of this.ctx.getWebSockets()) {
         if (other !== ws) trySend(other, message);
@@ -46,12 +46,7 @@ export class FloorObject extends DurableObject<FloorEnv> {
   }
 }
 
-/** The `to` of a floor frame, or null for anything else (the floors drop it). */
-function targetOf(message: string): string | null {
-  return floorFrame(message)?.to ?? null;
-}
-
-/** A floor frame's `to` and, for a message, its `id`; null for anything else. */
+/** A floor frame's `to` and, for a message, its `id`; null for anything else (the floors drop it). */
 function floorFrame(message: string): { to: string; id?: string | number } | null {
   try {
     const { to, id } = JSON.parse(message) as { to?: unknown; id?: unknown };

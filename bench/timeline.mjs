@@ -86,7 +86,11 @@ function segments(burst) {
   const push = at(s2, (c) => c.call === "sendto");
   if ([w1, s1, w2, s2, push].some((i) => i < 0)) return null;
   const sent = at(s1, (c) => c.call === "sendto");
-  return [...[w1, s1, w2, s2, push].map((i) => burst[i].t - t0), sent >= 0 && sent < w2 ? burst[sent].t - t0 : null];
+  return {
+    marks: [w1, s1, w2, s2, push].map((i) => burst[i].t - t0),
+    // µs from the sender's sync to its `sent`, when that went out before the recipient's writes
+    sentAfterSync: sent >= 0 && sent < w2 ? burst[sent].t - burst[s1].t : null,
+  };
 }
 
 function report(name, rows) {
@@ -94,16 +98,16 @@ function report(name, rows) {
   console.log(`${name} (${rows.length} messages, medians, µs):`);
   let prev = 0;
   labels.forEach((l, i) => {
-    const m = summarize(rows.map((r) => r[i])).p50;
+    const m = summarize(rows.map((r) => r.marks[i])).p50;
     console.log(`  ${l.padEnd(28)} ${String(Math.round(m - prev)).padStart(6)}   (at ${Math.round(m)})`);
     prev = m;
   });
   // Locally a frame to a client costs the runtime's thread some hundreds of µs
   // (the socket's pump, the isolate lock): a `sent` written between the two
   // commits delays the recipient's turn by that much.
-  const withSent = rows.filter((r) => r[5] !== null);
+  const withSent = rows.filter((r) => r.sentAfterSync !== null);
   if (withSent.length > 0) {
-    const after = summarize(withSent.map((r) => r[5] - r[1])).p50;
+    const after = summarize(withSent.map((r) => r.sentAfterSync)).p50;
     console.log(`  (\`sent\` written ${Math.round(after)} µs after the sender's sync, before the recipient's writes, in ${withSent.length} of ${rows.length})`);
   }
 }

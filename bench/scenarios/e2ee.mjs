@@ -15,7 +15,7 @@
 // sealing (device lists and bundles when not cached, ratchet, signatures),
 // opening, and writing the moved key state before the ack.
 import { chatClient, clientLibrary, cryptoTime, requests, startClient } from "../lib/chat-client.mjs";
-import { sleep } from "../lib/client.mjs";
+import { sleep, sleepRest } from "../lib/client.mjs";
 import { watchStalls } from "../lib/stalls.mjs";
 import { pool, ratio, summarize } from "../lib/stats.mjs";
 import { createGroup } from "./groups.mjs";
@@ -97,17 +97,12 @@ async function ping(pair, id) {
   return s;
 }
 
-async function paced(t0) {
-  const spent = performance.now() - t0;
-  if (spent < MIN_GAP_MS) await sleep(MIN_GAP_MS - spent);
-}
-
 /** Sessions as a chat has them: a sends, b answers (confirming a's sessions), the other device too. */
 async function warmPair(pair, n) {
   for (let i = 0; i < n; i++) {
     const t = performance.now();
     await ping(pair, `w${i}`);
-    await paced(t);
+    await sleepRest(t, MIN_GAP_MS);
     if (i === Math.floor(n / 2)) {
       pair.b.send({ user: pair.a.user }, { text: "reply" });
       if (pair.a2) pair.a2.send({ user: pair.b.user }, { text: "from the tablet" });
@@ -146,7 +141,7 @@ async function oneToOne(ctx) {
         const t = performance.now();
         const s = await ping(v.pair, id);
         if (s) for (const key of Object.keys(v.samples)) v.samples[key].push(s[key]);
-        await paced(t);
+        await sleepRest(t, MIN_GAP_MS);
       }
       v.seal += cryptoTime.seal - c0.seal;
       v.seals += cryptoTime.seals - c0.seals;

@@ -115,9 +115,7 @@ export async function floorRoom(ctx, room, size, { durable = false } = {}) {
       durable,
       join: durable,
       onMessage: (data, at) => {
-        const f = JSON.parse(data);
-        if (f.type === "sent") return; // the durable floor's answer to the poster
-        const id = f.id;
+        const id = JSON.parse(data).id;
         // On the durable floor a member answers its group, as a device's ack turns into a receipt.
         if (durable) sockets[i].send(JSON.stringify({ to: "^", ack: id }));
         let m = arrivals.get(id);

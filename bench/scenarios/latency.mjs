@@ -4,7 +4,7 @@
 // (Bob acks at once). The floor does the same hop through a bare relay object:
 // a -> b, then b answers a (the ack/receipt round trip). Real and floor
 // samples alternate one by one, so both see the same machine at the same time.
-import { Client, floorSocket, sleep } from "../lib/client.mjs";
+import { Client, floorSocket, sleep, sleepRest } from "../lib/client.mjs";
 import { ratio, summarize } from "../lib/stats.mjs";
 
 /** Below the per-device send limit (30/s): one message at most every 40 ms. */
@@ -52,9 +52,7 @@ export async function floorPair(ctx, room, { durable = false } = {}) {
   const a = await floorSocket(ctx.base, room, "a", {
     durable,
     onMessage: (data, at) => {
-      const f = JSON.parse(data);
-      if (f.type === "sent") return; // the durable floor's `sent`
-      returns.set(f.ack, at);
+      returns.set(JSON.parse(data).ack, at);
       wake?.();
     },
   });
@@ -87,11 +85,6 @@ export async function floorPair(ctx, room, { durable = false } = {}) {
   };
 }
 
-async function paced(t0, gapMs = MIN_GAP_MS) {
-  const spent = performance.now() - t0;
-  if (spent < gapMs) await sleep(gapMs - spent);
-}
-
 /** Lost = never arrived at all, checked at the end (a late arrival is slow, not lost). */
 function countLost(alice, bob, ids) {
   return ids.filter((id) => !bob.seenIds.has(`${alice.user}|${id}`)).length;
@@ -114,13 +107,13 @@ export async function scenarioLatency(ctx) {
     const t0 = performance.now();
     const r = await realPing(alice, bob, id);
     if (r && i >= warmup) for (const k of Object.keys(real)) real[k].push(r[k]);
-    await paced(t0);
+    await sleepRest(t0, MIN_GAP_MS);
     for (const [pair, into] of [[floor, fl], [durable, dfl]]) {
       const start = performance.now();
       const f = await pair.ping(i);
       if (!f) floorLost++;
       else if (i >= warmup) for (const k of Object.keys(into)) into[k].push(f[k]);
-      await paced(start, FLOOR_GAP_MS);
+      await sleepRest(start, FLOOR_GAP_MS);
     }
   }
   await sleep(300); // late duplicates would show up here
@@ -218,7 +211,7 @@ export async function scenarioPresence(ctx) {
       const t = performance.now();
       const r = await realPing(alice, bob, id);
       if (r) for (const key of Object.keys(into)) into[key].push(r[key]);
-      await paced(t);
+      await sleepRest(t, MIN_GAP_MS);
     }
     if (flooding) floodMs += performance.now() - t0;
     flooding = false;
